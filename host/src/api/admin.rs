@@ -1,0 +1,229 @@
+//! Operator endpoints under `/admin/v1`, guarded by the operator token:
+//! tenants (create, list), tenant keys (create, list) and key revocation.
+
+use std::sync::Arc;
+
+use http::{Method, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+
+use crate::auth::{Role, keys};
+use crate::error::{ApiError, ErrorCode};
+use crate::server::App;
+use crate::server::Body;
+use crate::storage::{KeyRow, StorageError, unix_now};
+
+/// Control-plane bodies are small; anything larger is a mistake.
+const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTenant {
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKey {
+    name: String,
+    role: String,
+}
+
+fn storage_err(e: StorageError) -> ApiError {
+    match e {
+        StorageError::DuplicateTenant(name) => {
+            ApiError::invalid("name", format!("a tenant named `{name}` already exists"))
+        }
+        StorageError::NoSuchTenant => ApiError::new(ErrorCode::NotFound, "no such tenant"),
+        other => ApiError::new(ErrorCode::Unavailable, other.to_string()),
+    }
+}
+
+fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
+    crate::server::json_response(status, v.to_string())
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(
+    req: http::Request<Incoming>,
+) -> Result<T, ApiError> {
+    let ct_ok = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !ct_ok {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "the request body must be JSON with `Content-Type: application/json`",
+        ));
+    }
+    let bytes = Limited::new(req.into_body(), MAX_ADMIN_BODY)
+        .collect()
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                "admin request bodies are limited to 64 KiB",
+            )
+        })?
+        .to_bytes();
+    crate::wire::parse_body(&bytes)
+}
+
+fn valid_name(field: &str, name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            field,
+            format!("`{field}` must be 1 to 200 printable characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Routes one `/admin/v1/...` request.
+pub async fn handle(
+    app: &Arc<App>,
+    ctx: &mut crate::server::RequestCtx,
+    req: http::Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let authorized = crate::auth::bearer(req.headers())
+        .is_some_and(|t| crate::auth::operator_token_matches(t, app.admin_token_sha256()));
+    if !authorized {
+        return Err(ApiError::new(
+            ErrorCode::Unauthenticated,
+            "a valid operator token is required",
+        ));
+    }
+    let path = req.uri().path().trim_start_matches("/admin/v1/").to_owned();
+    let segments: Vec<&str> = path.split('/').collect();
+    let method = req.method().clone();
+    match (method.clone(), segments.as_slice()) {
+        (Method::POST, ["tenants"]) => {
+            let body: CreateTenant = read_json(req).await?;
+            valid_name("name", &body.name)?;
+            let id = uuid::Uuid::now_v7().to_string();
+            let row = app
+                .storage
+                .create_tenant(&id, body.name.trim())
+                .await
+                .map_err(storage_err)?;
+            tracing::info!(tenant = %row.id, "tenant created");
+            Ok(json(
+                StatusCode::CREATED,
+                &serde_json::json!({"id": row.id, "name": row.name, "created_at": row.created_at}),
+            ))
+        }
+        (Method::GET, ["tenants"]) => {
+            let rows = app.storage.list_tenants().await.map_err(storage_err)?;
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({"object": "list", "data": rows}),
+            ))
+        }
+        (Method::POST, ["tenants", tenant_id, "keys"]) => {
+            let tenant_id = (*tenant_id).to_owned();
+            let body: CreateKey = read_json(req).await?;
+            valid_name("name", &body.name)?;
+            let role = Role::parse(&body.role).ok_or_else(|| {
+                ApiError::invalid("role", "`role` must be one of owner, admin, member")
+            })?;
+            if !app
+                .storage
+                .tenant_exists(&tenant_id)
+                .await
+                .map_err(storage_err)?
+            {
+                return Err(ApiError::new(ErrorCode::NotFound, "no such tenant"));
+            }
+            let new = keys::generate();
+            let row = KeyRow {
+                id: new.id.clone(),
+                tenant_id: tenant_id.clone(),
+                name: body.name.trim().to_owned(),
+                role,
+                salt: new.salt.to_vec(),
+                hash: keys::hash(app.keys.pepper(), &new.salt, secret_of(&new.plaintext)).to_vec(),
+                last4: new.last4.clone(),
+                created_at: unix_now(),
+                revoked_at: None,
+            };
+            app.storage.insert_key(&row).await.map_err(storage_err)?;
+            app.keys.insert(&row);
+            tracing::info!(tenant = %tenant_id, key_id = %row.id, role = role.as_str(), "API key created");
+            ctx.tenant = Some(Arc::from(tenant_id.as_str()));
+            // The only time the plaintext exists outside the client: this response.
+            Ok(json(
+                StatusCode::CREATED,
+                &serde_json::json!({
+                    "id": row.id,
+                    "key": new.plaintext,
+                    "last4": row.last4,
+                    "role": role,
+                    "name": row.name,
+                    "tenant_id": tenant_id,
+                }),
+            ))
+        }
+        (Method::GET, ["tenants", tenant_id, "keys"]) => {
+            if !app
+                .storage
+                .tenant_exists(tenant_id)
+                .await
+                .map_err(storage_err)?
+            {
+                return Err(ApiError::new(ErrorCode::NotFound, "no such tenant"));
+            }
+            let rows = app
+                .storage
+                .list_keys(Some(tenant_id))
+                .await
+                .map_err(storage_err)?;
+            let data: Vec<_> = rows
+                .iter()
+                .map(|k| {
+                    serde_json::json!({
+                        "id": k.id, "name": k.name, "role": k.role, "last4": k.last4,
+                        "created_at": k.created_at, "revoked_at": k.revoked_at,
+                    })
+                })
+                .collect();
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({"object": "list", "data": data}),
+            ))
+        }
+        (Method::DELETE, ["keys", key_id]) => {
+            let key_id = (*key_id).to_owned();
+            // Memory first: from this instant the key no longer authenticates, even if the write is slow.
+            app.keys.remove(&key_id);
+            match app.storage.revoke_key(&key_id).await.map_err(storage_err)? {
+                Some(tenant) => {
+                    tracing::info!(tenant = %tenant, key_id = %key_id, "API key revoked");
+                    Ok(json(
+                        StatusCode::OK,
+                        &serde_json::json!({"id": key_id, "revoked": true}),
+                    ))
+                }
+                None => Err(ApiError::new(
+                    ErrorCode::NotFound,
+                    "no live key with that id",
+                )),
+            }
+        }
+        (_, ["tenants"] | ["tenants", _, "keys"] | ["keys", _]) => Err(ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            format!("{method} is not allowed here"),
+        )),
+        _ => Err(ApiError::new(ErrorCode::NotFound, "no such admin endpoint")),
+    }
+}
+
+/// The secret part of a freshly generated key (the key was just made, so its shape is known).
+fn secret_of(plaintext: &str) -> &str {
+    keys::parse(plaintext).map(|p| p.secret).unwrap_or_default()
+}

@@ -1,0 +1,4 @@
+//! Control-plane endpoints (operator token) and the HTTP client the CLI uses to call them.
+
+pub mod admin;
+pub mod client;

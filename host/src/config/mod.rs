@@ -1,0 +1,828 @@
+//! Configuration: the TOML file (`raw`) validated in one step into strong types. Secrets come from the
+//! environment map or files, never inline, and never print.
+
+mod raw;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+pub use raw::RawConfig;
+
+/// The process environment, passed in rather than read ad hoc (tests pass their own).
+pub type Env = HashMap<String, String>;
+
+/// A configuration mistake, naming the field and the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config is not valid TOML for Sluice: {0}")]
+    Parse(String),
+    #[error("config field `{field}`: {reason}")]
+    Field { field: String, reason: String },
+}
+
+fn field_err(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Field {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// A secret value that never shows up in `Debug` output or logs.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub admin: AdminConfig,
+    pub auth: AuthConfig,
+    pub logging: LoggingConfig,
+    pub routing: RoutingConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub tls: Option<TlsConfig>,
+    pub max_body_bytes: u64,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub h2_max_concurrent_streams: u32,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// SHA-256 of the operator token; the token itself is never kept.
+    pub token_sha256: [u8; 32],
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Server-side secret mixed into every API-key hash; kept outside the database.
+    pub pepper: Secret,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoggingConfig {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+/// Providers, deployments and logical models: the part of the config that reloads on SIGHUP.
+#[derive(Debug, Clone)]
+pub struct RoutingConfig {
+    pub providers: Vec<ProviderConfig>,
+    pub deployments: Vec<DeploymentConfig>,
+    /// Logical model name -> deployment names in fallback order.
+    pub models: Vec<(String, Vec<String>)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub timeouts: Timeouts,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub total: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum ProviderKind {
+    OpenAi {
+        base_url: http::Uri,
+        api_key: Option<Secret>,
+    },
+    Anthropic {
+        base_url: http::Uri,
+        api_key: Option<Secret>,
+        version: String,
+    },
+    Fake(FakeScript),
+}
+
+/// What the in-process fake provider answers.
+#[derive(Debug, Clone)]
+pub struct FakeScript {
+    pub reply: String,
+    pub latency: Duration,
+    pub chunk_interval: Duration,
+    pub status: Option<http::StatusCode>,
+    pub reset_after_chunks: Option<u64>,
+    pub embedding_dims: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tier {
+    Simple,
+    Standard,
+    Complex,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Simple => "simple",
+            Tier::Standard => "standard",
+            Tier::Complex => "complex",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeploymentKind {
+    Chat,
+    Embeddings,
+}
+
+/// Prices in integer micro-USD per million tokens (1 USD = 1,000,000).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Price {
+    pub input_micro_usd_per_mtok: u64,
+    pub output_micro_usd_per_mtok: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeploymentConfig {
+    pub name: String,
+    pub provider: String,
+    pub upstream_model: String,
+    pub kind: DeploymentKind,
+    pub tier: Tier,
+    pub region: String,
+    pub price: Price,
+    pub max_concurrent: Option<u32>,
+}
+
+impl Config {
+    /// Reads and validates a config file; relative paths inside it are resolved against its folder.
+    pub fn load(path: &Path, env: &Env) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::from_toml(&text, base, env)
+    }
+
+    /// Parses and validates TOML text.
+    pub fn from_toml(text: &str, base_dir: &Path, env: &Env) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        validate(raw, base_dir, env)
+    }
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// Reads a secret from a file (trimmed) or an environment variable; the file wins when both are named.
+fn read_secret(
+    base: &Path,
+    env: &Env,
+    file: Option<&str>,
+    env_var: Option<&str>,
+    field: &str,
+) -> Result<Option<Secret>, ConfigError> {
+    if let Some(file) = file {
+        let path = resolve(base, file);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            field_err(
+                format!("{field}_file"),
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        return Ok(Some(Secret(text.trim().to_owned())));
+    }
+    if let Some(var) = env_var {
+        return Ok(env.get(var).map(|v| Secret(v.trim().to_owned())));
+    }
+    Ok(None)
+}
+
+fn ms(v: Option<u64>, default: u64) -> Duration {
+    Duration::from_millis(v.unwrap_or(default))
+}
+
+fn validate(raw: RawConfig, base: &Path, env: &Env) -> Result<Config, ConfigError> {
+    if raw.version != 1 {
+        return Err(field_err(
+            "version",
+            format!("unsupported version {}, expected 1", raw.version),
+        ));
+    }
+    let server = validate_server(raw.server, base)?;
+    let storage = StorageConfig {
+        url: raw
+            .storage
+            .url
+            .unwrap_or_else(|| "sqlite://sluice.db".to_owned()),
+        max_connections: raw.storage.max_connections.unwrap_or(8).max(1),
+    };
+    if !(storage.url.starts_with("sqlite:")) {
+        return Err(field_err(
+            "storage.url",
+            "only sqlite: URLs are supported by this build (PostgreSQL is planned)",
+        ));
+    }
+    let admin = validate_admin(raw.admin, base, env)?;
+    let pepper = read_secret(
+        base,
+        env,
+        raw.auth.pepper_file.as_deref(),
+        Some(
+            raw.auth
+                .pepper_env
+                .as_deref()
+                .unwrap_or("SLUICE_KEY_PEPPER"),
+        ),
+        "auth.pepper",
+    )?
+    .ok_or_else(|| {
+        field_err(
+            "auth.pepper_env",
+            format!(
+                "environment variable {} is not set and no auth.pepper_file is given",
+                raw.auth
+                    .pepper_env
+                    .as_deref()
+                    .unwrap_or("SLUICE_KEY_PEPPER")
+            ),
+        )
+    })?;
+    if pepper.expose().len() < 32 {
+        return Err(field_err(
+            "auth.pepper",
+            "the pepper must be at least 32 characters",
+        ));
+    }
+    let logging = LoggingConfig {
+        format: match raw.logging.format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(field_err(
+                    "logging.format",
+                    format!("`{other}` is not one of text, json"),
+                ));
+            }
+        },
+        filter: raw.logging.filter.unwrap_or_else(|| "info".to_owned()),
+    };
+    let routing = validate_routing(raw.providers, raw.deployments, raw.models, base, env)?;
+    Ok(Config {
+        server,
+        storage,
+        admin,
+        auth: AuthConfig { pepper },
+        logging,
+        routing,
+    })
+}
+
+fn validate_server(raw: raw::RawServer, base: &Path) -> Result<ServerConfig, ConfigError> {
+    let listen_text = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+    let listen: SocketAddr = listen_text.parse().map_err(|_| {
+        field_err(
+            "server.listen",
+            format!("`{listen_text}` is not an IP:port socket address"),
+        )
+    })?;
+    let tls = raw.tls.map(|t| TlsConfig {
+        cert_path: resolve(base, &t.cert_path),
+        key_path: resolve(base, &t.key_path),
+    });
+    if tls.is_none() && !listen.ip().is_loopback() && !raw.insecure_plaintext.unwrap_or(false) {
+        return Err(field_err(
+            "server.tls",
+            "plain HTTP is only allowed on a loopback address; configure [server.tls] or set \
+             server.insecure_plaintext = true behind a TLS-terminating proxy",
+        ));
+    }
+    let max_body_bytes = raw.max_body_bytes.unwrap_or(4 * 1024 * 1024);
+    if max_body_bytes == 0 {
+        return Err(field_err("server.max_body_bytes", "must be positive"));
+    }
+    let h2 = raw.h2_max_concurrent_streams.unwrap_or(128);
+    Ok(ServerConfig {
+        listen,
+        tls,
+        max_body_bytes,
+        max_header_bytes: usize::try_from(raw.max_header_bytes.unwrap_or(64 * 1024))
+            .unwrap_or(usize::MAX)
+            .max(1024),
+        max_headers: usize::try_from(raw.max_headers.unwrap_or(100))
+            .unwrap_or(usize::MAX)
+            .max(8),
+        header_read_timeout: ms(raw.header_read_timeout_ms, 10_000),
+        idle_timeout: Duration::from_secs(raw.idle_timeout_s.unwrap_or(60)),
+        h2_max_concurrent_streams: u32::try_from(h2)
+            .map_err(|_| field_err("server.h2_max_concurrent_streams", "must fit in 32 bits"))?,
+        shutdown_grace: Duration::from_secs(raw.shutdown_grace_s.unwrap_or(30)),
+    })
+}
+
+fn validate_admin(raw: raw::RawAdmin, base: &Path, env: &Env) -> Result<AdminConfig, ConfigError> {
+    if let Some(hex) = raw.token_sha256 {
+        let bytes = decode_hex32(&hex)
+            .ok_or_else(|| field_err("admin.token_sha256", "must be 64 hex characters"))?;
+        return Ok(AdminConfig {
+            token_sha256: bytes,
+        });
+    }
+    let env_var = raw
+        .token_env
+        .clone()
+        .unwrap_or_else(|| "SLUICE_ADMIN_TOKEN".to_owned());
+    let token = read_secret(
+        base,
+        env,
+        raw.token_file.as_deref(),
+        Some(&env_var),
+        "admin.token",
+    )?
+    .ok_or_else(|| {
+        field_err(
+            "admin.token_env",
+            format!(
+                "environment variable {env_var} is not set and neither admin.token_file nor \
+                 admin.token_sha256 is given"
+            ),
+        )
+    })?;
+    if token.expose().len() < 16 {
+        return Err(field_err(
+            "admin.token",
+            "the operator token must be at least 16 characters",
+        ));
+    }
+    Ok(AdminConfig {
+        token_sha256: Sha256::digest(token.expose().as_bytes()).into(),
+    })
+}
+
+/// Decodes 64 hex characters into 32 bytes.
+pub fn decode_hex32(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim().as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in hex.chunks_exact(2).enumerate() {
+        let s = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn parse_base_url(
+    field: &str,
+    url: Option<String>,
+    default: &str,
+) -> Result<http::Uri, ConfigError> {
+    let text = url.unwrap_or_else(|| default.to_owned());
+    let uri: http::Uri = text
+        .trim_end_matches('/')
+        .parse()
+        .map_err(|e| field_err(field, format!("`{text}` is not a URL: {e}")))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => {
+            return Err(field_err(
+                field,
+                "the URL must start with http:// or https://",
+            ));
+        }
+    }
+    if uri.host().is_none() {
+        return Err(field_err(field, "the URL has no host"));
+    }
+    Ok(uri)
+}
+
+fn price_micro(field: &str, usd: f64) -> Result<u64, ConfigError> {
+    if !usd.is_finite() || !(0.0..=1_000_000.0).contains(&usd) {
+        return Err(field_err(
+            field,
+            "must be a price in USD between 0 and 1,000,000",
+        ));
+    }
+    // Integer micro-USD keeps cost arithmetic exact; prices finer than a micro-dollar are rounded.
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "range checked above"
+    )]
+    Ok((usd * 1_000_000.0).round() as u64)
+}
+
+fn validate_routing(
+    providers: Vec<raw::RawProvider>,
+    deployments: Vec<raw::RawDeployment>,
+    models: Vec<raw::RawModel>,
+    base: &Path,
+    env: &Env,
+) -> Result<RoutingConfig, ConfigError> {
+    let mut provider_names = HashSet::new();
+    let mut out_providers = Vec::with_capacity(providers.len());
+    for (i, p) in providers.into_iter().enumerate() {
+        let f = |name: &str| format!("providers[{i}].{name}");
+        if p.name.is_empty() {
+            return Err(field_err(f("name"), "must not be empty"));
+        }
+        if !provider_names.insert(p.name.clone()) {
+            return Err(field_err(
+                f("name"),
+                format!("duplicate provider `{}`", p.name),
+            ));
+        }
+        let fake_only = [
+            ("reply", p.reply.is_some()),
+            ("latency_ms", p.latency_ms.is_some()),
+            ("chunk_interval_ms", p.chunk_interval_ms.is_some()),
+            ("status", p.status.is_some()),
+            ("reset_after_chunks", p.reset_after_chunks.is_some()),
+            ("embedding_dims", p.embedding_dims.is_some()),
+        ];
+        if p.kind != "fake"
+            && let Some((name, _)) = fake_only.iter().find(|(_, set)| *set)
+        {
+            return Err(field_err(f(name), "only valid for kind = \"fake\""));
+        }
+        let api_key = read_secret(
+            base,
+            env,
+            p.api_key_file.as_deref(),
+            p.api_key_env.as_deref(),
+            &f("api_key"),
+        )?;
+        if let (Some(var), None) = (&p.api_key_env, &api_key) {
+            return Err(field_err(
+                f("api_key_env"),
+                format!("environment variable {var} is not set"),
+            ));
+        }
+        let kind = match p.kind.as_str() {
+            "openai" => ProviderKind::OpenAi {
+                base_url: parse_base_url(&f("base_url"), p.base_url, "https://api.openai.com/v1")?,
+                api_key,
+            },
+            "anthropic" => ProviderKind::Anthropic {
+                base_url: parse_base_url(
+                    &f("base_url"),
+                    p.base_url,
+                    "https://api.anthropic.com/v1",
+                )?,
+                api_key,
+                version: p
+                    .anthropic_version
+                    .unwrap_or_else(|| "2023-06-01".to_owned()),
+            },
+            "fake" => {
+                if p.base_url.is_some() {
+                    return Err(field_err(f("base_url"), "not valid for kind = \"fake\""));
+                }
+                let status = match p.status {
+                    None => None,
+                    Some(code) => Some(
+                        http::StatusCode::from_u16(code)
+                            .ok()
+                            .filter(|s| s.is_client_error() || s.is_server_error())
+                            .ok_or_else(|| {
+                                field_err(f("status"), "must be an HTTP error status (400-599)")
+                            })?,
+                    ),
+                };
+                ProviderKind::Fake(FakeScript {
+                    reply: p
+                        .reply
+                        .unwrap_or_else(|| "Hello from the Sluice fake provider.".to_owned()),
+                    latency: ms(p.latency_ms, 0),
+                    chunk_interval: ms(p.chunk_interval_ms, 0),
+                    status,
+                    reset_after_chunks: p.reset_after_chunks,
+                    embedding_dims: usize::try_from(p.embedding_dims.unwrap_or(16))
+                        .ok()
+                        .filter(|d| (1..=8192).contains(d))
+                        .ok_or_else(|| field_err(f("embedding_dims"), "must be 1 to 8192"))?,
+                })
+            }
+            other => {
+                return Err(field_err(
+                    f("kind"),
+                    format!("`{other}` is not one of openai, anthropic, fake"),
+                ));
+            }
+        };
+        out_providers.push(ProviderConfig {
+            name: p.name,
+            kind,
+            timeouts: Timeouts {
+                connect: ms(p.connect_timeout_ms, 5_000),
+                first_byte: ms(p.first_byte_timeout_ms, 60_000),
+                total: ms(p.total_timeout_ms, 600_000),
+            },
+        });
+    }
+
+    let mut names = HashSet::new();
+    let mut out_deployments = Vec::with_capacity(deployments.len());
+    for (i, d) in deployments.into_iter().enumerate() {
+        let f = |name: &str| format!("deployments[{i}].{name}");
+        if d.name.is_empty() || d.name == "auto" {
+            return Err(field_err(
+                f("name"),
+                "must be non-empty and not the reserved name `auto`",
+            ));
+        }
+        if !names.insert(d.name.clone()) {
+            return Err(field_err(
+                f("name"),
+                format!("duplicate deployment `{}`", d.name),
+            ));
+        }
+        if !provider_names.contains(&d.provider) {
+            return Err(field_err(
+                f("provider"),
+                format!("no provider named `{}`", d.provider),
+            ));
+        }
+        let kind = match d.kind.as_deref() {
+            None | Some("chat") => DeploymentKind::Chat,
+            Some("embeddings") => DeploymentKind::Embeddings,
+            Some(other) => {
+                return Err(field_err(
+                    f("kind"),
+                    format!("`{other}` is not one of chat, embeddings"),
+                ));
+            }
+        };
+        let tier = match d.tier.as_deref() {
+            Some("simple") => Tier::Simple,
+            None | Some("standard") => Tier::Standard,
+            Some("complex") => Tier::Complex,
+            Some(other) => {
+                return Err(field_err(
+                    f("tier"),
+                    format!("`{other}` is not one of simple, standard, complex"),
+                ));
+            }
+        };
+        let price = match d.price {
+            None => Price::default(),
+            Some(p) => Price {
+                input_micro_usd_per_mtok: price_micro(
+                    &f("price.input_per_mtok"),
+                    p.input_per_mtok,
+                )?,
+                output_micro_usd_per_mtok: price_micro(
+                    &f("price.output_per_mtok"),
+                    p.output_per_mtok,
+                )?,
+            },
+        };
+        if d.max_concurrent == Some(0) {
+            return Err(field_err(f("max_concurrent"), "must be at least 1"));
+        }
+        out_deployments.push(DeploymentConfig {
+            name: d.name,
+            provider: d.provider,
+            upstream_model: d.model,
+            kind,
+            tier,
+            region: d.region.unwrap_or_else(|| "global".to_owned()),
+            price,
+            max_concurrent: d.max_concurrent,
+        });
+    }
+
+    let mut out_models = Vec::with_capacity(models.len());
+    for (i, m) in models.into_iter().enumerate() {
+        let f = |name: &str| format!("models[{i}].{name}");
+        if m.name.is_empty() || m.name == "auto" {
+            return Err(field_err(
+                f("name"),
+                "must be non-empty and not the reserved name `auto`",
+            ));
+        }
+        if !names.insert(m.name.clone()) {
+            return Err(field_err(
+                f("name"),
+                format!("`{}` is already a deployment or model name", m.name),
+            ));
+        }
+        if m.deployments.is_empty() {
+            return Err(field_err(
+                f("deployments"),
+                "must name at least one deployment",
+            ));
+        }
+        let mut kinds = HashSet::new();
+        for (j, d) in m.deployments.iter().enumerate() {
+            let Some(dep) = out_deployments.iter().find(|x| &x.name == d) else {
+                return Err(field_err(
+                    format!("models[{i}].deployments[{j}]"),
+                    format!("no deployment named `{d}`"),
+                ));
+            };
+            kinds.insert(dep.kind == DeploymentKind::Chat);
+        }
+        if kinds.len() > 1 {
+            return Err(field_err(
+                f("deployments"),
+                "mixes chat and embeddings deployments",
+            ));
+        }
+        out_models.push((m.name, m.deployments));
+    }
+    Ok(RoutingConfig {
+        providers: out_providers,
+        deployments: out_deployments,
+        models: out_models,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn env() -> Env {
+        HashMap::from([
+            (
+                "SLUICE_ADMIN_TOKEN".to_owned(),
+                "operator-token-0123456789".to_owned(),
+            ),
+            (
+                "SLUICE_KEY_PEPPER".to_owned(),
+                "pepper-pepper-pepper-pepper-pepper-0".to_owned(),
+            ),
+            ("UPSTREAM_API_KEY".to_owned(), "sk-upstream".to_owned()),
+        ])
+    }
+
+    const ISSUE_EXAMPLE: &str = r#"
+version = 1
+[server]
+listen = "127.0.0.1:8080"
+[storage]
+url = "sqlite://sluice.db"
+[admin]
+token_env = "SLUICE_ADMIN_TOKEN"
+[[providers]]
+name = "upstream"
+kind = "openai"
+base_url = "http://127.0.0.1:9999/v1"
+api_key_env = "UPSTREAM_API_KEY"
+[[deployments]]
+name = "small"
+provider = "upstream"
+model = "small-model"
+tier = "simple"
+region = "eu"
+price = { input_per_mtok = 0.10, output_per_mtok = 0.40 }
+"#;
+
+    fn err(text: &str) -> String {
+        Config::from_toml(text, Path::new("."), &env())
+            .expect_err("config should be rejected")
+            .to_string()
+    }
+
+    #[test]
+    fn the_documented_shape_is_accepted() {
+        let c = Config::from_toml(ISSUE_EXAMPLE, Path::new("."), &env()).unwrap();
+        assert_eq!(c.server.listen.port(), 8080);
+        let d = &c.routing.deployments[0];
+        assert_eq!(d.tier, Tier::Simple);
+        assert_eq!(d.region, "eu");
+        assert_eq!(d.price.input_micro_usd_per_mtok, 100_000);
+        assert_eq!(d.price.output_micro_usd_per_mtok, 400_000);
+        match &c.routing.providers[0].kind {
+            ProviderKind::OpenAi { api_key, base_url } => {
+                assert_eq!(api_key.as_ref().unwrap().expose(), "sk-upstream");
+                assert_eq!(base_url.path(), "/v1");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(
+            !format!("{c:?}").contains("sk-upstream"),
+            "secrets must not print"
+        );
+    }
+
+    #[test]
+    fn golden_config_errors_name_the_field() {
+        let typo = ISSUE_EXAMPLE.replace("listen =", "listn =");
+        insta::assert_snapshot!(err(&typo), @r###"
+            config is not valid TOML for Sluice: TOML parse error at line 4, column 1
+              |
+            4 | listn = "127.0.0.1:8080"
+              | ^^^^^
+            unknown field `listn`, expected one of `listen`, `insecure_plaintext`, `tls`, `max_body_bytes`, `max_header_bytes`, `max_headers`, `header_read_timeout_ms`, `idle_timeout_s`, `h2_max_concurrent_streams`, `shutdown_grace_s`
+            "###);
+        let bad_tier = ISSUE_EXAMPLE.replace("\"simple\"", "\"simplest\"");
+        insta::assert_snapshot!(err(&bad_tier), @"config field `deployments[0].tier`: `simplest` is not one of simple, standard, complex");
+        let bad_provider = ISSUE_EXAMPLE.replace("provider = \"upstream\"", "provider = \"nope\"");
+        insta::assert_snapshot!(err(&bad_provider), @"config field `deployments[0].provider`: no provider named `nope`");
+        let bad_version = ISSUE_EXAMPLE.replace("version = 1", "version = 2");
+        insta::assert_snapshot!(err(&bad_version), @"config field `version`: unsupported version 2, expected 1");
+        let missing_env = ISSUE_EXAMPLE.replace("UPSTREAM_API_KEY", "MISSING_KEY");
+        insta::assert_snapshot!(err(&missing_env), @"config field `providers[0].api_key_env`: environment variable MISSING_KEY is not set");
+        let public_plain = ISSUE_EXAMPLE.replace("127.0.0.1:8080", "0.0.0.0:8080");
+        insta::assert_snapshot!(err(&public_plain), @"config field `server.tls`: plain HTTP is only allowed on a loopback address; configure [server.tls] or set server.insecure_plaintext = true behind a TLS-terminating proxy");
+        let negative = ISSUE_EXAMPLE.replace("0.10", "-1.0");
+        insta::assert_snapshot!(err(&negative), @"config field `deployments[0].price.input_per_mtok`: must be a price in USD between 0 and 1,000,000");
+        let fake_field = ISSUE_EXAMPLE.replace("api_key_env", "reply = \"x\"\napi_key_env");
+        insta::assert_snapshot!(err(&fake_field), @r###"
+            config field `providers[0].reply`: only valid for kind = "fake"
+            "###);
+    }
+
+    #[test]
+    fn logical_models_must_name_known_deployments() {
+        let text = format!(
+            "{ISSUE_EXAMPLE}\n[[models]]\nname = \"chat\"\ndeployments = [\"small\", \"big\"]\n"
+        );
+        insta::assert_snapshot!(err(&text), @"config field `models[0].deployments[1]`: no deployment named `big`");
+        let ok =
+            format!("{ISSUE_EXAMPLE}\n[[models]]\nname = \"chat\"\ndeployments = [\"small\"]\n");
+        let c = Config::from_toml(&ok, Path::new("."), &env()).unwrap();
+        assert_eq!(
+            c.routing.models,
+            vec![("chat".to_owned(), vec!["small".to_owned()])]
+        );
+    }
+
+    #[test]
+    fn missing_pepper_and_token_fail_startup() {
+        let mut e = env();
+        e.remove("SLUICE_KEY_PEPPER");
+        let msg = Config::from_toml(ISSUE_EXAMPLE, Path::new("."), &e)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("auth.pepper_env"), "{msg}");
+        let mut e = env();
+        e.remove("SLUICE_ADMIN_TOKEN");
+        let msg = Config::from_toml(ISSUE_EXAMPLE, Path::new("."), &e)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("admin.token_env"), "{msg}");
+    }
+}

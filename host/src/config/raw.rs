@@ -1,0 +1,169 @@
+//! The TOML file as written by operators: plain serde structs, every unknown field rejected.
+//! Runtime code never sees these; `super::validate` turns them into strong types.
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Format version of this file. Only `1` exists.
+    pub version: u32,
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub storage: RawStorage,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub auth: RawAuth,
+    #[serde(default)]
+    pub logging: RawLogging,
+    #[serde(default)]
+    pub providers: Vec<RawProvider>,
+    #[serde(default)]
+    pub deployments: Vec<RawDeployment>,
+    #[serde(default)]
+    pub models: Vec<RawModel>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Socket address to listen on. Default `127.0.0.1:8080`.
+    pub listen: Option<String>,
+    /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy). Default false.
+    pub insecure_plaintext: Option<bool>,
+    pub tls: Option<RawTls>,
+    /// Largest request body in bytes. Default 4 MiB.
+    pub max_body_bytes: Option<u64>,
+    /// Largest total size of request headers in bytes. Default 64 KiB.
+    pub max_header_bytes: Option<u64>,
+    /// Most request headers. Default 100.
+    pub max_headers: Option<u64>,
+    /// Time allowed to receive a request's headers, in milliseconds. Default 10,000.
+    pub header_read_timeout_ms: Option<u64>,
+    /// Idle keep-alive connections are closed after this many seconds. Default 60.
+    pub idle_timeout_s: Option<u64>,
+    /// HTTP/2 concurrent streams per connection. Default 128.
+    pub h2_max_concurrent_streams: Option<u64>,
+    /// Time given to in-flight requests and streams on shutdown, in seconds. Default 30.
+    pub shutdown_grace_s: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM certificate chain. Relative paths are relative to the config file.
+    pub cert_path: String,
+    /// PEM private key.
+    pub key_path: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    /// sqlx URL. Default `sqlite://sluice.db` (relative to the working directory).
+    pub url: Option<String>,
+    /// Connection pool size. Default 8.
+    pub max_connections: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Environment variable holding the operator token. Default `SLUICE_ADMIN_TOKEN`.
+    pub token_env: Option<String>,
+    /// File holding the operator token.
+    pub token_file: Option<String>,
+    /// Hex SHA-256 of the operator token, so the config never holds it in plain (`sluice init` writes it).
+    pub token_sha256: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// Environment variable holding the API-key pepper. Default `SLUICE_KEY_PEPPER`.
+    pub pepper_env: Option<String>,
+    /// File holding the API-key pepper (at least 32 bytes).
+    pub pepper_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogging {
+    /// `text` (default) or `json`.
+    pub format: Option<String>,
+    /// `tracing` filter directive. Default `info`; `RUST_LOG` overrides it.
+    pub filter: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub name: String,
+    /// `openai`, `anthropic` or `fake`.
+    pub kind: String,
+    /// Base URL including the version path, e.g. `https://api.openai.com/v1`.
+    pub base_url: Option<String>,
+    /// Environment variable holding the provider API key.
+    pub api_key_env: Option<String>,
+    /// File holding the provider API key.
+    pub api_key_file: Option<String>,
+    /// TCP + TLS connect timeout in milliseconds. Default 5,000.
+    pub connect_timeout_ms: Option<u64>,
+    /// Time until the upstream's response headers, in milliseconds. Default 60,000.
+    pub first_byte_timeout_ms: Option<u64>,
+    /// Time until the whole response was read, in milliseconds. Default 600,000.
+    pub total_timeout_ms: Option<u64>,
+    /// `anthropic-version` header (anthropic only). Default `2023-06-01`.
+    pub anthropic_version: Option<String>,
+    /// Fake only: the answer's text. Default a fixed greeting.
+    pub reply: Option<String>,
+    /// Fake only: delay before the answer, in milliseconds. Default 0.
+    pub latency_ms: Option<u64>,
+    /// Fake only: delay between streamed chunks, in milliseconds. Default 0.
+    pub chunk_interval_ms: Option<u64>,
+    /// Fake only: answer every request with this HTTP status and an error body.
+    pub status: Option<u16>,
+    /// Fake only: break streams after this many chunks, as a connection reset would.
+    pub reset_after_chunks: Option<u64>,
+    /// Fake only: embedding vector size. Default 16.
+    pub embedding_dims: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeployment {
+    /// The name clients use as `model`.
+    pub name: String,
+    pub provider: String,
+    /// The model name sent upstream.
+    pub model: String,
+    /// `chat` (default) or `embeddings`.
+    pub kind: Option<String>,
+    /// `simple`, `standard` (default) or `complex`.
+    pub tier: Option<String>,
+    /// Region or jurisdiction label. Default `global`.
+    pub region: Option<String>,
+    pub price: Option<RawPrice>,
+    /// Most requests in flight to this deployment at once.
+    pub max_concurrent: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    /// USD per million input tokens.
+    pub input_per_mtok: f64,
+    /// USD per million output tokens.
+    pub output_per_mtok: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    /// Logical model name clients use as `model`.
+    pub name: String,
+    /// Deployments serving it, tried in this order.
+    pub deployments: Vec<String>,
+}

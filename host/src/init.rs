@@ -1,0 +1,140 @@
+//! `sluice init`: a starter config that works with no API keys (the fake provider), a pepper file, and an
+//! operator token printed once and stored only as its SHA-256.
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::auth::keys::random_base62;
+
+/// What `init` made; the token is shown to the operator once and never written anywhere.
+pub struct Initialized {
+    pub operator_token: String,
+}
+
+impl std::fmt::Debug for Initialized {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Initialized { .. }")
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// The starter configuration text.
+pub fn starter_config(token_sha256_hex: &str, pepper_file: &str, db_url: &str) -> String {
+    format!(
+        r#"# Sluice configuration (format version 1). Reference: README.md, "Configuration".
+version = 1
+
+[server]
+listen = "127.0.0.1:8080"
+
+[storage]
+url = "{db_url}"
+
+[admin]
+# SHA-256 of the operator token `sluice init` printed once. Use token_env or token_file instead if you prefer.
+token_sha256 = "{token_sha256_hex}"
+
+[auth]
+# Secret mixed into every API-key hash; keep it outside the database and back it up.
+pepper_file = "{pepper_file}"
+
+# A provider that needs no API key: answers are scripted. Replace with kind = "openai" or "anthropic".
+[[providers]]
+name = "fake"
+kind = "fake"
+reply = "Hello from Sluice! This answer comes from the built-in fake provider."
+
+[[deployments]]
+name = "fake-small"
+provider = "fake"
+model = "fake-small-1"
+tier = "simple"
+region = "eu"
+price = {{ input_per_mtok = 0.10, output_per_mtok = 0.40 }}
+
+[[deployments]]
+name = "fake-large"
+provider = "fake"
+model = "fake-large-1"
+tier = "complex"
+region = "eu"
+price = {{ input_per_mtok = 2.50, output_per_mtok = 10.00 }}
+
+[[deployments]]
+name = "fake-embed"
+provider = "fake"
+model = "fake-embedding-1"
+kind = "embeddings"
+tier = "simple"
+region = "eu"
+price = {{ input_per_mtok = 0.02, output_per_mtok = 0.0 }}
+
+# A logical model: tried in order, the next one on connect errors, 5xx and timeouts.
+[[models]]
+name = "default"
+deployments = ["fake-small", "fake-large"]
+"#
+    )
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("{0} already exists; pass --force to overwrite it")]
+    Exists(String),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn write_private(path: &Path, text: &str) -> Result<(), InitError> {
+    let err = |source| InitError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::write(path, text).map_err(err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Writes `config_path` and a pepper file beside it.
+pub fn init(config_path: &Path, force: bool) -> Result<Initialized, InitError> {
+    if config_path.exists() && !force {
+        return Err(InitError::Exists(config_path.display().to_string()));
+    }
+    let dir = config_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let stem = config_path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("sluice");
+    let pepper_name = format!("{stem}.pepper");
+    let pepper_path = dir.join(&pepper_name);
+    if !pepper_path.exists() || force {
+        write_private(&pepper_path, &random_base62(48))?;
+    }
+    let token = format!("sluice_op_{}", random_base62(40));
+    let digest = hex(&Sha256::digest(token.as_bytes()));
+    let db = format!("sqlite://{stem}.db");
+    write_private(config_path, &starter_config(&digest, &pepper_name, &db))?;
+    Ok(Initialized {
+        operator_token: token,
+    })
+}

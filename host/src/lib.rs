@@ -1,0 +1,32 @@
+//! Sluice: a multi-tenant, OpenAI-compatible LLM gateway.
+//!
+//! Crate map, in the order a request flows (see `ARCHITECTURE.md`):
+//! - [`config`]: TOML -> validated `Config`; secrets from the environment or files.
+//! - [`server`]: listener, TLS, limits, shutdown, reload; `server::pipeline` runs the phases.
+//! - [`wire`]: the OpenAI request format, typed and validated, unknown fields passed through.
+//! - [`auth`]: API keys (format, hashing, in-memory key store) -> `Principal`.
+//! - [`policy`]: authorize / classify / route decisions (built-in behaviour until Wasm policies land).
+//! - [`admission`]: limits and budgets (none yet), and cost from usage.
+//! - [`cache`]: the response cache seam (bypass in this build).
+//! - [`providers`]: routing snapshot, provider adapters (openai, anthropic, fake), SSE.
+//! - [`audit`]: the per-request audit record (a structured log event in this build).
+//! - [`storage`]: sqlx, migrations, repositories.
+//! - [`api`]: control-plane endpoints and the CLI's client.
+//! - [`error`]: error codes and their one mapping to HTTP.
+
+pub mod admission;
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod init;
+pub mod policy;
+pub mod providers;
+pub mod server;
+pub mod storage;
+pub mod wire;
+
+pub use config::Config;
+pub use server::{ConfigSource, Gateway};

@@ -1,0 +1,238 @@
+//! The `sluice` command: parse arguments, load the config, run.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use sluice::config::{Config, Env, LogFormat};
+use sluice::{ConfigSource, Gateway};
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Multi-tenant, OpenAI-compatible LLM gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct Remote {
+    /// Base URL of the running gateway.
+    #[arg(long, env = "SLUICE_GATEWAY", default_value = "http://127.0.0.1:8080")]
+    gateway: String,
+    /// Operator token (read from the environment; avoid passing it on the command line).
+    #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway. Without an existing config file at the default path, a starter config is created.
+    Serve {
+        #[arg(long, short, default_value = "sluice.toml")]
+        config: PathBuf,
+    },
+    /// Write a starter config (fake provider, no API keys needed) and print the operator token once.
+    Init {
+        #[arg(long, short, default_value = "sluice.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check a config file and exit.
+    Check {
+        #[arg(long, short, default_value = "sluice.toml")]
+        config: PathBuf,
+    },
+    /// Manage tenants on a running gateway.
+    Tenant {
+        #[command(subcommand)]
+        action: TenantAction,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Manage API keys on a running gateway.
+    Key {
+        #[command(subcommand)]
+        action: KeyAction,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantAction {
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    List,
+}
+
+#[derive(Subcommand)]
+enum KeyAction {
+    /// Create a key; its plaintext is printed once.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "member")]
+        role: String,
+    },
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    Revoke {
+        key_id: String,
+    },
+}
+
+fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn print_init(config: &Path, token: &str) {
+    println!("Wrote {} and its pepper file.", config.display());
+    println!("Operator token (shown once, stored only as a hash):\n\n    {token}\n");
+    println!("export SLUICE_ADMIN_TOKEN={token}");
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let env: Env = std::env::vars().collect();
+    match cli.command {
+        Command::Init { config, force } => {
+            let made = sluice::init::init(&config, force)?;
+            print_init(&config, &made.operator_token);
+        }
+        Command::Check { config } => {
+            Config::load(&config, &env)?;
+            println!("{}: OK", config.display());
+        }
+        Command::Serve { config } => {
+            if !config.exists() && config == Path::new("sluice.toml") {
+                let made = sluice::init::init(&config, false)?;
+                print_init(&config, &made.operator_token);
+            }
+            let cfg = Config::load(&config, &env)
+                .with_context(|| format!("loading {}", config.display()))?;
+            init_logging(cfg.logging.format, &cfg.logging.filter);
+            let gateway = Gateway::bind(
+                cfg,
+                ConfigSource {
+                    path: Some(config.clone()),
+                    env,
+                },
+            )
+            .await?;
+            let addr = gateway.local_addr()?;
+            eprintln!("sluice listening on {addr}");
+            let token = gateway.shutdown_token();
+            let app = gateway.app();
+            tokio::spawn(async move {
+                use tokio::signal::unix::{SignalKind, signal};
+                let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                    signal(SignalKind::hangup()),
+                ) else {
+                    tracing::error!("cannot install signal handlers");
+                    return;
+                };
+                loop {
+                    tokio::select! {
+                        _ = term.recv() => break,
+                        _ = int.recv() => break,
+                        _ = hup.recv() => { let _ = app.reload_from_source(); }
+                    }
+                }
+                tracing::info!("shutdown requested");
+                token.cancel();
+            });
+            gateway.run().await;
+        }
+        Command::Tenant { action, remote } => {
+            let out = match action {
+                TenantAction::Create { name } => {
+                    call(
+                        &remote,
+                        http::Method::POST,
+                        "/admin/v1/tenants",
+                        Some(serde_json::json!({"name": name})),
+                    )
+                    .await?
+                }
+                TenantAction::List => {
+                    call(&remote, http::Method::GET, "/admin/v1/tenants", None).await?
+                }
+            };
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Command::Key { action, remote } => {
+            let out = match action {
+                KeyAction::Create { tenant, name, role } => {
+                    let path = format!("/admin/v1/tenants/{tenant}/keys");
+                    call(
+                        &remote,
+                        http::Method::POST,
+                        &path,
+                        Some(serde_json::json!({"name": name, "role": role})),
+                    )
+                    .await?
+                }
+                KeyAction::List { tenant } => {
+                    call(
+                        &remote,
+                        http::Method::GET,
+                        &format!("/admin/v1/tenants/{tenant}/keys"),
+                        None,
+                    )
+                    .await?
+                }
+                KeyAction::Revoke { key_id } => {
+                    call(
+                        &remote,
+                        http::Method::DELETE,
+                        &format!("/admin/v1/keys/{key_id}"),
+                        None,
+                    )
+                    .await?
+                }
+            };
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+    }
+    Ok(())
+}
+
+async fn call(
+    remote: &Remote,
+    method: http::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<serde_json::Value> {
+    if remote.admin_token.is_empty() {
+        bail!("set SLUICE_ADMIN_TOKEN to the operator token");
+    }
+    Ok(sluice::api::client::call(&remote.gateway, &remote.admin_token, method, path, body).await?)
+}

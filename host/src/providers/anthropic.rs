@@ -1,0 +1,244 @@
+//! Adapter for the Anthropic Messages API: chat requests are translated to messages requests, answers and
+//! streaming events back to chat completions (`anthropic_translate` holds the pure translation).
+
+use bytes::Bytes;
+use futures_util::stream;
+use http_body_util::{BodyExt, Full};
+
+use super::anthropic_translate::{self as translate, StreamTranslator, TranslateError};
+use super::sse::{SseDecoder, data_event};
+use super::{
+    Endpoint, HttpsClient, ProviderError, StreamItem, UpstreamReply, UpstreamRequest, read_body,
+    send, unix_seconds,
+};
+use crate::config::{DeploymentConfig, Secret, Timeouts};
+
+const MAX_BODY: usize = 64 * 1024 * 1024;
+const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Anthropic requires `max_tokens`; used when the client sets none.
+const DEFAULT_MAX_TOKENS: u64 = 4096;
+
+pub(super) struct Anthropic {
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+    pub version: String,
+    pub client: HttpsClient,
+}
+
+fn translate_err(provider: &str, e: TranslateError) -> ProviderError {
+    match e {
+        TranslateError::InvalidField { field, reason } => ProviderError::Unsupported {
+            reason: format!("`{field}`: {reason} (deployment is served by Anthropic)"),
+            field,
+        },
+        TranslateError::UnexpectedUpstream(detail) => ProviderError::Protocol {
+            provider: provider.to_owned(),
+            detail,
+        },
+    }
+}
+
+impl Anthropic {
+    pub async fn call(
+        &self,
+        provider: &str,
+        timeouts: &Timeouts,
+        deployment: &DeploymentConfig,
+        req: &UpstreamRequest<'_>,
+    ) -> Result<UpstreamReply, ProviderError> {
+        if req.endpoint == Endpoint::Embeddings {
+            return Err(ProviderError::Unsupported {
+                field: "model".to_owned(),
+                reason: "Anthropic deployments do not serve embeddings".to_owned(),
+            });
+        }
+        let deadline = tokio::time::Instant::now() + timeouts.total;
+        let body =
+            translate::chat_to_messages(req.body, &deployment.upstream_model, DEFAULT_MAX_TOKENS)
+                .map_err(|e| translate_err(provider, e))?;
+        let bytes = serde_json::to_vec(&body).map_err(|e| ProviderError::Protocol {
+            provider: provider.to_owned(),
+            detail: format!("cannot encode request: {e}"),
+        })?;
+        let mut builder = http::Request::post(format!("{}/messages", self.base_url))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header("anthropic-version", &self.version)
+            .header("x-request-id", req.enrich.request_id)
+            .header("traceparent", req.enrich.traceparent)
+            .header("x-sluice-tenant", req.enrich.tenant_id)
+            .header("x-sluice-tier", req.enrich.tier);
+        if let Some(key) = &self.api_key {
+            builder = builder.header("x-api-key", key.expose());
+        }
+        let request =
+            builder
+                .body(Full::new(Bytes::from(bytes)))
+                .map_err(|e| ProviderError::Protocol {
+                    provider: provider.to_owned(),
+                    detail: format!("cannot build request: {e}"),
+                })?;
+        let resp = send(&self.client, provider, timeouts, request).await?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = read_body(
+                provider,
+                resp.into_body(),
+                MAX_ERROR_BODY,
+                deadline,
+                timeouts.total,
+            )
+            .await
+            .unwrap_or_default();
+            let message = serde_json::from_slice(&body)
+                .ok()
+                .and_then(|v| translate::error_message(&v))
+                .unwrap_or_else(|| {
+                    String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned()
+                });
+            return Err(ProviderError::Status {
+                provider: provider.to_owned(),
+                status,
+                message,
+            });
+        }
+        let id = format!("chatcmpl-{}", req.enrich.request_id);
+        let created = unix_seconds();
+        if !req.stream {
+            let body = read_body(
+                provider,
+                resp.into_body(),
+                MAX_BODY,
+                deadline,
+                timeouts.total,
+            )
+            .await?;
+            let parsed: serde_json::Value =
+                serde_json::from_slice(&body).map_err(|e| ProviderError::Protocol {
+                    provider: provider.to_owned(),
+                    detail: format!("the body is not JSON: {e}"),
+                })?;
+            let (chat, usage) =
+                translate::messages_to_chat(&parsed, &id, &deployment.upstream_model, created)
+                    .map_err(|e| translate_err(provider, e))?;
+            return Ok(UpstreamReply::Complete {
+                body: Bytes::from(chat.to_string()),
+                usage: Some(usage),
+            });
+        }
+        let state = Translating {
+            provider: provider.to_owned(),
+            body: resp.into_body(),
+            decoder: SseDecoder::default(),
+            translator: StreamTranslator::new(
+                id,
+                deployment.upstream_model.clone(),
+                created,
+                req.client_wants_usage,
+            ),
+            deadline,
+            total: timeouts.total,
+            queue: std::collections::VecDeque::new(),
+            ended: false,
+        };
+        Ok(UpstreamReply::Stream(Box::pin(stream::unfold(
+            state,
+            Translating::next,
+        ))))
+    }
+}
+
+struct Translating {
+    provider: String,
+    body: hyper::body::Incoming,
+    decoder: SseDecoder,
+    translator: StreamTranslator,
+    deadline: tokio::time::Instant,
+    total: std::time::Duration,
+    /// Items translated from one upstream event, emitted one per poll.
+    queue: std::collections::VecDeque<Result<StreamItem, ProviderError>>,
+    ended: bool,
+}
+
+impl Translating {
+    async fn next(mut self) -> Option<(Result<StreamItem, ProviderError>, Self)> {
+        loop {
+            if let Some(item) = self.queue.pop_front() {
+                return Some((item, self));
+            }
+            if self.ended {
+                return None;
+            }
+            if let Some(event) = self.decoder.next_event() {
+                self.translate(event);
+                continue;
+            }
+            let frame = match tokio::time::timeout_at(self.deadline, self.body.frame()).await {
+                Err(_) => Err(ProviderError::Timeout {
+                    provider: self.provider.clone(),
+                    after: self.total,
+                    stage: "the end of the stream",
+                }),
+                Ok(None) => Err(ProviderError::Reset {
+                    provider: self.provider.clone(),
+                    detail: "the stream ended before message_stop".to_owned(),
+                }),
+                Ok(Some(Err(e))) => Err(ProviderError::Reset {
+                    provider: self.provider.clone(),
+                    detail: e.to_string(),
+                }),
+                Ok(Some(Ok(frame))) => Ok(frame),
+            };
+            match frame {
+                Err(e) => {
+                    self.ended = true;
+                    self.queue.push_back(Err(e));
+                }
+                Ok(frame) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.decoder.push(&data);
+                    }
+                    if self.decoder.pending() > super::sse::MAX_EVENT_BYTES {
+                        self.ended = true;
+                        self.queue.push_back(Err(ProviderError::Protocol {
+                            provider: self.provider.clone(),
+                            detail: "an SSE event exceeded the size limit".to_owned(),
+                        }));
+                    }
+                }
+            }
+        }
+    }
+
+    fn translate(&mut self, event: super::sse::SseEvent) {
+        let name = event.event.as_deref().unwrap_or("message");
+        let data: serde_json::Value = match serde_json::from_str(&event.data) {
+            Ok(v) => v,
+            Err(e) => {
+                self.ended = true;
+                self.queue.push_back(Err(ProviderError::Protocol {
+                    provider: self.provider.clone(),
+                    detail: format!("event `{name}` is not JSON: {e}"),
+                }));
+                return;
+            }
+        };
+        match self.translator.on_event(name, &data) {
+            Err(e) => {
+                self.ended = true;
+                self.queue.push_back(Err(translate_err(&self.provider, e)));
+            }
+            Ok(chunks) => {
+                for c in chunks {
+                    self.queue
+                        .push_back(Ok(StreamItem::Chunk(data_event(c.to_string().as_bytes()))));
+                }
+                if self.translator.finished() {
+                    self.ended = true;
+                    self.queue
+                        .push_back(Ok(StreamItem::Usage(self.translator.usage())));
+                    self.queue.push_back(Ok(StreamItem::Done));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,422 @@
+//! Upstream providers: one adapter per wire format (`openai`, `anthropic`, `fake`), the routing snapshot
+//! of deployments, pooled HTTP clients with connect / first-byte / total timeouts, and SSE decoding.
+
+mod anthropic;
+pub mod anthropic_translate;
+mod fake;
+mod openai;
+pub mod sse;
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use http::StatusCode;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::config::{DeploymentConfig, ProviderConfig, ProviderKind, RoutingConfig, Timeouts};
+use crate::error::{ApiError, ErrorCode};
+
+/// Tokens an upstream reported (or the fake provider counted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+/// Why an upstream call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("cannot connect to provider `{provider}`: {detail}")]
+    Connect { provider: String, detail: String },
+    #[error("provider `{provider}` timed out after {after:?} waiting for {stage}")]
+    Timeout {
+        provider: String,
+        after: Duration,
+        stage: &'static str,
+    },
+    #[error("provider `{provider}` answered {status}: {message}")]
+    Status {
+        provider: String,
+        status: StatusCode,
+        message: String,
+    },
+    #[error("provider `{provider}` sent something unexpected: {detail}")]
+    Protocol { provider: String, detail: String },
+    #[error("provider `{provider}` broke off the stream: {detail}")]
+    Reset { provider: String, detail: String },
+    #[error("{reason}")]
+    Unsupported { field: String, reason: String },
+}
+
+impl ProviderError {
+    /// Worth trying the next deployment, as long as nothing reached the client yet.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ProviderError::Connect { .. } | ProviderError::Timeout { .. } => true,
+            ProviderError::Status { status, .. } => status.is_server_error(),
+            ProviderError::Protocol { .. }
+            | ProviderError::Reset { .. }
+            | ProviderError::Unsupported { .. } => false,
+        }
+    }
+
+    /// What the client is told; details stay in the log.
+    pub fn to_api_error(&self) -> ApiError {
+        match self {
+            ProviderError::Timeout { .. } => {
+                ApiError::new(ErrorCode::UpstreamTimeout, self.to_string())
+            }
+            ProviderError::Status {
+                status, message, ..
+            } if *status == StatusCode::BAD_REQUEST
+                || *status == StatusCode::UNPROCESSABLE_ENTITY =>
+            {
+                // The upstream rejected the request's content: that is the client's to fix.
+                ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("the upstream rejected the request: {message}"),
+                )
+            }
+            ProviderError::Status { status, .. } if *status == StatusCode::TOO_MANY_REQUESTS => {
+                ApiError::new(
+                    ErrorCode::RateLimited,
+                    "the upstream provider is rate limiting; retry later",
+                )
+            }
+            ProviderError::Unsupported { field, reason } => {
+                ApiError::invalid(field.clone(), reason.clone())
+            }
+            ProviderError::Connect { .. }
+            | ProviderError::Status { .. }
+            | ProviderError::Protocol { .. }
+            | ProviderError::Reset { .. } => {
+                ApiError::new(ErrorCode::UpstreamError, self.to_string())
+            }
+        }
+    }
+
+    /// Short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProviderError::Connect { .. } => "connect",
+            ProviderError::Timeout { .. } => "timeout",
+            ProviderError::Status { .. } => "status",
+            ProviderError::Protocol { .. } => "protocol",
+            ProviderError::Reset { .. } => "reset",
+            ProviderError::Unsupported { .. } => "unsupported",
+        }
+    }
+}
+
+/// Which OpenAI endpoint a call is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Chat,
+    Embeddings,
+}
+
+/// Headers the gateway adds to every upstream request; client headers are never forwarded blindly.
+#[derive(Debug, Clone)]
+pub struct Enrichment<'a> {
+    pub request_id: &'a str,
+    pub traceparent: &'a str,
+    pub tenant_id: &'a str,
+    pub tier: &'a str,
+}
+
+/// One upstream call.
+#[derive(Debug)]
+pub struct UpstreamRequest<'a> {
+    pub endpoint: Endpoint,
+    /// The client's validated request as JSON, ready to send to an OpenAI-style upstream: `model` is the
+    /// deployment's upstream model and streams ask for `stream_options.include_usage`.
+    pub body: &'a serde_json::Value,
+    pub stream: bool,
+    /// The client asked for `stream_options.include_usage`; otherwise the usage chunk the gateway asks for
+    /// is kept from the client.
+    pub client_wants_usage: bool,
+    pub enrich: Enrichment<'a>,
+}
+
+/// One item of a streamed answer, already in the OpenAI chunk format.
+#[derive(Debug)]
+pub enum StreamItem {
+    /// A complete SSE event (`data: {...}\n\n`), to pass to the client as is.
+    Chunk(Bytes),
+    Usage(Usage),
+    /// The upstream finished the stream properly.
+    Done,
+}
+
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<StreamItem, ProviderError>> + Send>>;
+
+/// What an upstream answered, once its response headers arrived.
+pub enum UpstreamReply {
+    Complete { body: Bytes, usage: Option<Usage> },
+    Stream(EventStream),
+}
+
+impl std::fmt::Debug for UpstreamReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamReply::Complete { usage, .. } => write!(f, "Complete({usage:?})"),
+            UpstreamReply::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A configured provider with its connection pool.
+pub struct Provider {
+    pub name: String,
+    timeouts: Timeouts,
+    adapter: Adapter,
+}
+
+enum Adapter {
+    OpenAi(openai::OpenAi),
+    Anthropic(anthropic::Anthropic),
+    Fake(fake::Fake),
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("provider `{provider}`: cannot load TLS roots: {detail}")]
+    TlsRoots { provider: String, detail: String },
+}
+
+fn http_client(name: &str, t: &Timeouts) -> Result<HttpsClient, BuildError> {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(t.connect));
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(Arc::new(rustls::crypto::ring::default_provider()))
+        .map_err(|e| BuildError::TlsRoots {
+            provider: name.to_owned(),
+            detail: e.to_string(),
+        })?
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .build(https))
+}
+
+impl Provider {
+    pub fn build(cfg: &ProviderConfig) -> Result<Provider, BuildError> {
+        let adapter = match &cfg.kind {
+            ProviderKind::OpenAi { base_url, api_key } => Adapter::OpenAi(openai::OpenAi {
+                base_url: base_url.to_string(),
+                api_key: api_key.clone(),
+                client: http_client(&cfg.name, &cfg.timeouts)?,
+            }),
+            ProviderKind::Anthropic {
+                base_url,
+                api_key,
+                version,
+            } => Adapter::Anthropic(anthropic::Anthropic {
+                base_url: base_url.to_string(),
+                api_key: api_key.clone(),
+                version: version.clone(),
+                client: http_client(&cfg.name, &cfg.timeouts)?,
+            }),
+            ProviderKind::Fake(script) => Adapter::Fake(fake::Fake {
+                script: script.clone(),
+            }),
+        };
+        Ok(Provider {
+            name: cfg.name.clone(),
+            timeouts: cfg.timeouts,
+            adapter,
+        })
+    }
+
+    /// Sends one request. Returns once the upstream's response headers arrived (the failover boundary).
+    pub async fn call(
+        &self,
+        deployment: &DeploymentConfig,
+        req: &UpstreamRequest<'_>,
+    ) -> Result<UpstreamReply, ProviderError> {
+        match &self.adapter {
+            Adapter::OpenAi(a) => a.call(&self.name, &self.timeouts, deployment, req).await,
+            Adapter::Anthropic(a) => a.call(&self.name, &self.timeouts, deployment, req).await,
+            Adapter::Fake(f) => f.call(deployment, req).await,
+        }
+    }
+}
+
+/// A deployment with its provider: what the router hands to `forward`.
+#[derive(Debug)]
+pub struct Deployment {
+    pub config: DeploymentConfig,
+    pub provider: Arc<Provider>,
+}
+
+/// Providers, deployments and logical models, swapped whole on reload.
+#[derive(Debug, Default)]
+pub struct RoutingSnapshot {
+    /// Deployment or logical-model name -> deployments in fallback order.
+    targets: HashMap<String, Arc<[Arc<Deployment>]>>,
+    /// Names clients may use as `model`, in config order, for `/v1/models`.
+    names: Vec<String>,
+}
+
+impl RoutingSnapshot {
+    pub fn build(cfg: &RoutingConfig) -> Result<RoutingSnapshot, BuildError> {
+        let mut providers = HashMap::new();
+        for p in &cfg.providers {
+            providers.insert(p.name.clone(), Arc::new(Provider::build(p)?));
+        }
+        let mut deployments = HashMap::new();
+        let mut snapshot = RoutingSnapshot::default();
+        for d in &cfg.deployments {
+            // Validation guarantees the provider exists.
+            let Some(provider) = providers.get(&d.provider) else {
+                continue;
+            };
+            let dep = Arc::new(Deployment {
+                config: d.clone(),
+                provider: provider.clone(),
+            });
+            deployments.insert(d.name.clone(), dep.clone());
+            snapshot
+                .targets
+                .insert(d.name.clone(), Arc::from(vec![dep]));
+            snapshot.names.push(d.name.clone());
+        }
+        for (name, members) in &cfg.models {
+            let list: Vec<_> = members
+                .iter()
+                .filter_map(|m| deployments.get(m).cloned())
+                .collect();
+            snapshot.targets.insert(name.clone(), Arc::from(list));
+            snapshot.names.push(name.clone());
+        }
+        Ok(snapshot)
+    }
+
+    /// The deployments serving a model name, in fallback order.
+    pub fn resolve(&self, model: &str) -> Option<Arc<[Arc<Deployment>]>> {
+        self.targets.get(model).cloned()
+    }
+
+    /// Names clients may request, with the kind of their deployments.
+    pub fn catalog(&self) -> impl Iterator<Item = (&str, &Arc<[Arc<Deployment>]>)> {
+        self.names
+            .iter()
+            .filter_map(|n| self.targets.get(n).map(|t| (n.as_str(), t)))
+    }
+}
+
+/// Reads at most `limit` bytes of an upstream body before `deadline`.
+async fn read_body(
+    provider: &str,
+    body: hyper::body::Incoming,
+    limit: usize,
+    deadline: tokio::time::Instant,
+    total: Duration,
+) -> Result<Bytes, ProviderError> {
+    let limited = http_body_util::Limited::new(body, limit);
+    match tokio::time::timeout_at(deadline, limited.collect()).await {
+        Err(_) => Err(ProviderError::Timeout {
+            provider: provider.to_owned(),
+            after: total,
+            stage: "the whole response",
+        }),
+        Ok(Err(e)) => Err(ProviderError::Protocol {
+            provider: provider.to_owned(),
+            detail: format!("reading the body failed: {e}"),
+        }),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+/// Sends a request and waits for the response headers within the first-byte timeout.
+async fn send(
+    client: &HttpsClient,
+    provider: &str,
+    timeouts: &Timeouts,
+    request: http::Request<Full<Bytes>>,
+) -> Result<http::Response<hyper::body::Incoming>, ProviderError> {
+    match tokio::time::timeout(timeouts.first_byte, client.request(request)).await {
+        Err(_) => Err(ProviderError::Timeout {
+            provider: provider.to_owned(),
+            after: timeouts.first_byte,
+            stage: "the response headers",
+        }),
+        // Refused, reset or closed before the response headers: nothing reached the client, so it is as
+        // retryable as a failed connect.
+        Ok(Err(e)) => Err(ProviderError::Connect {
+            provider: provider.to_owned(),
+            detail: error_chain(&e),
+        }),
+        Ok(Ok(resp)) => Ok(resp),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Pulls the message out of an OpenAI- or Anthropic-shaped error body, for the log.
+fn upstream_error_message(body: &[u8]) -> String {
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    parsed
+        .as_ref()
+        .and_then(|v| v.pointer("/error/message"))
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned())
+}
+
+/// Usage from an OpenAI-shaped body (`usage.prompt_tokens`, `usage.completion_tokens`).
+fn usage_of(v: &serde_json::Value) -> Option<Usage> {
+    let u = v.get("usage")?;
+    if u.is_null() {
+        return None;
+    }
+    Some(Usage {
+        prompt_tokens: u
+            .get("prompt_tokens")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0),
+        completion_tokens: u
+            .get("completion_tokens")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0),
+    })
+}
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

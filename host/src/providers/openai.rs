@@ -1,0 +1,214 @@
+//! Adapter for OpenAI and every OpenAI-compatible server (vLLM, llama.cpp, Ollama, TGI): the request passes
+//! through with the upstream model name; streams pass through event by event, with usage captured.
+
+use bytes::Bytes;
+use futures_util::stream;
+use http_body_util::{BodyExt, Full};
+
+use super::sse::{SseDecoder, data_event};
+use super::{
+    Endpoint, HttpsClient, ProviderError, StreamItem, UpstreamReply, UpstreamRequest, read_body,
+    send, upstream_error_message, usage_of,
+};
+use crate::config::{DeploymentConfig, Secret, Timeouts};
+
+/// Largest non-streamed upstream body the gateway reads.
+const MAX_BODY: usize = 64 * 1024 * 1024;
+/// Largest error body read for the log.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+pub(super) struct OpenAi {
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+    pub client: HttpsClient,
+}
+
+impl OpenAi {
+    pub async fn call(
+        &self,
+        provider: &str,
+        timeouts: &Timeouts,
+        _deployment: &DeploymentConfig,
+        req: &UpstreamRequest<'_>,
+    ) -> Result<UpstreamReply, ProviderError> {
+        let deadline = tokio::time::Instant::now() + timeouts.total;
+        let path = match req.endpoint {
+            Endpoint::Chat => "/chat/completions",
+            Endpoint::Embeddings => "/embeddings",
+        };
+        let bytes = serde_json::to_vec(req.body).map_err(|e| ProviderError::Protocol {
+            provider: provider.to_owned(),
+            detail: format!("cannot encode request: {e}"),
+        })?;
+        let mut builder = http::Request::post(format!("{}{path}", self.base_url))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header("x-request-id", req.enrich.request_id)
+            .header("traceparent", req.enrich.traceparent)
+            .header("x-sluice-tenant", req.enrich.tenant_id)
+            .header("x-sluice-tier", req.enrich.tier);
+        if req.stream {
+            builder = builder.header(http::header::ACCEPT, "text/event-stream");
+        }
+        if let Some(key) = &self.api_key {
+            builder = builder.header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", key.expose()),
+            );
+        }
+        let request =
+            builder
+                .body(Full::new(Bytes::from(bytes)))
+                .map_err(|e| ProviderError::Protocol {
+                    provider: provider.to_owned(),
+                    detail: format!("cannot build request: {e}"),
+                })?;
+        let resp = send(&self.client, provider, timeouts, request).await?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = read_body(
+                provider,
+                resp.into_body(),
+                MAX_ERROR_BODY,
+                deadline,
+                timeouts.total,
+            )
+            .await
+            .unwrap_or_default();
+            return Err(ProviderError::Status {
+                provider: provider.to_owned(),
+                status,
+                message: upstream_error_message(&body),
+            });
+        }
+        if !req.stream {
+            let body = read_body(
+                provider,
+                resp.into_body(),
+                MAX_BODY,
+                deadline,
+                timeouts.total,
+            )
+            .await?;
+            let parsed: serde_json::Value =
+                serde_json::from_slice(&body).map_err(|e| ProviderError::Protocol {
+                    provider: provider.to_owned(),
+                    detail: format!("the body is not JSON: {e}"),
+                })?;
+            if !parsed.is_object() {
+                return Err(ProviderError::Protocol {
+                    provider: provider.to_owned(),
+                    detail: "the body is not a JSON object".to_owned(),
+                });
+            }
+            return Ok(UpstreamReply::Complete {
+                usage: usage_of(&parsed),
+                body,
+            });
+        }
+        let state = PassThrough {
+            provider: provider.to_owned(),
+            body: resp.into_body(),
+            decoder: SseDecoder::default(),
+            deadline,
+            total: timeouts.total,
+            client_wants_usage: req.client_wants_usage,
+            finished: false,
+            stashed: None,
+        };
+        Ok(UpstreamReply::Stream(Box::pin(stream::unfold(
+            state,
+            PassThrough::next,
+        ))))
+    }
+}
+
+struct PassThrough {
+    provider: String,
+    body: hyper::body::Incoming,
+    decoder: SseDecoder,
+    deadline: tokio::time::Instant,
+    total: std::time::Duration,
+    client_wants_usage: bool,
+    finished: bool,
+    /// A chunk to emit on the next poll (after the usage item decoded from it).
+    stashed: Option<Bytes>,
+}
+
+impl PassThrough {
+    async fn next(mut self) -> Option<(Result<StreamItem, ProviderError>, Self)> {
+        if let Some(chunk) = self.stashed.take() {
+            return Some((Ok(StreamItem::Chunk(chunk)), self));
+        }
+        if self.finished {
+            return None;
+        }
+        loop {
+            if let Some(event) = self.decoder.next_event() {
+                if event.data == "[DONE]" {
+                    self.finished = true;
+                    return Some((Ok(StreamItem::Done), self));
+                }
+                // Only the usage chunk needs parsing; every other event passes through untouched.
+                if event.data.contains("\"usage\"")
+                    && let Ok(v) = serde_json::from_str::<serde_json::Value>(&event.data)
+                    && let Some(usage) = usage_of(&v)
+                {
+                    let usage_only = v
+                        .get("choices")
+                        .and_then(serde_json::Value::as_array)
+                        .is_some_and(Vec::is_empty);
+                    if usage_only && !self.client_wants_usage {
+                        return Some((Ok(StreamItem::Usage(usage)), self));
+                    }
+                    // Forward the chunk too: the client asked for it or it carries content.
+                    self.stashed = Some(data_event(event.data.as_bytes()));
+                    return Some((Ok(StreamItem::Usage(usage)), self));
+                }
+                return Some((
+                    Ok(StreamItem::Chunk(data_event(event.data.as_bytes()))),
+                    self,
+                ));
+            }
+            let frame = match tokio::time::timeout_at(self.deadline, self.body.frame()).await {
+                Err(_) => {
+                    self.finished = true;
+                    let err = ProviderError::Timeout {
+                        provider: self.provider.clone(),
+                        after: self.total,
+                        stage: "the end of the stream",
+                    };
+                    return Some((Err(err), self));
+                }
+                Ok(None) => {
+                    // The upstream closed without `[DONE]`: a broken stream, not a finished one.
+                    self.finished = true;
+                    let err = ProviderError::Reset {
+                        provider: self.provider.clone(),
+                        detail: "the stream ended without [DONE]".to_owned(),
+                    };
+                    return Some((Err(err), self));
+                }
+                Ok(Some(Err(e))) => {
+                    self.finished = true;
+                    let err = ProviderError::Reset {
+                        provider: self.provider.clone(),
+                        detail: e.to_string(),
+                    };
+                    return Some((Err(err), self));
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            if let Ok(data) = frame.into_data() {
+                self.decoder.push(&data);
+                if self.decoder.pending() > super::sse::MAX_EVENT_BYTES {
+                    self.finished = true;
+                    let err = ProviderError::Protocol {
+                        provider: self.provider.clone(),
+                        detail: "an SSE event exceeded the size limit".to_owned(),
+                    };
+                    return Some((Err(err), self));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! The server: listener, TLS, connection limits, graceful shutdown, reload, and the request pipeline
+//! (`pipeline`) behind the router (`router`).
+
+pub mod metrics;
+mod pipeline;
+mod router;
+mod stream;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::KeyStore;
+use crate::config::{Config, ConfigError, Env, ServerConfig, TlsConfig};
+use crate::providers::{BuildError, RoutingSnapshot};
+use crate::storage::{Storage, StorageError};
+use metrics::Metrics;
+
+pub use router::{Body, RequestCtx, json_response};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Providers(#[from] BuildError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+}
+
+/// Where the running config came from, so SIGHUP can read it again.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    pub path: Option<PathBuf>,
+    pub env: Env,
+}
+
+/// Shared state of a running gateway.
+pub struct App {
+    pub limits: ServerConfig,
+    pub routing: ArcSwap<RoutingSnapshot>,
+    pub keys: KeyStore,
+    pub storage: Storage,
+    pub metrics: Metrics,
+    admin_token_sha256: [u8; 32],
+    draining: AtomicBool,
+    source: ConfigSource,
+}
+
+impl App {
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn admin_token_sha256(&self) -> &[u8; 32] {
+        &self.admin_token_sha256
+    }
+
+    /// Validates a new config and swaps the routing snapshot atomically. On error the old snapshot stays.
+    pub fn reload(&self, config: &Config) -> Result<(), BuildError> {
+        let snapshot = RoutingSnapshot::build(&config.routing)?;
+        self.routing.store(Arc::new(snapshot));
+        Ok(())
+    }
+
+    /// Re-reads the config file (SIGHUP). Failures are logged and counted; the old snapshot keeps serving.
+    pub fn reload_from_source(&self) -> Result<(), String> {
+        let Some(path) = &self.source.path else {
+            return Err("the gateway was started without a config file".to_owned());
+        };
+        let outcome = Config::load(path, &self.source.env)
+            .map_err(|e: ConfigError| e.to_string())
+            .and_then(|c| self.reload(&c).map_err(|e| e.to_string()));
+        let code = if outcome.is_ok() { "ok" } else { "invalid" };
+        self.metrics
+            .config_reloads
+            .get_or_create(&metrics::ErrorLabels { code })
+            .inc();
+        match &outcome {
+            Ok(()) => tracing::info!(path = %path.display(), "routing snapshot reloaded"),
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "config reload rejected; keeping the old routing snapshot")
+            }
+        }
+        outcome
+    }
+}
+
+/// A bound, not yet running gateway.
+pub struct Gateway {
+    app: Arc<App>,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    shutdown: CancellationToken,
+}
+
+fn load_tls(cfg: &TlsConfig) -> Result<TlsAcceptor, StartError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cfg.cert_path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| StartError::Tls(format!("{}: {e}", cfg.cert_path.display())))?;
+    let key = PrivateKeyDer::from_pem_file(&cfg.key_path)
+        .map_err(|e| StartError::Tls(format!("{}: {e}", cfg.key_path.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| StartError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| StartError::Tls(e.to_string()))?;
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(server)))
+}
+
+impl Gateway {
+    /// Opens storage, loads keys and routing, and binds the listener.
+    pub async fn bind(config: Config, source: ConfigSource) -> Result<Gateway, StartError> {
+        let storage = Storage::open(&config.storage.url, config.storage.max_connections).await?;
+        let keys = KeyStore::new(
+            config.auth.pepper.expose().as_bytes(),
+            storage.list_keys(None).await?,
+        );
+        let routing = RoutingSnapshot::build(&config.routing)?;
+        let tls = config.server.tls.as_ref().map(load_tls).transpose()?;
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.server.listen,
+                source,
+            })?;
+        let app = Arc::new(App {
+            limits: config.server.clone(),
+            routing: ArcSwap::from_pointee(routing),
+            keys,
+            storage,
+            metrics: Metrics::new(),
+            admin_token_sha256: config.admin.token_sha256,
+            draining: AtomicBool::new(false),
+            source,
+        });
+        Ok(Gateway {
+            app,
+            listener,
+            tls,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Cancelling this token starts a graceful shutdown.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    pub fn app(&self) -> Arc<App> {
+        self.app.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then drains in-flight requests and streams for up to
+    /// the grace period.
+    pub async fn run(self) {
+        let Gateway {
+            app,
+            listener,
+            tls,
+            shutdown,
+        } = self;
+        let limits = app.limits.clone();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .keep_alive(true)
+            // hyper's own hard limits sit above ours, so requests between the two get our JSON 431 and only
+            // absurd ones are cut off by hyper.
+            .max_buf_size((limits.max_header_bytes * 2).max(16 * 1024))
+            .max_headers(limits.max_headers * 2);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(limits.h2_max_concurrent_streams)
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+            .max_pending_accept_reset_streams(Some(64))
+            .max_local_error_reset_streams(Some(256))
+            .keep_alive_interval(Some(limits.idle_timeout))
+            .keep_alive_timeout(Duration::from_secs(20));
+        let builder = Arc::new(builder);
+        let tracker = TaskTracker::new();
+        let conn_shutdown = CancellationToken::new();
+        tracing::info!(addr = ?listener.local_addr().ok(), tls = tls.is_some(), "listening");
+        loop {
+            let accepted = tokio::select! {
+                () = shutdown.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (stream, peer) = match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Usually EMFILE: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let app = app.clone();
+            let builder = builder.clone();
+            let tls = tls.clone();
+            let stop = conn_shutdown.clone();
+            let first_bytes = limits.header_read_timeout;
+            tracker.spawn(async move {
+                match tls {
+                    Some(acceptor) => {
+                        match tokio::time::timeout(first_bytes, acceptor.accept(stream)).await {
+                            Ok(Ok(tls_stream)) => {
+                                serve_connection(app, &builder, tls_stream, stop).await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                            }
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        }
+                    }
+                    None => {
+                        // hyper's header timer starts only after protocol detection: bound the wait for the
+                        // first byte here so silent connections do not pile up.
+                        if tokio::time::timeout(first_bytes, stream.readable())
+                            .await
+                            .is_err()
+                        {
+                            tracing::debug!(%peer, "no request bytes before the header timeout");
+                            return;
+                        }
+                        serve_connection(app, &builder, stream, stop).await;
+                    }
+                }
+            });
+        }
+        // Draining: readiness goes false, the listener closes, open connections finish what they have.
+        app.draining.store(true, Ordering::Relaxed);
+        drop(listener);
+        conn_shutdown.cancel();
+        tracker.close();
+        tracing::info!(connections = tracker.len(), grace = ?limits.shutdown_grace, "draining");
+        if tokio::time::timeout(limits.shutdown_grace, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                connections = tracker.len(),
+                "grace period over; closing remaining connections"
+            );
+        }
+        app.storage.close().await;
+        tracing::info!("stopped");
+    }
+}
+
+async fn serve_connection<I>(
+    app: Arc<App>,
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    stop: CancellationToken,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| router::handle(app.clone(), req));
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        () = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error while draining");
+            }
+        }
+    }
+}

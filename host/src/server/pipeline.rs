@@ -1,0 +1,474 @@
+//! The data-plane pipeline: the named phases of DESIGN 2, in order, as plain sequential code.
+//!
+//! validate -> authenticate -> authorize -> admit -> classify -> cache -> route -> forward -> settle ->
+//! audit -> cache store. Each phase is one function; a phase that ends the request returns an `ApiError`
+//! (the typed outcome), which the router turns into the error response. The audit record is written
+//! exactly once for every request that reached `authenticate`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use super::App;
+use super::router::{Body, RequestCtx, json_response};
+use super::stream::SseBody;
+use crate::audit::{self, AuditRecord};
+use crate::auth::{AuthError, Principal};
+use crate::cache::{self, CacheStatus};
+use crate::config::DeploymentKind;
+use crate::error::{ApiError, ErrorCode};
+use crate::policy::{self, Route};
+use crate::providers::{
+    Deployment, Endpoint, Enrichment, ProviderError, UpstreamReply, UpstreamRequest, Usage,
+};
+use crate::wire::{self, ChatRequest, EmbeddingsRequest};
+
+/// Times a phase into the `sluice_phase_duration_seconds` histogram.
+fn timed<T>(app: &App, phase: &'static str, f: impl FnOnce() -> T) -> T {
+    let start = Instant::now();
+    let out = f();
+    app.metrics
+        .observe_phase(phase, start.elapsed().as_secs_f64());
+    out
+}
+
+// ---- phase 2: validate ---------------------------------------------------------------------------
+
+fn check_headers(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
+    let count = headers.len();
+    let bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if count > app.limits.max_headers || bytes > app.limits.max_header_bytes {
+        return Err(ApiError::new(
+            ErrorCode::HeadersTooLarge,
+            format!(
+                "request headers too large: {count} headers, {bytes} bytes (limits {} headers, {} bytes)",
+                app.limits.max_headers, app.limits.max_header_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ok = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "the request body must be JSON with `Content-Type: application/json`",
+        ))
+    }
+}
+
+/// Reads the body up to the limit; a larger body is refused without buffering it.
+async fn read_body(app: &App, headers: &HeaderMap, body: Incoming) -> Result<Bytes, ApiError> {
+    let limit = app.limits.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the request body is larger than {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    // Slow senders get the same allowance for the body as for the headers, times three.
+    let deadline = app.limits.header_read_timeout * 3;
+    match tokio::time::timeout(deadline, limited.collect()).await {
+        Err(_) => Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "timed out reading the request body",
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(e)) => Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("could not read the request body: {e}"),
+        )),
+    }
+}
+
+async fn validate<T: serde::de::DeserializeOwned>(
+    app: &App,
+    req: http::Request<Incoming>,
+) -> Result<(HeaderMap, T), ApiError> {
+    let (parts, body) = req.into_parts();
+    check_headers(app, &parts.headers)?;
+    check_json_content_type(&parts.headers)?;
+    let bytes = read_body(app, &parts.headers, body).await?;
+    let start = Instant::now();
+    let parsed = wire::parse_body::<T>(&bytes);
+    app.metrics
+        .observe_phase("validate", start.elapsed().as_secs_f64());
+    Ok((parts.headers, parsed?))
+}
+
+// ---- phase 3: authenticate -----------------------------------------------------------------------
+
+fn authenticate(
+    app: &App,
+    ctx: &mut RequestCtx,
+    headers: &HeaderMap,
+) -> Result<Principal, ApiError> {
+    let result = timed(app, "authenticate", || {
+        let token = crate::auth::bearer(headers).ok_or(AuthError::Missing)?;
+        app.keys.authenticate(token)
+    });
+    match result {
+        Ok(p) => {
+            tracing::Span::current().record("tenant", &*p.tenant_id);
+            ctx.tenant = Some(p.tenant_id.clone());
+            Ok(p)
+        }
+        Err(e) => Err(ApiError::new(ErrorCode::Unauthenticated, e.to_string())),
+    }
+}
+
+// ---- phase 9: forward ----------------------------------------------------------------------------
+
+/// Everything about an upstream call except the body, which `forward` adapts per deployment.
+struct CallShape<'a> {
+    endpoint: Endpoint,
+    stream: bool,
+    client_wants_usage: bool,
+    enrich: Enrichment<'a>,
+}
+
+/// Tries the route's deployments in order; moves on after connect errors, 5xx and timeouts, which all
+/// happen before anything reached the client.
+async fn forward(
+    app: &App,
+    route: &Route,
+    body: &mut serde_json::Value,
+    shape: &CallShape<'_>,
+) -> Result<(Arc<Deployment>, UpstreamReply), ProviderError> {
+    let mut last_err = None;
+    for (i, dep) in route.deployments.iter().enumerate() {
+        if let Some(obj) = body.as_object_mut() {
+            obj.insert(
+                "model".to_owned(),
+                serde_json::Value::String(dep.config.upstream_model.clone()),
+            );
+        }
+        let started = Instant::now();
+        let upstream = UpstreamRequest {
+            endpoint: shape.endpoint,
+            body,
+            stream: shape.stream,
+            client_wants_usage: shape.client_wants_usage,
+            enrich: shape.enrich.clone(),
+        };
+        let result = dep.provider.call(&dep.config, &upstream).await;
+        app.metrics
+            .upstream_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.kind(),
+        };
+        app.metrics
+            .upstream
+            .get_or_create(&super::metrics::UpstreamLabels {
+                deployment: dep.config.name.clone(),
+                outcome,
+            })
+            .inc();
+        match result {
+            Ok(reply) => return Ok((dep.clone(), reply)),
+            Err(e) => {
+                let more = i + 1 < route.deployments.len();
+                tracing::warn!(deployment = %dep.config.name, error = %e, will_fail_over = e.is_retryable() && more, "upstream call failed");
+                if !(e.is_retryable() && more) {
+                    return Err(e);
+                }
+                last_err = Some(e);
+            }
+        }
+    }
+    Err(last_err.unwrap_or_else(|| ProviderError::Protocol {
+        provider: String::new(),
+        detail: "the route named no deployment".to_owned(),
+    }))
+}
+
+/// The response headers every routed answer carries (DESIGN 4).
+fn routing_headers(resp: &mut Response<Body>, deployment: &Deployment, cache: CacheStatus) {
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&deployment.config.name) {
+        h.insert("x-sluice-deployment", v);
+    }
+    h.insert(
+        "x-sluice-tier",
+        HeaderValue::from_static(deployment.config.tier.as_str()),
+    );
+    h.insert("x-sluice-cache", HeaderValue::from_static(cache.as_str()));
+}
+
+/// What the audit phase records about a finished request.
+#[derive(Debug, Clone)]
+pub(super) struct Finished {
+    pub request_id: String,
+    pub principal: Principal,
+    pub endpoint: &'static str,
+    pub model: String,
+    pub deployment: Option<Arc<Deployment>>,
+    pub cache: CacheStatus,
+    pub started: Instant,
+}
+
+impl Finished {
+    /// Phases 10 and 11: prices the usage and writes the audit record.
+    pub fn settle_and_audit(
+        &self,
+        status: u16,
+        error_code: Option<&'static str>,
+        usage: Option<Usage>,
+    ) {
+        let cost = match (&self.deployment, usage) {
+            (Some(d), Some(u)) => crate::admission::cost_micro_usd(u, d.config.price),
+            _ => 0,
+        };
+        audit::record(&AuditRecord {
+            request_id: &self.request_id,
+            tenant_id: &self.principal.tenant_id,
+            key_id: &self.principal.key_id,
+            endpoint: self.endpoint,
+            model: Some(&self.model),
+            deployment: self.deployment.as_ref().map(|d| d.config.name.as_str()),
+            tier: self.deployment.as_ref().map(|d| d.config.tier.as_str()),
+            cache: self.cache,
+            status,
+            error_code,
+            usage,
+            cost_micro_usd: cost,
+            latency_us: u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        });
+    }
+}
+
+// ---- POST /v1/chat/completions -------------------------------------------------------------------
+
+pub async fn chat(
+    app: &Arc<App>,
+    ctx: &mut RequestCtx,
+    req: http::Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    // 2. validate: limits, content type, JSON into typed structs.
+    let (headers, chat): (_, ChatRequest) = validate(app, req).await?;
+    chat.validate()?;
+    // 3. authenticate. From here on every outcome is audited.
+    let principal = authenticate(app, ctx, &headers)?;
+    let mut finished = Finished {
+        request_id: ctx.id.clone(),
+        principal,
+        endpoint: "chat",
+        model: chat.model.clone(),
+        deployment: None,
+        cache: CacheStatus::Bypass,
+        started: ctx.started,
+    };
+    let result = chat_after_auth(app, ctx, &mut finished, chat).await;
+    if let Err(e) = &result {
+        finished.settle_and_audit(e.status().as_u16(), Some(e.code.as_str()), None);
+    }
+    result
+}
+
+async fn chat_after_auth(
+    app: &Arc<App>,
+    ctx: &mut RequestCtx,
+    finished: &mut Finished,
+    chat: ChatRequest,
+) -> Result<Response<Body>, ApiError> {
+    // 4. authorize.
+    timed(app, "authorize", || policy::authorize(&finished.principal))?;
+    // 5. admit.
+    timed(app, "admit", || {
+        crate::admission::admit(&finished.principal)
+    })?;
+    // Route resolution comes before classify here because the built-in classifier reads the route's tier.
+    let snapshot = app.routing.load();
+    let route = timed(app, "route", || {
+        policy::route(&snapshot, &chat.model, DeploymentKind::Chat)
+    })?;
+    // 6. classify.
+    let class = timed(app, "classify", || policy::classify(&route));
+    // 7. cache.
+    finished.cache = cache::lookup();
+    // 9. forward.
+    let stream = chat.is_stream();
+    let client_wants_usage = chat.wants_usage_in_stream();
+    let mut body = serde_json::to_value(&chat)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("re-encoding the request: {e}")))?;
+    if stream {
+        // Always ask for usage so a stream's spend is known; the chunk is withheld unless the client asked.
+        body["stream_options"]["include_usage"] = serde_json::Value::Bool(true);
+    }
+    let tenant = finished.principal.tenant_id.clone();
+    let forward_start = Instant::now();
+    let shape = CallShape {
+        endpoint: Endpoint::Chat,
+        stream,
+        client_wants_usage,
+        enrich: Enrichment {
+            request_id: &ctx.id,
+            traceparent: &ctx.traceparent,
+            tenant_id: &tenant,
+            tier: class.tier.as_str(),
+        },
+    };
+    let (deployment, reply) = forward(app, &route, &mut body, &shape)
+        .await
+        .map_err(|e| e.to_api_error())?;
+    app.metrics
+        .observe_phase("forward", forward_start.elapsed().as_secs_f64());
+    finished.deployment = Some(deployment.clone());
+    match reply {
+        UpstreamReply::Complete { body, usage } => {
+            // 10. settle and 11. audit, before the response leaves.
+            finished.settle_and_audit(200, None, usage);
+            // 12. cache store: no cache in this build.
+            let mut resp = json_response(StatusCode::OK, body);
+            routing_headers(&mut resp, &deployment, finished.cache);
+            Ok(resp)
+        }
+        UpstreamReply::Stream(events) => {
+            // Settle and audit move into the body: they run when the stream ends, however it ends.
+            ctx.audit_deferred = true;
+            let body = SseBody::new(app.clone(), events, finished.clone());
+            let mut resp = Response::new(body.boxed_unsync());
+            let h = resp.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            routing_headers(&mut resp, &deployment, finished.cache);
+            Ok(resp)
+        }
+    }
+}
+
+// ---- POST /v1/embeddings -------------------------------------------------------------------------
+
+pub async fn embeddings(
+    app: &Arc<App>,
+    ctx: &mut RequestCtx,
+    req: http::Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let (headers, emb): (_, EmbeddingsRequest) = validate(app, req).await?;
+    emb.validate()?;
+    let principal = authenticate(app, ctx, &headers)?;
+    let mut finished = Finished {
+        request_id: ctx.id.clone(),
+        principal,
+        endpoint: "embeddings",
+        model: emb.model.clone(),
+        deployment: None,
+        cache: CacheStatus::Bypass,
+        started: ctx.started,
+    };
+    let result = async {
+        timed(app, "authorize", || policy::authorize(&finished.principal))?;
+        timed(app, "admit", || {
+            crate::admission::admit(&finished.principal)
+        })?;
+        let snapshot = app.routing.load();
+        let route = timed(app, "route", || {
+            policy::route(&snapshot, &emb.model, DeploymentKind::Embeddings)
+        })?;
+        let class = policy::classify(&route);
+        let mut body = serde_json::to_value(&emb).map_err(|e| {
+            ApiError::new(ErrorCode::Internal, format!("re-encoding the request: {e}"))
+        })?;
+        let tenant = finished.principal.tenant_id.clone();
+        let shape = CallShape {
+            endpoint: Endpoint::Embeddings,
+            stream: false,
+            client_wants_usage: false,
+            enrich: Enrichment {
+                request_id: &ctx.id,
+                traceparent: &ctx.traceparent,
+                tenant_id: &tenant,
+                tier: class.tier.as_str(),
+            },
+        };
+        let (deployment, reply) = forward(app, &route, &mut body, &shape)
+            .await
+            .map_err(|e| e.to_api_error())?;
+        finished.deployment = Some(deployment.clone());
+        let UpstreamReply::Complete { body, usage } = reply else {
+            return Err(ApiError::new(
+                ErrorCode::UpstreamError,
+                "embeddings upstream answered with a stream",
+            ));
+        };
+        finished.settle_and_audit(200, None, usage);
+        let mut resp = json_response(StatusCode::OK, body);
+        routing_headers(&mut resp, &deployment, finished.cache);
+        Ok(resp)
+    }
+    .await;
+    if let Err(e) = &result {
+        finished.settle_and_audit(e.status().as_u16(), Some(e.code.as_str()), None);
+    }
+    result
+}
+
+// ---- GET /v1/models ------------------------------------------------------------------------------
+
+pub fn models(
+    app: &Arc<App>,
+    ctx: &mut RequestCtx,
+    req: http::Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    check_headers(app, req.headers())?;
+    let principal = authenticate(app, ctx, req.headers())?;
+    let snapshot = app.routing.load();
+    let data: Vec<_> = snapshot
+        .catalog()
+        .map(|(name, deps)| {
+            serde_json::json!({
+                "id": name,
+                "object": "model",
+                "created": 0,
+                "owned_by": "sluice",
+                "kind": match deps.first().map(|d| d.config.kind) {
+                    Some(DeploymentKind::Embeddings) => "embeddings",
+                    _ => "chat",
+                },
+                "tier": deps.first().map(|d| d.config.tier.as_str()),
+                "region": deps.first().map(|d| d.config.region.as_str()),
+            })
+        })
+        .collect();
+    let body = serde_json::json!({"object": "list", "data": data});
+    let finished = Finished {
+        request_id: ctx.id.clone(),
+        principal,
+        endpoint: "models",
+        model: String::new(),
+        deployment: None,
+        cache: CacheStatus::Bypass,
+        started: ctx.started,
+    };
+    finished.settle_and_audit(200, None, None);
+    Ok(json_response(StatusCode::OK, body.to_string()))
+}
