@@ -1,1 +1,11 @@
+//! Integration tests: one binary, a module per subsystem. Real HTTP over real sockets, the gateway on
+//! 127.0.0.1:0, in-process fake upstreams.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod admin;
+mod bad_input;
+mod cli;
+mod compat;
+mod data_plane;
+mod ops;
+mod support;

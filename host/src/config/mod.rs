@@ -161,6 +161,7 @@ pub struct FakeScript {
     pub status: Option<http::StatusCode>,
     pub reset_after_chunks: Option<u64>,
     pub embedding_dims: usize,
+    pub panic: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -480,6 +481,7 @@ fn validate_routing(
     env: &Env,
 ) -> Result<RoutingConfig, ConfigError> {
     let mut provider_names = HashSet::new();
+    let mut anthropic = HashSet::new();
     let mut out_providers = Vec::with_capacity(providers.len());
     for (i, p) in providers.into_iter().enumerate() {
         let f = |name: &str| format!("providers[{i}].{name}");
@@ -492,6 +494,9 @@ fn validate_routing(
                 format!("duplicate provider `{}`", p.name),
             ));
         }
+        if p.kind == "anthropic" {
+            anthropic.insert(p.name.clone());
+        }
         let fake_only = [
             ("reply", p.reply.is_some()),
             ("latency_ms", p.latency_ms.is_some()),
@@ -499,6 +504,7 @@ fn validate_routing(
             ("status", p.status.is_some()),
             ("reset_after_chunks", p.reset_after_chunks.is_some()),
             ("embedding_dims", p.embedding_dims.is_some()),
+            ("panic", p.panic.is_some()),
         ];
         if p.kind != "fake"
             && let Some((name, _)) = fake_only.iter().find(|(_, set)| *set)
@@ -561,6 +567,7 @@ fn validate_routing(
                         .ok()
                         .filter(|d| (1..=8192).contains(d))
                         .ok_or_else(|| field_err(f("embedding_dims"), "must be 1 to 8192"))?,
+                    panic: p.panic.unwrap_or(false),
                 })
             }
             other => {
@@ -613,6 +620,12 @@ fn validate_routing(
                 ));
             }
         };
+        if kind == DeploymentKind::Embeddings && anthropic.contains(&d.provider) {
+            return Err(field_err(
+                f("kind"),
+                "Anthropic providers do not serve embeddings",
+            ));
+        }
         let tier = match d.tier.as_deref() {
             Some("simple") => Tier::Simple,
             None | Some("standard") => Tier::Standard,

@@ -129,6 +129,8 @@ pub struct RawProvider {
     pub reset_after_chunks: Option<u64>,
     /// Fake only: embedding vector size. Default 16.
     pub embedding_dims: Option<u64>,
+    /// Fake only: panic inside the request handler, to exercise the gateway's panic handling. Default false.
+    pub panic: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

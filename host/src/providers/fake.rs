@@ -37,6 +37,9 @@ impl Fake {
         if !self.script.latency.is_zero() {
             tokio::time::sleep(self.script.latency).await;
         }
+        if self.script.panic {
+            panic_on_purpose();
+        }
         if let Some(status) = self.script.status {
             return Err(ProviderError::Status {
                 provider: "fake".to_owned(),
@@ -211,4 +214,12 @@ fn pseudo_embedding(text: &str, dims: usize) -> Vec<f32> {
         .max(f32::EPSILON);
     out.iter_mut().for_each(|v| *v /= norm);
     out
+}
+
+#[expect(
+    clippy::panic,
+    reason = "the fake provider's `panic = true` exists to test panic handling"
+)]
+fn panic_on_purpose() {
+    panic!("fake provider: scripted panic");
 }

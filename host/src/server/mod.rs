@@ -244,10 +244,10 @@ impl Gateway {
                     None => {
                         // hyper's header timer starts only after protocol detection: bound the wait for the
                         // first byte here so silent connections do not pile up.
-                        if tokio::time::timeout(first_bytes, stream.readable())
-                            .await
-                            .is_err()
-                        {
+                        let mut probe = [0u8; 1];
+                        let first =
+                            tokio::time::timeout(first_bytes, stream.peek(&mut probe)).await;
+                        if !matches!(first, Ok(Ok(n)) if n > 0) {
                             tracing::debug!(%peer, "no request bytes before the header timeout");
                             return;
                         }

@@ -1,0 +1,288 @@
+//! Every bad input of the issue, each answered in the documented error shape with the right status.
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::upstream::Upstream;
+use crate::support::{TestGateway, chat_body, deployment, error_of, openai_provider};
+
+async fn gateway() -> (TestGateway, Upstream, String) {
+    let up = Upstream::ok().await;
+    let gw = TestGateway::start(&format!(
+        "{}{}",
+        openai_provider("up", &up.url, ""),
+        deployment("small", "up", "m")
+    ))
+    .await;
+    let (_, _, key) = gw.tenant_key("acme").await;
+    (gw, up, key)
+}
+
+async fn raw_post(
+    gw: &TestGateway,
+    key: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    gw.http
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_400_naming_the_field() {
+    let (gw, up, key) = gateway().await;
+    let cases: Vec<(&[u8], Option<&str>, &str)> = vec![
+        (b"{\"model\": \"small\", \"messages\": [", None, "not valid JSON"),
+        (br#"{"model": 5, "messages": []}"#, Some("model"), "invalid type"),
+        (br#"{"model": "small", "messages": [{"role": "user", "content": "x"}], "max_tokens": "ten"}"#, Some("max_tokens"), "invalid type"),
+        (br#"{"model": "small", "messages": [{"role": "wizard", "content": "x"}]}"#, Some("messages[0].role"), "unknown variant"),
+        (br#"{"model": "small"}"#, None, "missing field `messages`"),
+        (br#"{"model": "small", "messages": []}"#, Some("messages"), "at least one message"),
+        (br#"{"model": "small", "messages": [{"role": "user"}]}"#, Some("messages[0].content"), "required"),
+        (br#"{"model": "small", "messages": [{"role": "user", "content": "x"}], "temperature": 9}"#, Some("temperature"), "between 0 and 2"),
+        (b"{\"model\": \"small\", \"messages\": [{\"role\": \"user\", \"content\": \"\xff\xfe\"}]}", None, "UTF-8"),
+        (b"[1, 2]", None, "invalid"),
+    ];
+    for (body, param, needle) in cases {
+        let resp = raw_post(&gw, &key, "application/json", body.to_vec()).await;
+        let (status, err) = error_of(resp).await;
+        let shown = String::from_utf8_lossy(body);
+        assert_eq!(status, 400, "{shown}");
+        assert_eq!(err["code"], "invalid_request", "{shown}");
+        assert_eq!(err["param"].as_str(), param, "{shown}: {err}");
+        assert!(
+            err["message"].as_str().unwrap().contains(needle),
+            "{shown}: {err}"
+        );
+    }
+    assert_eq!(up.hits(), 0, "nothing invalid reaches the upstream");
+}
+
+#[tokio::test]
+async fn unknown_model_is_404_model_not_found() {
+    let (gw, up, key) = gateway().await;
+    let (status, err) = error_of(
+        gw.post("/v1/chat/completions", &key, chat_body("gpt-nope"))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, err["code"].as_str().unwrap()),
+        (404, "model_not_found")
+    );
+    assert_eq!(err["param"], "model");
+    assert_eq!(up.hits(), 0);
+}
+
+#[tokio::test]
+async fn wrong_content_type_is_415() {
+    let (gw, _up, key) = gateway().await;
+    let body = serde_json::to_vec(&chat_body("small")).unwrap();
+    let (status, err) = error_of(raw_post(&gw, &key, "text/plain", body.clone()).await).await;
+    assert_eq!(
+        (status, err["code"].as_str().unwrap()),
+        (415, "unsupported_media_type")
+    );
+    // Parameters on the right type are fine.
+    let ok = raw_post(&gw, &key, "application/json; charset=utf-8", body).await;
+    assert_eq!(ok.status(), 200);
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413_declared_or_streamed() {
+    let up = Upstream::ok().await;
+    let gw = TestGateway::start_with(
+        &format!(
+            "{}{}",
+            openai_provider("up", &up.url, ""),
+            deployment("small", "up", "m")
+        ),
+        "max_body_bytes = 4096",
+    )
+    .await;
+    let (_, _, key) = gw.tenant_key("acme").await;
+    let mut big = chat_body("small");
+    big["messages"][0]["content"] = "x".repeat(10_000).into();
+    let (status, err) = error_of(gw.post("/v1/chat/completions", &key, big.clone()).await).await;
+    assert_eq!(
+        (status, err["code"].as_str().unwrap()),
+        (413, "payload_too_large")
+    );
+
+    // No Content-Length (chunked): the limit still holds, and the gateway stops reading at the limit.
+    let bytes = serde_json::to_vec(&big).unwrap();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        bytes.chunks(1000).map(|c| Ok(c.to_vec())).collect();
+    let resp = gw
+        .http
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    let (status, _) = error_of(resp).await;
+    assert_eq!(status, 413);
+    assert_eq!(up.hits(), 0);
+}
+
+#[tokio::test]
+async fn oversized_headers_are_431() {
+    let (gw, _up, key) = gateway().await;
+    // 70 KiB of headers: over the 64 KiB default, under hyper's own hard stop, so the JSON error is sent.
+    let mut req = gw
+        .http
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&chat_body("small"));
+    for i in 0..7 {
+        req = req.header(format!("x-filler-{i}"), "y".repeat(10 * 1024));
+    }
+    let (status, err) = error_of(req.send().await.unwrap()).await;
+    assert_eq!(
+        (status, err["code"].as_str().unwrap()),
+        (431, "headers_too_large")
+    );
+    // Too many headers.
+    let mut req = gw
+        .http
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&chat_body("small"));
+    for i in 0..120 {
+        req = req.header(format!("x-h-{i}"), "v");
+    }
+    let (status, _) = error_of(req.send().await.unwrap()).await;
+    assert_eq!(status, 431);
+}
+
+#[tokio::test]
+async fn missing_malformed_mistyped_unknown_and_revoked_keys_are_401() {
+    let (gw, up, key) = gateway().await;
+    let no_key = gw
+        .http
+        .post(gw.url("/v1/chat/completions"))
+        .json(&chat_body("small"))
+        .send()
+        .await
+        .unwrap();
+    let (status, err) = error_of(no_key).await;
+    assert_eq!(
+        (status, err["code"].as_str().unwrap()),
+        (401, "unauthenticated")
+    );
+    assert!(err["message"].as_str().unwrap().contains("no API key"));
+
+    let (s, err) = error_of(
+        gw.post("/v1/chat/completions", "sk-not-ours", chat_body("small"))
+            .await,
+    )
+    .await;
+    assert_eq!(s, 401);
+    assert!(
+        err["message"].as_str().unwrap().contains("malformed"),
+        "{err}"
+    );
+
+    let mut typo = key.clone().into_bytes();
+    typo[25] = if typo[25] == b'a' { b'b' } else { b'a' };
+    let typo = String::from_utf8(typo).unwrap();
+    let (s, err) = error_of(
+        gw.post("/v1/chat/completions", &typo, chat_body("small"))
+            .await,
+    )
+    .await;
+    assert_eq!(s, 401);
+    assert!(
+        err["message"].as_str().unwrap().contains("checksum"),
+        "{err}"
+    );
+
+    // Well formed with a valid checksum, but never issued.
+    let forged = sluice::auth::keys::generate().plaintext;
+    let (s, err) = error_of(
+        gw.post("/v1/chat/completions", &forged, chat_body("small"))
+            .await,
+    )
+    .await;
+    assert_eq!(s, 401);
+    assert!(
+        err["message"].as_str().unwrap().contains("not valid"),
+        "{err}"
+    );
+    assert_eq!(up.hits(), 0);
+
+    assert_eq!(
+        gw.post("/v1/chat/completions", &key, chat_body("small"))
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods() {
+    let (gw, _up, key) = gateway().await;
+    let (s, err) = error_of(gw.http.get(gw.url("/v1/nothing")).send().await.unwrap()).await;
+    assert_eq!((s, err["code"].as_str().unwrap()), (404, "not_found"));
+    let (s, err) = error_of(
+        gw.http
+            .get(gw.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, err["code"].as_str().unwrap()),
+        (405, "method_not_allowed")
+    );
+}
+
+#[tokio::test]
+async fn slow_header_senders_are_disconnected() {
+    let up = Upstream::ok().await;
+    let gw = TestGateway::start_with(
+        &format!(
+            "{}{}",
+            openai_provider("up", &up.url, ""),
+            deployment("small", "up", "m")
+        ),
+        "header_read_timeout_ms = 300",
+    )
+    .await;
+    let addr = gw.base.trim_start_matches("http://").to_owned();
+    // Half a request line, then silence: the gateway must hang up instead of waiting forever.
+    let mut sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    sock.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        sock.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(read.is_ok(), "the connection was closed by the gateway");
+    // A connection that sends nothing at all is closed too.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        idle.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(
+        read.is_ok(),
+        "a silent connection was closed by the gateway"
+    );
+}

@@ -1,0 +1,191 @@
+//! The `sluice` binary end to end: init, serve, tenant and key commands, logs and database free of the key,
+//! SIGTERM exits cleanly, and a config typo stops startup naming the field.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+
+fn run(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .current_dir(dir)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn config_typo_fails_startup_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "version = 1\n[server]\nlistn = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let (ok, _, stderr) = run(dir.path(), &["serve", "--config", "bad.toml"], &[]);
+    assert!(!ok);
+    assert!(stderr.contains("unknown field `listn`"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn init_serve_create_key_and_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, stdout, stderr) = run(dir.path(), &["init", "--config", "sluice.toml"], &[]);
+    assert!(ok, "{stderr}");
+    let token = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("export SLUICE_ADMIN_TOKEN="))
+        .unwrap()
+        .to_owned();
+    let config_text = std::fs::read_to_string(dir.path().join("sluice.toml")).unwrap();
+    assert!(
+        !config_text.contains(&token),
+        "the config holds only the token's hash"
+    );
+    // Port 0 so parallel test runs never collide.
+    std::fs::write(
+        dir.path().join("sluice.toml"),
+        config_text.replace("127.0.0.1:8080", "127.0.0.1:0"),
+    )
+    .unwrap();
+
+    let mut child = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["serve", "--config", "sluice.toml"])
+        .env("RUST_LOG", "debug")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut addr = String::new();
+    let mut logs = String::new();
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 {
+        logs.push_str(&line);
+        if let Some(a) = line.trim().strip_prefix("sluice listening on ") {
+            addr = a.to_owned();
+            break;
+        }
+        line.clear();
+    }
+    assert!(!addr.is_empty(), "{logs}");
+    let logs_task = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+        rest
+    });
+    let gateway = format!("http://{addr}");
+    let env = [
+        ("SLUICE_GATEWAY", gateway.as_str()),
+        ("SLUICE_ADMIN_TOKEN", token.as_str()),
+    ];
+    let (ok, out, err) = run(dir.path(), &["tenant", "create", "--name", "acme"], &env);
+    assert!(ok, "{err}");
+    let tenant: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let tenant_id = tenant["id"].as_str().unwrap().to_owned();
+    let (ok, out, err) = run(
+        dir.path(),
+        &["key", "create", "--tenant", &tenant_id, "--name", "dev"],
+        &env,
+    );
+    assert!(ok, "{err}");
+    let key: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let plaintext = key["key"].as_str().unwrap().to_owned();
+
+    let client = reqwest::Client::new();
+    let body =
+        serde_json::json!({"model": "default", "messages": [{"role": "user", "content": "hi"}]});
+    let resp = client
+        .post(format!("{gateway}/v1/chat/completions"))
+        .bearer_auth(&plaintext)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-sluice-deployment"], "fake-small");
+    let mut stream_body = body.clone();
+    stream_body["stream"] = true.into();
+    let text = client
+        .post(format!("{gateway}/v1/chat/completions"))
+        .bearer_auth(&plaintext)
+        .json(&stream_body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"));
+
+    let (ok, _, err) = run(
+        dir.path(),
+        &["key", "revoke", key["id"].as_str().unwrap()],
+        &env,
+    );
+    assert!(ok, "{err}");
+    let resp = client
+        .post(format!("{gateway}/v1/chat/completions"))
+        .bearer_auth(&plaintext)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+
+    // SIGTERM: graceful shutdown, exit 0.
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut status = None;
+    for _ in 0..200 {
+        if let Some(s) = child.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let status = status.expect("the gateway exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    logs.push_str(&logs_task.join().unwrap());
+    assert!(
+        logs.contains("sluice::audit"),
+        "audit records are logged: {logs}"
+    );
+
+    let secret = sluice::auth::keys::parse(&plaintext)
+        .unwrap()
+        .secret
+        .to_owned();
+    assert!(
+        !logs.contains(&plaintext) && !logs.contains(&secret),
+        "the key appears in the logs"
+    );
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let hay = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+        assert!(
+            !hay.contains(&secret),
+            "{} holds the key's secret",
+            path.display()
+        );
+        assert!(
+            !hay.contains(&token),
+            "{} holds the operator token",
+            path.display()
+        );
+    }
+}

@@ -1,0 +1,64 @@
+//! Compatibility with the official `openai` Python package (installed by `.ci/run`).
+
+use crate::support::TestGateway;
+
+const FAKE_ROUTING: &str = r#"
+[[providers]]
+name = "fake"
+kind = "fake"
+[[providers]]
+name = "fake-reset"
+kind = "fake"
+reset_after_chunks = 2
+[[deployments]]
+name = "fake-small"
+provider = "fake"
+model = "fake-small-1"
+tier = "simple"
+[[deployments]]
+name = "fake-reset"
+provider = "fake-reset"
+model = "fake-reset-1"
+[[deployments]]
+name = "fake-embed"
+provider = "fake"
+model = "fake-embedding-1"
+kind = "embeddings"
+"#;
+
+fn python_has_openai() -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", "import openai"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[tokio::test]
+async fn official_openai_python_client() {
+    if !python_has_openai() {
+        assert!(
+            std::env::var_os("SLUICE_REQUIRE_COMPAT").is_none(),
+            "SLUICE_REQUIRE_COMPAT is set but python3 cannot import openai"
+        );
+        eprintln!(
+            "SKIPPED: python3 cannot import openai (pip install -r tests/compat/requirements.txt)"
+        );
+        return;
+    }
+    let gw = TestGateway::start(FAKE_ROUTING).await;
+    let (_, _, key) = gw.tenant_key("acme").await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/compat/openai_client.py");
+    let base = gw.base.clone();
+    let out = tokio::process::Command::new("python3")
+        .args([script, &base, &key])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "python client failed:\n{stdout}\n{stderr}"
+    );
+    assert_eq!(stdout.trim(), "OK");
+}
