@@ -1,1 +1,281 @@
-fn main() {}
+//! Load harness: added latency (p50, p99) at one client and throughput at 32 clients of the real `sluice`
+//! binary against a direct call to the same instant upstream, measured in one run; plus the gateway's
+//! idle and after-load RSS.
+//!
+//! `cargo bench --bench load` (set `SLUICE_LOAD_SECONDS` to change the 32-client phase length, default 5;
+//! `SLUICE_LOAD_REQUESTS` for the 1-client phase, default 5000).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a benchmark harness"
+)]
+
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+const BODY: &str = r#"{"model":"small","messages":[{"role":"user","content":"Say hello in one word."}],"max_tokens":16}"#;
+const ANSWER: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"small-model","choices":[{"index":0,"message":{"role":"assistant","content":"Hello"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":1,"total_tokens":13}}"#;
+
+/// An instant OpenAI-compatible upstream on its own runtime thread.
+fn start_upstream() -> std::net::SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(
+                        |req: http::Request<hyper::body::Incoming>| async move {
+                            let _ = req.into_body().collect().await;
+                            let mut resp = http::Response::new(Full::new(Bytes::from_static(
+                                ANSWER.as_bytes(),
+                            )));
+                            resp.headers_mut().insert(
+                                "content-type",
+                                http::HeaderValue::from_static("application/json"),
+                            );
+                            Ok::<_, Infallible>(resp)
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+    });
+    rx.recv().unwrap()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+async fn one(client: &HttpClient, url: &str, key: Option<&str>) {
+    let mut req = http::Request::post(url).header("content-type", "application/json");
+    if let Some(k) = key {
+        req = req.header("authorization", format!("Bearer {k}"));
+    }
+    let resp = client
+        .request(
+            req.body(Full::new(Bytes::from_static(BODY.as_bytes())))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{url}");
+    let _ = resp.into_body().collect().await.unwrap();
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+async fn latencies(client: &HttpClient, url: &str, key: Option<&str>, n: usize) -> Vec<Duration> {
+    for _ in 0..200 {
+        one(client, url, key).await;
+    }
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        one(client, url, key).await;
+        out.push(t.elapsed());
+    }
+    out.sort();
+    out
+}
+
+async fn throughput(url: &str, key: Option<&str>, clients: usize, seconds: u64) -> f64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (url, key, done, stop) = (
+            url.to_owned(),
+            key.map(str::to_owned),
+            done.clone(),
+            stop.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+            while !stop.load(Ordering::Relaxed) {
+                one(&client, &url, key.as_deref()).await;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let start_count = done.load(Ordering::Relaxed);
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let count = done.load(Ordering::Relaxed) - start_count;
+    let elapsed = start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    count as f64 / elapsed
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return; // `cargo test --benches` / `cargo bench -- --list` probes
+    }
+    let requests: usize = std::env::var("SLUICE_LOAD_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
+    let seconds: u64 = std::env::var("SLUICE_LOAD_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let upstream = start_upstream();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"version = 1
+[server]
+listen = "127.0.0.1:0"
+[storage]
+url = "sqlite://{db}"
+[[providers]]
+name = "up"
+kind = "openai"
+base_url = "http://{upstream}/v1"
+[[deployments]]
+name = "small"
+provider = "up"
+model = "small-model"
+tier = "simple"
+price = {{ input_per_mtok = 0.10, output_per_mtok = 0.40 }}
+"#,
+        db = dir.path().join("load.db").display()
+    );
+    std::fs::write(dir.path().join("sluice.toml"), config).unwrap();
+    let token = "load-operator-token-0123456789";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--config"])
+        .arg(dir.path().join("sluice.toml"))
+        .env("SLUICE_ADMIN_TOKEN", token)
+        .env(
+            "SLUICE_KEY_PEPPER",
+            "load-pepper-load-pepper-load-pepper-0123",
+        )
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "gateway exited early"
+        );
+        if let Some(a) = line.trim().strip_prefix("sluice listening on ") {
+            break a.to_owned();
+        }
+    };
+    // Keep draining the gateway's logs (one audit line per request at the default `info` filter).
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+
+    let pid = child.id();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let gateway = format!("http://{addr}");
+        let t = sluice::api::client::call(
+            &gateway,
+            token,
+            http::Method::POST,
+            "/admin/v1/tenants",
+            Some(serde_json::json!({"name": "load"})),
+        )
+        .await
+        .unwrap();
+        let k = sluice::api::client::call(
+            &gateway,
+            token,
+            http::Method::POST,
+            &format!("/admin/v1/tenants/{}/keys", t["id"].as_str().unwrap()),
+            Some(serde_json::json!({"name": "load", "role": "member"})),
+        )
+        .await
+        .unwrap();
+        let key = k["key"].as_str().unwrap().to_owned();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let idle_rss = rss_kib(pid);
+
+        let direct_url = format!("http://{upstream}/v1/chat/completions");
+        let gateway_url = format!("{gateway}/v1/chat/completions");
+        let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+        let direct = latencies(&client, &direct_url, None, requests).await;
+        let via = latencies(&client, &gateway_url, Some(&key), requests).await;
+        let (d50, d99) = (percentile(&direct, 0.5), percentile(&direct, 0.99));
+        let (g50, g99) = (percentile(&via, 0.5), percentile(&via, 0.99));
+        println!("1 client, {requests} sequential requests each (keep-alive):");
+        println!(
+            "  direct   p50 {:>8.1} µs   p99 {:>8.1} µs",
+            d50.as_secs_f64() * 1e6,
+            d99.as_secs_f64() * 1e6
+        );
+        println!(
+            "  gateway  p50 {:>8.1} µs   p99 {:>8.1} µs",
+            g50.as_secs_f64() * 1e6,
+            g99.as_secs_f64() * 1e6
+        );
+        println!(
+            "  added    p50 {:>8.1} µs   p99 {:>8.1} µs",
+            (g50.as_secs_f64() - d50.as_secs_f64()) * 1e6,
+            (g99.as_secs_f64() - d99.as_secs_f64()) * 1e6
+        );
+        let direct_rps = throughput(&direct_url, None, 32, seconds).await;
+        let gateway_rps = throughput(&gateway_url, Some(&key), 32, seconds).await;
+        println!("32 clients, {seconds} s each:");
+        println!("  direct   {direct_rps:>10.0} req/s");
+        println!(
+            "  gateway  {gateway_rps:>10.0} req/s   ({:.2} of direct)",
+            gateway_rps / direct_rps
+        );
+        println!(
+            "gateway RSS: idle {:.1} MiB, after load {:.1} MiB",
+            idle_rss as f64 / 1024.0,
+            rss_kib(pid) as f64 / 1024.0
+        );
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    });
+    let _ = child.wait();
+}
