@@ -546,3 +546,80 @@ deployments = ["down", "ok"]
         .unwrap();
     assert_eq!(e["data"][0]["embedding"].as_array().unwrap().len(), 16);
 }
+
+#[tokio::test]
+async fn anthropic_provider_translates_both_ways_streaming_included() {
+    let up = Upstream::start(crate::support::upstream::Behavior::Anthropic).await;
+    let gw = TestGateway::start(&format!(
+        "[[providers]]\nname = \"claude\"\nkind = \"anthropic\"\nbase_url = \"{}\"\napi_key_env = \"ANTHROPIC_TEST_KEY\"\n{}",
+        up.url,
+        deployment("claude", "claude", "claude-test-1"),
+    ))
+    .await;
+    let (_, _, key) = gw.tenant_key("acme").await;
+    let body = serde_json::json!({
+        "model": "claude",
+        "messages": [
+            {"role": "system", "content": "Be terse."},
+            {"role": "user", "content": "Say hello in French"}
+        ],
+        "max_tokens": 50,
+        "stop": "\n\n"
+    });
+    let resp = gw.post("/v1/chat/completions", &key, body.clone()).await;
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["choices"][0]["message"]["content"], "Bonjour from Claude");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!(v["usage"]["prompt_tokens"], 21);
+    assert_eq!(v["usage"]["completion_tokens"], 4);
+
+    let seen = &up.requests()[0];
+    assert_eq!(seen.path, "/v1/messages");
+    assert_eq!(seen.headers["x-api-key"], "sk-ant-test");
+    assert_eq!(seen.headers["anthropic-version"], "2023-06-01");
+    assert_eq!(seen.body["model"], "claude-test-1");
+    assert_eq!(seen.body["system"], "Be terse.");
+    assert_eq!(seen.body["max_tokens"], 50);
+    assert_eq!(seen.body["stop_sequences"], serde_json::json!(["\n\n"]));
+    assert_eq!(seen.body["messages"].as_array().unwrap().len(), 1);
+
+    let mut stream_body = body;
+    stream_body["stream"] = true.into();
+    stream_body["stream_options"] = serde_json::json!({"include_usage": true});
+    let text = gw
+        .post("/v1/chat/completions", &key, stream_body)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let chunks: Vec<serde_json::Value> = text
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(content, "Bonjour from Claude");
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["object"] == "chat.completion.chunk")
+    );
+    assert!(
+        chunks
+            .iter()
+            .any(|c| c["choices"][0]["finish_reason"] == "stop")
+    );
+    let usage = chunks
+        .iter()
+        .find(|c| c["usage"].is_object())
+        .expect("a usage chunk");
+    assert_eq!(usage["usage"]["completion_tokens"], 4);
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert_eq!(up.requests()[1].body["stream"], true);
+}

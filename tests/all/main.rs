@@ -9,3 +9,4 @@ mod compat;
 mod data_plane;
 mod ops;
 mod support;
+mod tls;

@@ -18,6 +18,7 @@ pub fn env() -> HashMap<String, String> {
     HashMap::from([
         ("SLUICE_ADMIN_TOKEN".to_owned(), ADMIN_TOKEN.to_owned()),
         ("SLUICE_KEY_PEPPER".to_owned(), PEPPER.to_owned()),
+        ("ANTHROPIC_TEST_KEY".to_owned(), "sk-ant-test".to_owned()),
     ])
 }
 

@@ -33,6 +33,8 @@ pub enum Behavior {
     ResetMidStream { after: usize },
     /// Answers 200 with a body that is not JSON.
     Garbage,
+    /// Speaks the Anthropic Messages API (`/v1/messages`), streaming included.
+    Anthropic,
 }
 
 /// What the upstream saw of one request.
@@ -342,5 +344,59 @@ async fn respond(
             )
         }
         Behavior::Garbage => full(200, "<html>not json</html>".to_owned()),
+        Behavior::Anthropic => anthropic(&model, streaming),
     }
+}
+
+fn anthropic(model: &str, streaming: bool) -> http::Response<Body> {
+    if !streaming {
+        return full(
+            200,
+            serde_json::json!({
+                "id": "msg_1", "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "text", "text": "Bonjour from Claude"}],
+                "stop_reason": "end_turn", "stop_sequence": null,
+                "usage": {"input_tokens": 21, "output_tokens": 4}
+            })
+            .to_string(),
+        );
+    }
+    let events = [
+        (
+            "message_start",
+            serde_json::json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null, "usage": {"input_tokens": 21, "output_tokens": 1}}}),
+        ),
+        (
+            "content_block_start",
+            serde_json::json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        ("ping", serde_json::json!({"type": "ping"})),
+        (
+            "content_block_delta",
+            serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Bonjour"}}),
+        ),
+        (
+            "content_block_delta",
+            serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": " from Claude"}}),
+        ),
+        (
+            "content_block_stop",
+            serde_json::json!({"type": "content_block_stop", "index": 0}),
+        ),
+        (
+            "message_delta",
+            serde_json::json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 4}}),
+        ),
+        ("message_stop", serde_json::json!({"type": "message_stop"})),
+    ];
+    let text: String = events
+        .iter()
+        .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
+        .collect();
+    let mut resp = full(200, text);
+    resp.headers_mut().insert(
+        "content-type",
+        http::HeaderValue::from_static("text/event-stream"),
+    );
+    resp
 }
