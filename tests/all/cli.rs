@@ -151,14 +151,20 @@ async fn init_serve_create_key_and_call() {
             .success()
     );
     let mut status = None;
-    for _ in 0..200 {
+    for _ in 0..600 {
         if let Some(s) = child.try_wait().unwrap() {
             status = Some(s);
             break;
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    let status = status.expect("the gateway exits after SIGTERM");
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!(
+            "the gateway did not exit within 15 s of SIGTERM; logs:\n{}",
+            logs_task.join().unwrap()
+        );
+    };
     assert!(status.success(), "{status:?}");
     logs.push_str(&logs_task.join().unwrap());
     assert!(

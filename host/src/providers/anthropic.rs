@@ -3,18 +3,16 @@
 
 use bytes::Bytes;
 use futures_util::stream;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 
 use super::anthropic_translate::{self as translate, StreamTranslator, TranslateError};
 use super::sse::{SseDecoder, data_event};
 use super::{
-    Endpoint, HttpsClient, ProviderError, StreamItem, UpstreamReply, UpstreamRequest, read_body,
-    send, unix_seconds,
+    Endpoint, HttpsClient, ProviderError, StreamItem, UpstreamReply, UpstreamRequest, post_json,
+    read_json, unix_seconds,
 };
 use crate::config::{DeploymentConfig, Secret, Timeouts};
 
-const MAX_BODY: usize = 64 * 1024 * 1024;
-const MAX_ERROR_BODY: usize = 64 * 1024;
 /// Anthropic requires `max_tokens`; used when the client sets none.
 const DEFAULT_MAX_TOKENS: u64 = 4096;
 
@@ -23,6 +21,14 @@ pub(super) struct Anthropic {
     pub api_key: Option<Secret>,
     pub version: String,
     pub client: HttpsClient,
+}
+
+/// The message of an Anthropic error body, for the log.
+fn error_message(body: &[u8]) -> String {
+    serde_json::from_slice(body)
+        .ok()
+        .and_then(|v| translate::error_message(&v))
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned())
 }
 
 fn translate_err(provider: &str, e: TranslateError) -> ProviderError {
@@ -56,67 +62,33 @@ impl Anthropic {
         let body =
             translate::chat_to_messages(req.body, &deployment.upstream_model, DEFAULT_MAX_TOKENS)
                 .map_err(|e| translate_err(provider, e))?;
-        let bytes = serde_json::to_vec(&body).map_err(|e| ProviderError::Protocol {
-            provider: provider.to_owned(),
-            detail: format!("cannot encode request: {e}"),
-        })?;
-        let mut builder = http::Request::post(format!("{}/messages", self.base_url))
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header("anthropic-version", &self.version)
-            .header("x-request-id", req.enrich.request_id)
-            .header("traceparent", req.enrich.traceparent)
-            .header("x-sluice-tenant", req.enrich.tenant_id)
-            .header("x-sluice-tier", req.enrich.tier);
+        let mut extra = vec![(
+            http::HeaderName::from_static("anthropic-version"),
+            self.version.clone(),
+        )];
         if let Some(key) = &self.api_key {
-            builder = builder.header("x-api-key", key.expose());
+            extra.push((
+                http::HeaderName::from_static("x-api-key"),
+                key.expose().to_owned(),
+            ));
         }
-        let request =
-            builder
-                .body(Full::new(Bytes::from(bytes)))
-                .map_err(|e| ProviderError::Protocol {
-                    provider: provider.to_owned(),
-                    detail: format!("cannot build request: {e}"),
-                })?;
-        let resp = send(&self.client, provider, timeouts, request).await?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = read_body(
-                provider,
-                resp.into_body(),
-                MAX_ERROR_BODY,
-                deadline,
-                timeouts.total,
-            )
-            .await
-            .unwrap_or_default();
-            let message = serde_json::from_slice(&body)
-                .ok()
-                .and_then(|v| translate::error_message(&v))
-                .unwrap_or_else(|| {
-                    String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned()
-                });
-            return Err(ProviderError::Status {
-                provider: provider.to_owned(),
-                status,
-                message,
-            });
-        }
+        let url = format!("{}/messages", self.base_url);
+        let resp = post_json(
+            &self.client,
+            provider,
+            timeouts,
+            deadline,
+            url,
+            &req.enrich,
+            &body,
+            extra,
+            error_message,
+        )
+        .await?;
         let id = format!("chatcmpl-{}", req.enrich.request_id);
         let created = unix_seconds();
         if !req.stream {
-            let body = read_body(
-                provider,
-                resp.into_body(),
-                MAX_BODY,
-                deadline,
-                timeouts.total,
-            )
-            .await?;
-            let parsed: serde_json::Value =
-                serde_json::from_slice(&body).map_err(|e| ProviderError::Protocol {
-                    provider: provider.to_owned(),
-                    detail: format!("the body is not JSON: {e}"),
-                })?;
+            let (_, parsed) = read_json(provider, resp, deadline, timeouts.total).await?;
             let (chat, usage) =
                 translate::messages_to_chat(&parsed, &id, &deployment.upstream_model, created)
                     .map_err(|e| translate_err(provider, e))?;

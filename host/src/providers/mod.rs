@@ -351,6 +351,92 @@ async fn read_body(
     }
 }
 
+/// Largest non-streamed upstream body the gateway reads.
+const MAX_BODY: usize = 64 * 1024 * 1024;
+/// Largest upstream error body read for the log.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// POSTs a JSON body with the gateway's enrichment headers plus the adapter's own (credential, version),
+/// and waits for the response headers. A non-2xx answer becomes `ProviderError::Status`, its message found
+/// by `error_message`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site per adapter; a struct would only rename them"
+)]
+async fn post_json(
+    client: &HttpsClient,
+    provider: &str,
+    timeouts: &Timeouts,
+    deadline: tokio::time::Instant,
+    url: String,
+    enrich: &Enrichment<'_>,
+    body: &serde_json::Value,
+    extra: Vec<(http::HeaderName, String)>,
+    error_message: fn(&[u8]) -> String,
+) -> Result<http::Response<hyper::body::Incoming>, ProviderError> {
+    let bytes = serde_json::to_vec(body).map_err(|e| ProviderError::Protocol {
+        provider: provider.to_owned(),
+        detail: format!("cannot encode request: {e}"),
+    })?;
+    let mut builder = http::Request::post(url)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header("x-request-id", enrich.request_id)
+        .header("traceparent", enrich.traceparent)
+        .header("x-sluice-tenant", enrich.tenant_id)
+        .header("x-sluice-tier", enrich.tier);
+    for (name, value) in extra {
+        builder = builder.header(name, value);
+    }
+    let request =
+        builder
+            .body(Full::new(Bytes::from(bytes)))
+            .map_err(|e| ProviderError::Protocol {
+                provider: provider.to_owned(),
+                detail: format!("cannot build request: {e}"),
+            })?;
+    let resp = send(client, provider, timeouts, request).await?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let body = read_body(
+        provider,
+        resp.into_body(),
+        MAX_ERROR_BODY,
+        deadline,
+        timeouts.total,
+    )
+    .await
+    .unwrap_or_default();
+    Err(ProviderError::Status {
+        provider: provider.to_owned(),
+        status,
+        message: error_message(&body),
+    })
+}
+
+/// Reads a non-streamed answer and parses it as JSON.
+async fn read_json(
+    provider: &str,
+    resp: http::Response<hyper::body::Incoming>,
+    deadline: tokio::time::Instant,
+    total: Duration,
+) -> Result<(Bytes, serde_json::Value), ProviderError> {
+    let body = read_body(provider, resp.into_body(), MAX_BODY, deadline, total).await?;
+    let parsed: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| ProviderError::Protocol {
+            provider: provider.to_owned(),
+            detail: format!("the body is not JSON: {e}"),
+        })?;
+    if !parsed.is_object() {
+        return Err(ProviderError::Protocol {
+            provider: provider.to_owned(),
+            detail: "the body is not a JSON object".to_owned(),
+        });
+    }
+    Ok((body, parsed))
+}
+
 /// Sends a request and waits for the response headers within the first-byte timeout.
 async fn send(
     client: &HttpsClient,
@@ -385,7 +471,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// Pulls the message out of an OpenAI- or Anthropic-shaped error body, for the log.
+/// Pulls the message out of an OpenAI-shaped error body, for the log.
 fn upstream_error_message(body: &[u8]) -> String {
     let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
     parsed

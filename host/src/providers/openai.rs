@@ -3,19 +3,14 @@
 
 use bytes::Bytes;
 use futures_util::stream;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 
 use super::sse::{SseDecoder, data_event};
 use super::{
-    Endpoint, HttpsClient, ProviderError, StreamItem, UpstreamReply, UpstreamRequest, read_body,
-    send, upstream_error_message, usage_of,
+    Endpoint, HttpsClient, ProviderError, StreamItem, UpstreamReply, UpstreamRequest, post_json,
+    read_json, upstream_error_message, usage_of,
 };
 use crate::config::{DeploymentConfig, Secret, Timeouts};
-
-/// Largest non-streamed upstream body the gateway reads.
-const MAX_BODY: usize = 64 * 1024 * 1024;
-/// Largest error body read for the log.
-const MAX_ERROR_BODY: usize = 64 * 1024;
 
 pub(super) struct OpenAi {
     pub base_url: String,
@@ -36,70 +31,31 @@ impl OpenAi {
             Endpoint::Chat => "/chat/completions",
             Endpoint::Embeddings => "/embeddings",
         };
-        let bytes = serde_json::to_vec(req.body).map_err(|e| ProviderError::Protocol {
-            provider: provider.to_owned(),
-            detail: format!("cannot encode request: {e}"),
-        })?;
-        let mut builder = http::Request::post(format!("{}{path}", self.base_url))
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header("x-request-id", req.enrich.request_id)
-            .header("traceparent", req.enrich.traceparent)
-            .header("x-sluice-tenant", req.enrich.tenant_id)
-            .header("x-sluice-tier", req.enrich.tier);
+        let mut extra = Vec::with_capacity(2);
         if req.stream {
-            builder = builder.header(http::header::ACCEPT, "text/event-stream");
+            extra.push((http::header::ACCEPT, "text/event-stream".to_owned()));
         }
         if let Some(key) = &self.api_key {
-            builder = builder.header(
+            extra.push((
                 http::header::AUTHORIZATION,
                 format!("Bearer {}", key.expose()),
-            );
+            ));
         }
-        let request =
-            builder
-                .body(Full::new(Bytes::from(bytes)))
-                .map_err(|e| ProviderError::Protocol {
-                    provider: provider.to_owned(),
-                    detail: format!("cannot build request: {e}"),
-                })?;
-        let resp = send(&self.client, provider, timeouts, request).await?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = read_body(
-                provider,
-                resp.into_body(),
-                MAX_ERROR_BODY,
-                deadline,
-                timeouts.total,
-            )
-            .await
-            .unwrap_or_default();
-            return Err(ProviderError::Status {
-                provider: provider.to_owned(),
-                status,
-                message: upstream_error_message(&body),
-            });
-        }
+        let url = format!("{}{path}", self.base_url);
+        let resp = post_json(
+            &self.client,
+            provider,
+            timeouts,
+            deadline,
+            url,
+            &req.enrich,
+            req.body,
+            extra,
+            upstream_error_message,
+        )
+        .await?;
         if !req.stream {
-            let body = read_body(
-                provider,
-                resp.into_body(),
-                MAX_BODY,
-                deadline,
-                timeouts.total,
-            )
-            .await?;
-            let parsed: serde_json::Value =
-                serde_json::from_slice(&body).map_err(|e| ProviderError::Protocol {
-                    provider: provider.to_owned(),
-                    detail: format!("the body is not JSON: {e}"),
-                })?;
-            if !parsed.is_object() {
-                return Err(ProviderError::Protocol {
-                    provider: provider.to_owned(),
-                    detail: "the body is not a JSON object".to_owned(),
-                });
-            }
+            let (body, parsed) = read_json(provider, resp, deadline, timeouts.total).await?;
             return Ok(UpstreamReply::Complete {
                 usage: usage_of(&parsed),
                 body,

@@ -231,7 +231,12 @@ impl Gateway {
             tracker.spawn(async move {
                 match tls {
                     Some(acceptor) => {
-                        match tokio::time::timeout(first_bytes, acceptor.accept(stream)).await {
+                        // A connection still in its handshake when draining starts has nothing in flight.
+                        let handshake = tokio::select! {
+                            r = tokio::time::timeout(first_bytes, acceptor.accept(stream)) => r,
+                            () = stop.cancelled() => return,
+                        };
+                        match handshake {
                             Ok(Ok(tls_stream)) => {
                                 serve_connection(app, &builder, tls_stream, stop).await
                             }
@@ -245,8 +250,10 @@ impl Gateway {
                         // hyper's header timer starts only after protocol detection: bound the wait for the
                         // first byte here so silent connections do not pile up.
                         let mut probe = [0u8; 1];
-                        let first =
-                            tokio::time::timeout(first_bytes, stream.peek(&mut probe)).await;
+                        let first = tokio::select! {
+                            r = tokio::time::timeout(first_bytes, stream.peek(&mut probe)) => r,
+                            () = stop.cancelled() => return,
+                        };
                         if !matches!(first, Ok(Ok(n)) if n > 0) {
                             tracing::debug!(%peer, "no request bytes before the header timeout");
                             return;

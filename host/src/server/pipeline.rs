@@ -263,39 +263,97 @@ impl Finished {
     }
 }
 
-// ---- POST /v1/chat/completions -------------------------------------------------------------------
+// ---- POST /v1/chat/completions and /v1/embeddings -------------------------------------------------
+
+/// What the phases after `validate` need of a request, whatever its endpoint.
+struct Inference {
+    endpoint: Endpoint,
+    model: String,
+    /// The validated request as JSON, unknown fields included; `forward` sets the upstream model.
+    body: serde_json::Value,
+    stream: bool,
+    client_wants_usage: bool,
+}
+
+fn reencode<T: serde::Serialize>(request: &T) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(request)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("re-encoding the request: {e}")))
+}
 
 pub async fn chat(
     app: &Arc<App>,
     ctx: &mut RequestCtx,
     req: http::Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    // 2. validate: limits, content type, JSON into typed structs.
+    // 2. validate: limits, content type, JSON into typed structs, ranges.
     let (headers, chat): (_, ChatRequest) = validate(app, req).await?;
     chat.validate()?;
-    // 3. authenticate. From here on every outcome is audited.
-    let principal = authenticate(app, ctx, &headers)?;
+    let stream = chat.is_stream();
+    let mut body = reencode(&chat)?;
+    if stream {
+        // Always ask for usage so a stream's spend is known; the chunk is withheld unless the client asked.
+        body["stream_options"]["include_usage"] = serde_json::Value::Bool(true);
+    }
+    let inference = Inference {
+        endpoint: Endpoint::Chat,
+        client_wants_usage: chat.wants_usage_in_stream(),
+        model: chat.model,
+        body,
+        stream,
+    };
+    infer(app, ctx, &headers, inference).await
+}
+
+pub async fn embeddings(
+    app: &Arc<App>,
+    ctx: &mut RequestCtx,
+    req: http::Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let (headers, emb): (_, EmbeddingsRequest) = validate(app, req).await?;
+    emb.validate()?;
+    let inference = Inference {
+        endpoint: Endpoint::Embeddings,
+        body: reencode(&emb)?,
+        model: emb.model,
+        stream: false,
+        client_wants_usage: false,
+    };
+    infer(app, ctx, &headers, inference).await
+}
+
+/// Phase 3 onwards. From `authenticate` on, every outcome is audited exactly once.
+async fn infer(
+    app: &Arc<App>,
+    ctx: &mut RequestCtx,
+    headers: &HeaderMap,
+    inference: Inference,
+) -> Result<Response<Body>, ApiError> {
+    // 3. authenticate.
+    let principal = authenticate(app, ctx, headers)?;
     let mut finished = Finished {
         request_id: ctx.id.clone(),
         principal,
-        endpoint: "chat",
-        model: chat.model.clone(),
+        endpoint: match inference.endpoint {
+            Endpoint::Chat => "chat",
+            Endpoint::Embeddings => "embeddings",
+        },
+        model: inference.model.clone(),
         deployment: None,
         cache: CacheStatus::Bypass,
         started: ctx.started,
     };
-    let result = chat_after_auth(app, ctx, &mut finished, chat).await;
+    let result = after_auth(app, ctx, &mut finished, inference).await;
     if let Err(e) = &result {
         finished.settle_and_audit(e.status().as_u16(), Some(e.code.as_str()), None);
     }
     result
 }
 
-async fn chat_after_auth(
+async fn after_auth(
     app: &Arc<App>,
     ctx: &mut RequestCtx,
     finished: &mut Finished,
-    chat: ChatRequest,
+    mut inference: Inference,
 ) -> Result<Response<Body>, ApiError> {
     // 4. authorize.
     timed(app, "authorize", || policy::authorize(&finished.principal))?;
@@ -304,29 +362,25 @@ async fn chat_after_auth(
         crate::admission::admit(&finished.principal)
     })?;
     // Route resolution comes before classify here because the built-in classifier reads the route's tier.
+    let kind = match inference.endpoint {
+        Endpoint::Chat => DeploymentKind::Chat,
+        Endpoint::Embeddings => DeploymentKind::Embeddings,
+    };
     let snapshot = app.routing.load();
     let route = timed(app, "route", || {
-        policy::route(&snapshot, &chat.model, DeploymentKind::Chat)
+        policy::route(&snapshot, &inference.model, kind)
     })?;
     // 6. classify.
     let class = timed(app, "classify", || policy::classify(&route));
     // 7. cache.
     finished.cache = cache::lookup();
     // 9. forward.
-    let stream = chat.is_stream();
-    let client_wants_usage = chat.wants_usage_in_stream();
-    let mut body = serde_json::to_value(&chat)
-        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("re-encoding the request: {e}")))?;
-    if stream {
-        // Always ask for usage so a stream's spend is known; the chunk is withheld unless the client asked.
-        body["stream_options"]["include_usage"] = serde_json::Value::Bool(true);
-    }
     let tenant = finished.principal.tenant_id.clone();
     let forward_start = Instant::now();
     let shape = CallShape {
-        endpoint: Endpoint::Chat,
-        stream,
-        client_wants_usage,
+        endpoint: inference.endpoint,
+        stream: inference.stream,
+        client_wants_usage: inference.client_wants_usage,
         enrich: Enrichment {
             request_id: &ctx.id,
             traceparent: &ctx.traceparent,
@@ -334,7 +388,7 @@ async fn chat_after_auth(
             tier: class.tier.as_str(),
         },
     };
-    let (deployment, reply) = forward(app, &route, &mut body, &shape)
+    let (deployment, reply) = forward(app, &route, &mut inference.body, &shape)
         .await
         .map_err(|e| e.to_api_error())?;
     app.metrics
@@ -364,72 +418,6 @@ async fn chat_after_auth(
             Ok(resp)
         }
     }
-}
-
-// ---- POST /v1/embeddings -------------------------------------------------------------------------
-
-pub async fn embeddings(
-    app: &Arc<App>,
-    ctx: &mut RequestCtx,
-    req: http::Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
-    let (headers, emb): (_, EmbeddingsRequest) = validate(app, req).await?;
-    emb.validate()?;
-    let principal = authenticate(app, ctx, &headers)?;
-    let mut finished = Finished {
-        request_id: ctx.id.clone(),
-        principal,
-        endpoint: "embeddings",
-        model: emb.model.clone(),
-        deployment: None,
-        cache: CacheStatus::Bypass,
-        started: ctx.started,
-    };
-    let result = async {
-        timed(app, "authorize", || policy::authorize(&finished.principal))?;
-        timed(app, "admit", || {
-            crate::admission::admit(&finished.principal)
-        })?;
-        let snapshot = app.routing.load();
-        let route = timed(app, "route", || {
-            policy::route(&snapshot, &emb.model, DeploymentKind::Embeddings)
-        })?;
-        let class = policy::classify(&route);
-        let mut body = serde_json::to_value(&emb).map_err(|e| {
-            ApiError::new(ErrorCode::Internal, format!("re-encoding the request: {e}"))
-        })?;
-        let tenant = finished.principal.tenant_id.clone();
-        let shape = CallShape {
-            endpoint: Endpoint::Embeddings,
-            stream: false,
-            client_wants_usage: false,
-            enrich: Enrichment {
-                request_id: &ctx.id,
-                traceparent: &ctx.traceparent,
-                tenant_id: &tenant,
-                tier: class.tier.as_str(),
-            },
-        };
-        let (deployment, reply) = forward(app, &route, &mut body, &shape)
-            .await
-            .map_err(|e| e.to_api_error())?;
-        finished.deployment = Some(deployment.clone());
-        let UpstreamReply::Complete { body, usage } = reply else {
-            return Err(ApiError::new(
-                ErrorCode::UpstreamError,
-                "embeddings upstream answered with a stream",
-            ));
-        };
-        finished.settle_and_audit(200, None, usage);
-        let mut resp = json_response(StatusCode::OK, body);
-        routing_headers(&mut resp, &deployment, finished.cache);
-        Ok(resp)
-    }
-    .await;
-    if let Err(e) = &result {
-        finished.settle_and_audit(e.status().as_u16(), Some(e.code.as_str()), None);
-    }
-    result
 }
 
 // ---- GET /v1/models ------------------------------------------------------------------------------
