@@ -623,3 +623,67 @@ async fn anthropic_provider_translates_both_ways_streaming_included() {
     assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
     assert_eq!(up.requests()[1].body["stream"], true);
 }
+
+#[tokio::test]
+async fn deployment_concurrency_cap_spills_over_or_answers_429() {
+    let slow = Upstream::slow(Duration::from_millis(600)).await;
+    let other = Upstream::ok().await;
+    let gw = TestGateway::start(&format!(
+        "{}{}{}max_concurrent = 1\n{}[[models]]\nname = \"chat\"\ndeployments = [\"capped\", \"spare\"]\n",
+        openai_provider("slow", &slow.url, ""),
+        openai_provider("other", &other.url, ""),
+        deployment("capped", "slow", "m"),
+        deployment("spare", "other", "m"),
+    ))
+    .await;
+    let (_, _, key) = gw.tenant_key("acme").await;
+    let first = {
+        let (http, url, key) = (gw.http.clone(), gw.url("/v1/chat/completions"), key.clone());
+        tokio::spawn(async move {
+            http.post(url)
+                .bearer_auth(key)
+                .json(&chat_body("capped"))
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    // Wait until the first request holds the slot (the slow upstream saw it).
+    for _ in 0..200 {
+        if slow.hits() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(slow.hits(), 1);
+    let spilled = gw
+        .post("/v1/chat/completions", &key, chat_body("chat"))
+        .await;
+    assert_eq!(
+        spilled.headers()["x-sluice-deployment"],
+        "spare",
+        "the full deployment is skipped"
+    );
+    let (status, err) = error_of(
+        gw.post("/v1/chat/completions", &key, chat_body("capped"))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, err["code"].as_str().unwrap()),
+        (429, "rate_limited")
+    );
+    assert_eq!(first.await.unwrap().status(), 200);
+    assert_eq!(
+        slow.hits(),
+        1,
+        "saturated requests never reached the capped upstream"
+    );
+    // The slot is free again.
+    assert_eq!(
+        gw.post("/v1/chat/completions", &key, chat_body("capped"))
+            .await
+            .status(),
+        200
+    );
+}

@@ -53,13 +53,17 @@ pub enum ProviderError {
     Reset { provider: String, detail: String },
     #[error("{reason}")]
     Unsupported { field: String, reason: String },
+    #[error("deployment `{deployment}` is at its concurrency limit")]
+    Saturated { deployment: String },
 }
 
 impl ProviderError {
     /// Worth trying the next deployment, as long as nothing reached the client yet.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ProviderError::Connect { .. } | ProviderError::Timeout { .. } => true,
+            ProviderError::Connect { .. }
+            | ProviderError::Timeout { .. }
+            | ProviderError::Saturated { .. } => true,
             ProviderError::Status { status, .. } => status.is_server_error(),
             ProviderError::Protocol { .. }
             | ProviderError::Reset { .. }
@@ -90,6 +94,10 @@ impl ProviderError {
                     "the upstream provider is rate limiting; retry later",
                 )
             }
+            ProviderError::Saturated { .. } => ApiError::new(
+                ErrorCode::RateLimited,
+                "every deployment serving this model is at its concurrency limit; retry shortly",
+            ),
             ProviderError::Unsupported { field, reason } => {
                 ApiError::invalid(field.clone(), reason.clone())
             }
@@ -111,6 +119,7 @@ impl ProviderError {
             ProviderError::Protocol { .. } => "protocol",
             ProviderError::Reset { .. } => "reset",
             ProviderError::Unsupported { .. } => "unsupported",
+            ProviderError::Saturated { .. } => "saturated",
         }
     }
 }
@@ -270,6 +279,30 @@ impl Provider {
 pub struct Deployment {
     pub config: DeploymentConfig,
     pub provider: Arc<Provider>,
+    /// In-flight slots when the deployment has `max_concurrent`. A reload starts with fresh slots.
+    slots: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+/// Holds one of a deployment's concurrency slots until the request (stream included) is over.
+#[derive(Debug)]
+pub struct SlotPermit(
+    #[expect(dead_code, reason = "held for its Drop")] Option<tokio::sync::OwnedSemaphorePermit>,
+);
+
+impl Deployment {
+    /// Takes a concurrency slot, or says the deployment is saturated.
+    pub fn try_acquire(&self) -> Result<SlotPermit, ProviderError> {
+        match &self.slots {
+            None => Ok(SlotPermit(None)),
+            Some(s) => s
+                .clone()
+                .try_acquire_owned()
+                .map(|p| SlotPermit(Some(p)))
+                .map_err(|_| ProviderError::Saturated {
+                    deployment: self.config.name.clone(),
+                }),
+        }
+    }
 }
 
 /// Providers, deployments and logical models, swapped whole on reload.
@@ -297,6 +330,9 @@ impl RoutingSnapshot {
             let dep = Arc::new(Deployment {
                 config: d.clone(),
                 provider: provider.clone(),
+                slots: d
+                    .max_concurrent
+                    .map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize))),
             });
             deployments.insert(d.name.clone(), dep.clone());
             snapshot

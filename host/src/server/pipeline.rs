@@ -23,7 +23,8 @@ use crate::config::DeploymentKind;
 use crate::error::{ApiError, ErrorCode};
 use crate::policy::{self, Route};
 use crate::providers::{
-    Deployment, Endpoint, Enrichment, ProviderError, UpstreamReply, UpstreamRequest, Usage,
+    Deployment, Endpoint, Enrichment, ProviderError, SlotPermit, UpstreamReply, UpstreamRequest,
+    Usage,
 };
 use crate::wire::{self, ChatRequest, EmbeddingsRequest};
 
@@ -158,7 +159,7 @@ async fn forward(
     route: &Route,
     body: &mut serde_json::Value,
     shape: &CallShape<'_>,
-) -> Result<(Arc<Deployment>, UpstreamReply), ProviderError> {
+) -> Result<(Arc<Deployment>, UpstreamReply, SlotPermit), ProviderError> {
     let mut last_err = None;
     for (i, dep) in route.deployments.iter().enumerate() {
         if let Some(obj) = body.as_object_mut() {
@@ -175,7 +176,15 @@ async fn forward(
             client_wants_usage: shape.client_wants_usage,
             enrich: shape.enrich.clone(),
         };
-        let result = dep.provider.call(&dep.config, &upstream).await;
+        // A saturated deployment counts as a failure before the first byte: try the next one.
+        let result = match dep.try_acquire() {
+            Ok(permit) => dep
+                .provider
+                .call(&dep.config, &upstream)
+                .await
+                .map(|reply| (reply, permit)),
+            Err(e) => Err(e),
+        };
         app.metrics
             .upstream_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -191,7 +200,7 @@ async fn forward(
             })
             .inc();
         match result {
-            Ok(reply) => return Ok((dep.clone(), reply)),
+            Ok((reply, permit)) => return Ok((dep.clone(), reply, permit)),
             Err(e) => {
                 let more = i + 1 < route.deployments.len();
                 tracing::warn!(deployment = %dep.config.name, error = %e, will_fail_over = e.is_retryable() && more, "upstream call failed");
@@ -388,7 +397,7 @@ async fn after_auth(
             tier: class.tier.as_str(),
         },
     };
-    let (deployment, reply) = forward(app, &route, &mut inference.body, &shape)
+    let (deployment, reply, permit) = forward(app, &route, &mut inference.body, &shape)
         .await
         .map_err(|e| e.to_api_error())?;
     app.metrics
@@ -399,6 +408,7 @@ async fn after_auth(
             // 10. settle and 11. audit, before the response leaves.
             finished.settle_and_audit(200, None, usage);
             // 12. cache store: no cache in this build.
+            drop(permit);
             let mut resp = json_response(StatusCode::OK, body);
             routing_headers(&mut resp, &deployment, finished.cache);
             Ok(resp)
@@ -406,7 +416,7 @@ async fn after_auth(
         UpstreamReply::Stream(events) => {
             // Settle and audit move into the body: they run when the stream ends, however it ends.
             ctx.audit_deferred = true;
-            let body = SseBody::new(app.clone(), events, finished.clone());
+            let body = SseBody::new(app.clone(), events, finished.clone(), permit);
             let mut resp = Response::new(body.boxed_unsync());
             let h = resp.headers_mut();
             h.insert(

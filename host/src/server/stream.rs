@@ -15,7 +15,7 @@ use super::App;
 use super::pipeline::Finished;
 use crate::error::{ApiError, ErrorCode};
 use crate::providers::sse::DONE;
-use crate::providers::{EventStream, StreamItem, Usage};
+use crate::providers::{EventStream, SlotPermit, StreamItem, Usage};
 
 enum End {
     Completed,
@@ -28,10 +28,17 @@ pub(super) struct SseBody {
     finished: Finished,
     usage: Option<Usage>,
     end: Option<End>,
+    /// The deployment's concurrency slot, released when the stream ends.
+    _permit: SlotPermit,
 }
 
 impl SseBody {
-    pub fn new(app: Arc<App>, upstream: EventStream, finished: Finished) -> SseBody {
+    pub fn new(
+        app: Arc<App>,
+        upstream: EventStream,
+        finished: Finished,
+        permit: SlotPermit,
+    ) -> SseBody {
         app.metrics.open_streams.inc();
         SseBody {
             app,
@@ -39,6 +46,7 @@ impl SseBody {
             finished,
             usage: None,
             end: None,
+            _permit: permit,
         }
     }
 
