@@ -664,11 +664,11 @@ async fn deployment_concurrency_cap_spills_over_or_answers_429() {
         "spare",
         "the full deployment is skipped"
     );
-    let (status, err) = error_of(
-        gw.post("/v1/chat/completions", &key, chat_body("capped"))
-            .await,
-    )
-    .await;
+    let limited = gw
+        .post("/v1/chat/completions", &key, chat_body("capped"))
+        .await;
+    assert_eq!(limited.headers()["retry-after"], "1");
+    let (status, err) = error_of(limited).await;
     assert_eq!(
         (status, err["code"].as_str().unwrap()),
         (429, "rate_limited")

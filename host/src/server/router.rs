@@ -143,7 +143,12 @@ pub async fn handle(
             ) {
                 span.in_scope(|| tracing::warn!(code = err.code.as_str(), detail = %err.message, "request failed"));
             }
-            error_response(&err, &ctx.id)
+            let mut resp = error_response(&err, &ctx.id);
+            if err.code == ErrorCode::RateLimited {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            resp
         }
         Err(panic) => {
             app.metrics.panics.inc();
