@@ -25,6 +25,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 const BODY: &str = r#"{"model":"small","messages":[{"role":"user","content":"Say hello in one word."}],"max_tokens":16}"#;
+/// The same request for the in-process fake deployment: the gateway's own cost without the upstream hop.
+const FAKE_BODY: &str = r#"{"model":"fake","messages":[{"role":"user","content":"Say hello in one word."}],"max_tokens":16}"#;
 const ANSWER: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"small-model","choices":[{"index":0,"message":{"role":"assistant","content":"Hello"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":1,"total_tokens":13}}"#;
 
 /// An instant OpenAI-compatible upstream on its own runtime thread.
@@ -78,14 +80,14 @@ fn rss_kib(pid: u32) -> u64 {
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
-async fn one(client: &HttpClient, url: &str, key: Option<&str>) {
+async fn one(client: &HttpClient, url: &str, key: Option<&str>, body: &'static str) {
     let mut req = http::Request::post(url).header("content-type", "application/json");
     if let Some(k) = key {
         req = req.header("authorization", format!("Bearer {k}"));
     }
     let resp = client
         .request(
-            req.body(Full::new(Bytes::from_static(BODY.as_bytes())))
+            req.body(Full::new(Bytes::from_static(body.as_bytes())))
                 .unwrap(),
         )
         .await
@@ -99,14 +101,20 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx]
 }
 
-async fn latencies(client: &HttpClient, url: &str, key: Option<&str>, n: usize) -> Vec<Duration> {
+async fn latencies(
+    client: &HttpClient,
+    url: &str,
+    key: Option<&str>,
+    body: &'static str,
+    n: usize,
+) -> Vec<Duration> {
     for _ in 0..200 {
-        one(client, url, key).await;
+        one(client, url, key, body).await;
     }
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
-        one(client, url, key).await;
+        one(client, url, key, body).await;
         out.push(t.elapsed());
     }
     out.sort();
@@ -127,7 +135,7 @@ async fn throughput(url: &str, key: Option<&str>, clients: usize, seconds: u64) 
         tasks.push(tokio::spawn(async move {
             let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
             while !stop.load(Ordering::Relaxed) {
-                one(&client, &url, key.as_deref()).await;
+                one(&client, &url, key.as_deref(), BODY).await;
                 done.fetch_add(1, Ordering::Relaxed);
             }
         }));
@@ -175,6 +183,14 @@ provider = "up"
 model = "small-model"
 tier = "simple"
 price = {{ input_per_mtok = 0.10, output_per_mtok = 0.40 }}
+[[providers]]
+name = "fake"
+kind = "fake"
+reply = "Hello"
+[[deployments]]
+name = "fake"
+provider = "fake"
+model = "fake-model"
 "#,
         db = dir.path().join("load.db").display()
     );
@@ -240,8 +256,9 @@ price = {{ input_per_mtok = 0.10, output_per_mtok = 0.40 }}
         let direct_url = format!("http://{upstream}/v1/chat/completions");
         let gateway_url = format!("{gateway}/v1/chat/completions");
         let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
-        let direct = latencies(&client, &direct_url, None, requests).await;
-        let via = latencies(&client, &gateway_url, Some(&key), requests).await;
+        let direct = latencies(&client, &direct_url, None, BODY, requests).await;
+        let via = latencies(&client, &gateway_url, Some(&key), BODY, requests).await;
+        let fake = latencies(&client, &gateway_url, Some(&key), FAKE_BODY, requests).await;
         let (d50, d99) = (percentile(&direct, 0.5), percentile(&direct, 0.99));
         let (g50, g99) = (percentile(&via, 0.5), percentile(&via, 0.99));
         println!("1 client, {requests} sequential requests each (keep-alive):");
@@ -254,6 +271,11 @@ price = {{ input_per_mtok = 0.10, output_per_mtok = 0.40 }}
             "  gateway  p50 {:>8.1} µs   p99 {:>8.1} µs",
             g50.as_secs_f64() * 1e6,
             g99.as_secs_f64() * 1e6
+        );
+        println!(
+            "  gateway, in-process fake provider (no upstream hop)  p50 {:>8.1} µs   p99 {:>8.1} µs",
+            percentile(&fake, 0.5).as_secs_f64() * 1e6,
+            percentile(&fake, 0.99).as_secs_f64() * 1e6
         );
         println!(
             "  added    p50 {:>8.1} µs   p99 {:>8.1} µs",
