@@ -92,16 +92,23 @@ enum KeyAction {
     },
 }
 
-fn init_logging(format: LogFormat, filter: &str) {
+/// Logs go to stderr through a writer thread, so request handlers never wait on the write syscall. It is
+/// not lossy: when its queue is full, handlers wait rather than drop lines. Keep the guard alive until exit
+/// so the queue is flushed.
+fn init_logging(format: LogFormat, filter: &str) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+    guard
 }
 
 fn print_init(config: &Path, token: &str) {
@@ -136,7 +143,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let cfg = Config::load(&config, &env)
                 .with_context(|| format!("loading {}", config.display()))?;
-            init_logging(cfg.logging.format, &cfg.logging.filter);
+            let _log_guard = init_logging(cfg.logging.format, &cfg.logging.filter);
             let gateway = Gateway::bind(
                 cfg,
                 ConfigSource {
