@@ -29,7 +29,12 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The starter configuration text.
-pub fn starter_config(token_sha256_hex: &str, pepper_file: &str, db_url: &str) -> String {
+pub fn starter_config(
+    token_sha256_hex: &str,
+    pepper_file: &str,
+    audit_key_file: &str,
+    db_url: &str,
+) -> String {
     format!(
         r#"# Sluice configuration (format version 1). Reference: README.md, "Configuration".
 version = 1
@@ -47,6 +52,10 @@ token_sha256 = "{token_sha256_hex}"
 [auth]
 # Secret mixed into every API-key hash; keep it outside the database and back it up.
 pepper_file = "{pepper_file}"
+
+[audit]
+# Ed25519 key that signs audit checkpoints. Its public half is served at /.well-known/sluice-audit-keys.
+signing_key_file = "{audit_key_file}"
 
 # A provider that needs no API key: answers are scripted. Replace with kind = "openai" or "anthropic".
 [[providers]]
@@ -130,10 +139,18 @@ pub fn init(config_path: &Path, force: bool) -> Result<Initialized, InitError> {
     if !pepper_path.exists() || force {
         write_private(&pepper_path, &random_base62(48))?;
     }
+    let audit_key_name = format!("{stem}.audit-key");
+    let audit_key_path = dir.join(&audit_key_name);
+    if !audit_key_path.exists() || force {
+        write_private(&audit_key_path, &crate::audit::new_signing_key_text())?;
+    }
     let token = format!("sluice_op_{}", random_base62(40));
     let digest = hex(&Sha256::digest(token.as_bytes()));
     let db = format!("sqlite://{stem}.db");
-    write_private(config_path, &starter_config(&digest, &pepper_name, &db))?;
+    write_private(
+        config_path,
+        &starter_config(&digest, &pepper_name, &audit_key_name, &db),
+    )?;
     Ok(Initialized {
         operator_token: token,
     })

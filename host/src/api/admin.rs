@@ -8,6 +8,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
+use crate::audit::entry::{ContentMark, Entry, EntryKind};
 use crate::auth::{Role, keys};
 use crate::error::{ApiError, ErrorCode};
 use crate::server::App;
@@ -113,6 +114,7 @@ pub async fn handle(
                 .await
                 .map_err(storage_err)?;
             tracing::info!(tenant = %row.id, "tenant created");
+            audit_admin(app, ctx, &row.id, "admin.tenant_created", &row.id).await?;
             Ok(json(
                 StatusCode::CREATED,
                 &serde_json::json!({"id": row.id, "name": row.name, "created_at": row.created_at}),
@@ -155,7 +157,7 @@ pub async fn handle(
             app.storage.insert_key(&row).await.map_err(storage_err)?;
             app.keys.insert(&row);
             tracing::info!(tenant = %tenant_id, key_id = %row.id, role = role.as_str(), "API key created");
-            ctx.tenant = Some(Arc::from(tenant_id.as_str()));
+            audit_admin(app, ctx, &tenant_id, "admin.key_created", &row.id).await?;
             // The only time the plaintext exists outside the client: this response.
             Ok(json(
                 StatusCode::CREATED,
@@ -204,6 +206,7 @@ pub async fn handle(
             match app.storage.revoke_key(&key_id).await.map_err(storage_err)? {
                 Some(tenant) => {
                     tracing::info!(tenant = %tenant, key_id = %key_id, "API key revoked");
+                    audit_admin(app, ctx, &tenant, "admin.key_revoked", &key_id).await?;
                     Ok(json(
                         StatusCode::OK,
                         &serde_json::json!({"id": key_id, "revoked": true}),
@@ -221,6 +224,48 @@ pub async fn handle(
         )),
         _ => Err(ApiError::new(ErrorCode::NotFound, "no such admin endpoint")),
     }
+}
+
+/// Writes an admin action into the tenant's log before the action is confirmed to the operator. The action
+/// has happened by then; if the entry cannot be made durable the operator gets 503 and the log says why.
+async fn audit_admin(
+    app: &App,
+    ctx: &crate::server::RequestCtx,
+    tenant_id: &str,
+    action: &str,
+    subject: &str,
+) -> Result<(), ApiError> {
+    let entry = Entry {
+        index: 0,
+        prev_leaf: [0; 32],
+        kind: EntryKind::Admin,
+        timestamp_ms: crate::audit::now_ms(),
+        tenant_id: tenant_id.to_owned(),
+        key_id: "operator".to_owned(),
+        request_id: ctx.id.clone(),
+        trace_id: ctx.traceparent.get(3..35).unwrap_or_default().to_owned(),
+        endpoint: action.to_owned(),
+        subject: subject.to_owned(),
+        model_requested: String::new(),
+        deployment: String::new(),
+        tier: String::new(),
+        region: String::new(),
+        cache: String::new(),
+        policy: String::new(),
+        status: 200,
+        error_code: String::new(),
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        cost_micro_usd: 0,
+        latency_us: u64::try_from(ctx.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        content: ContentMark::None,
+        prompt_commitment: None,
+        response_commitment: None,
+    };
+    app.audit.append(entry).await.map(|_| ()).map_err(|e| {
+        tracing::error!(tenant = %tenant_id, action, error = %e, "admin action done but not audited");
+        crate::server::audit_unavailable(app, &e)
+    })
 }
 
 /// The secret part of a freshly generated key (the key was just made, so its shape is known).

@@ -1,49 +1,39 @@
-//! The audit record of every request that reached authentication.
-//!
-//! The tamper-evident, durable per-tenant log (Merkle hash chain, signed checkpoints) is not in this build.
-//! Today each record is one structured `tracing` event on the `sluice::audit` target, written exactly once
-//! per authenticated request: at the end of the response, or when a stream ends or is dropped. That is a
-//! log line, not a durable, verifiable entry.
+//! The verifiable audit log: one log per tenant, canonical entries (`entry`), an RFC 6962 Merkle tree and
+//! hash chain (`merkle`), Ed25519 signed-note checkpoints (`note`), the batching sequencer (`log`), and the
+//! offline verifier of exports (`verify`).
 
-use crate::cache::CacheStatus;
-use crate::providers::Usage;
+pub mod entry;
+mod log;
+pub mod merkle;
+pub mod note;
+pub mod verify;
 
-/// What is recorded about one request.
-#[derive(Debug, Clone)]
-pub struct AuditRecord<'a> {
-    pub request_id: &'a str,
-    pub tenant_id: &'a str,
-    pub key_id: &'a str,
-    pub endpoint: &'a str,
-    pub model: Option<&'a str>,
-    pub deployment: Option<&'a str>,
-    pub tier: Option<&'a str>,
-    pub cache: CacheStatus,
-    pub status: u16,
-    pub error_code: Option<&'static str>,
-    pub usage: Option<Usage>,
-    pub cost_micro_usd: u64,
-    pub latency_us: u64,
+use base64::Engine;
+use ed25519_dalek::SigningKey;
+
+pub use log::{Appended, AuditError, AuditLog, SignedCheckpoint, Signer};
+
+/// Parses a base64 32-byte Ed25519 seed.
+pub fn signing_key_from_text(text: &str) -> Option<SigningKey> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .ok()?;
+    let seed: [u8; 32] = bytes.as_slice().try_into().ok()?;
+    Some(SigningKey::from_bytes(&seed))
 }
 
-/// Records one request.
-pub fn record(r: &AuditRecord<'_>) {
-    tracing::info!(
-        target: "sluice::audit",
-        request_id = r.request_id,
-        tenant = r.tenant_id,
-        key_id = r.key_id,
-        endpoint = r.endpoint,
-        model = r.model,
-        deployment = r.deployment,
-        tier = r.tier,
-        cache = r.cache.as_str(),
-        status = r.status,
-        error_code = r.error_code,
-        prompt_tokens = r.usage.map(|u| u.prompt_tokens),
-        completion_tokens = r.usage.map(|u| u.completion_tokens),
-        cost_micro_usd = r.cost_micro_usd,
-        latency_us = r.latency_us,
-        "audit"
-    );
+/// A fresh signing key as base64 text, for `sluice init`.
+pub fn new_signing_key_text() -> String {
+    use rand::RngCore;
+    let mut seed = [0u8; 32];
+    rand::rng().fill_bytes(&mut seed);
+    base64::engine::general_purpose::STANDARD.encode(seed)
+}
+
+/// Current unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }

@@ -63,7 +63,18 @@ pub struct Config {
     pub admin: AdminConfig,
     pub auth: AuthConfig,
     pub logging: LoggingConfig,
+    pub audit: AuditConfig,
     pub routing: RoutingConfig,
+}
+
+/// The audit log's signing key and batching.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub origin: String,
+    /// Ed25519 seed of the checkpoint signing key.
+    pub signing_key: Secret,
+    pub batch_max: usize,
+    pub checkpoint_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -326,6 +337,7 @@ fn validate(raw: RawConfig, base: &Path, env: &Env) -> Result<Config, ConfigErro
         },
         filter: raw.logging.filter.unwrap_or_else(|| "info".to_owned()),
     };
+    let audit = validate_audit(raw.audit, base, env)?;
     let routing = validate_routing(raw.providers, raw.deployments, raw.models, base, env)?;
     Ok(Config {
         server,
@@ -333,6 +345,7 @@ fn validate(raw: RawConfig, base: &Path, env: &Env) -> Result<Config, ConfigErro
         admin,
         auth: AuthConfig { pepper },
         logging,
+        audit,
         routing,
     })
 }
@@ -415,6 +428,50 @@ fn validate_admin(raw: raw::RawAdmin, base: &Path, env: &Env) -> Result<AdminCon
     }
     Ok(AdminConfig {
         token_sha256: Sha256::digest(token.expose().as_bytes()).into(),
+    })
+}
+
+fn validate_audit(raw: raw::RawAudit, base: &Path, env: &Env) -> Result<AuditConfig, ConfigError> {
+    let origin = raw.origin.unwrap_or_else(|| "sluice".to_owned());
+    if origin.is_empty() || origin.contains(char::is_whitespace) || origin.contains('+') {
+        return Err(field_err(
+            "audit.origin",
+            "must be non-empty, without spaces or `+`",
+        ));
+    }
+    let env_var = raw
+        .signing_key_env
+        .clone()
+        .unwrap_or_else(|| "SLUICE_AUDIT_SIGNING_KEY".to_owned());
+    let signing_key = read_secret(
+        base,
+        env,
+        raw.signing_key_file.as_deref(),
+        Some(&env_var),
+        "audit.signing_key",
+    )?
+    .ok_or_else(|| {
+        field_err(
+            "audit.signing_key_env",
+            format!(
+                "environment variable {env_var} is not set and no audit.signing_key_file is given \
+                 (`sluice init` writes one)"
+            ),
+        )
+    })?;
+    if crate::audit::signing_key_from_text(signing_key.expose()).is_none() {
+        return Err(field_err(
+            "audit.signing_key",
+            "must be a base64-encoded 32-byte Ed25519 seed",
+        ));
+    }
+    Ok(AuditConfig {
+        origin,
+        signing_key,
+        batch_max: usize::try_from(raw.batch_max.unwrap_or(1024))
+            .unwrap_or(usize::MAX)
+            .clamp(1, 65_536),
+        checkpoint_interval: ms(raw.checkpoint_interval_ms, 1_000),
     })
 }
 
@@ -727,6 +784,10 @@ mod tests {
                 "pepper-pepper-pepper-pepper-pepper-0".to_owned(),
             ),
             ("UPSTREAM_API_KEY".to_owned(), "sk-upstream".to_owned()),
+            (
+                "SLUICE_AUDIT_SIGNING_KEY".to_owned(),
+                "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=".to_owned(),
+            ),
         ])
     }
 

@@ -19,6 +19,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub logging: RawLogging,
     #[serde(default)]
+    pub audit: RawAudit,
+    #[serde(default)]
     pub providers: Vec<RawProvider>,
     #[serde(default)]
     pub deployments: Vec<RawDeployment>,
@@ -86,6 +88,22 @@ pub struct RawAuth {
     pub pepper_env: Option<String>,
     /// File holding the API-key pepper (at least 32 bytes).
     pub pepper_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// Log origin prefix; each tenant's log is `<origin>/<tenant id>`, and the signing key is named `<origin>`.
+    /// Default `sluice`.
+    pub origin: Option<String>,
+    /// File holding the Ed25519 checkpoint signing key (32-byte seed, base64).
+    pub signing_key_file: Option<String>,
+    /// Environment variable holding the signing key. Default `SLUICE_AUDIT_SIGNING_KEY`.
+    pub signing_key_env: Option<String>,
+    /// Most entries committed in one transaction. Default 1024.
+    pub batch_max: Option<u64>,
+    /// Least time between two checkpoints of one log, in milliseconds. Default 1,000.
+    pub checkpoint_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -42,6 +42,8 @@ pub struct Metrics {
     pub open_streams: Gauge,
     pub panics: Counter,
     pub config_reloads: Family<ErrorLabels, Counter>,
+    pub audit_failures: Counter,
+    pub audit_queue_depth: Gauge,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -104,8 +106,22 @@ impl Metrics {
             "Routing reloads by outcome (code = ok or the failure)",
             config_reloads.clone(),
         );
+        let audit_failures = Counter::default();
+        registry.register(
+            "audit_failures",
+            "Requests refused (503) because their audit entry could not be made durable",
+            audit_failures.clone(),
+        );
+        let audit_queue_depth = Gauge::default();
+        registry.register(
+            "audit_queue_depth",
+            "Audit entries handed to the sequencer and not yet durable",
+            audit_queue_depth.clone(),
+        );
         Metrics {
             registry,
+            audit_failures,
+            audit_queue_depth,
             requests,
             errors,
             phase_seconds,

@@ -20,12 +20,14 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::audit::{AuditLog, Signer};
 use crate::auth::KeyStore;
 use crate::config::{Config, ConfigError, Env, ServerConfig, TlsConfig};
 use crate::providers::{BuildError, RoutingSnapshot};
 use crate::storage::{Storage, StorageError};
 use metrics::Metrics;
 
+pub use pipeline::{Finished, audit_unavailable, authenticate};
 pub use router::{Body, RequestCtx, json_response};
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +43,8 @@ pub enum StartError {
     },
     #[error("TLS setup failed: {0}")]
     Tls(String),
+    #[error("audit log: {0}")]
+    Audit(String),
 }
 
 /// Where the running config came from, so SIGHUP can read it again.
@@ -57,6 +61,9 @@ pub struct App {
     pub keys: KeyStore,
     pub storage: Storage,
     pub metrics: Metrics,
+    pub audit: AuditLog,
+    /// Work that outlives its request (audit entries of streams whose client left); awaited on shutdown.
+    pub background: TaskTracker,
     admin_token_sha256: [u8; 32],
     draining: AtomicBool,
     source: ConfigSource,
@@ -137,6 +144,17 @@ impl Gateway {
             storage.list_keys(None).await?,
         );
         let routing = RoutingSnapshot::build(&config.routing)?;
+        let signing_key = crate::audit::signing_key_from_text(config.audit.signing_key.expose())
+            .ok_or_else(|| {
+                StartError::Audit("the signing key is not a base64 32-byte seed".to_owned())
+            })?;
+        let (audit, _writer) = AuditLog::open(
+            storage.clone(),
+            Signer::new(config.audit.origin.clone(), signing_key),
+            config.audit.batch_max,
+            config.audit.checkpoint_interval,
+        )
+        .await?;
         let tls = config.server.tls.as_ref().map(load_tls).transpose()?;
         let listener = TcpListener::bind(config.server.listen)
             .await
@@ -150,6 +168,8 @@ impl Gateway {
             keys,
             storage,
             metrics: Metrics::new(),
+            audit,
+            background: TaskTracker::new(),
             admin_token_sha256: config.admin.token_sha256,
             draining: AtomicBool::new(false),
             source,
@@ -278,6 +298,11 @@ impl Gateway {
                 "grace period over; closing remaining connections"
             );
         }
+        // Entries of streams whose clients left are still on their way: see them through, then cover every
+        // log's last entries with a checkpoint.
+        app.background.close();
+        app.background.wait().await;
+        app.audit.flush().await;
         app.storage.close().await;
         tracing::info!("stopped");
     }

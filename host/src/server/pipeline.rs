@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use super::App;
 use super::router::{Body, RequestCtx, json_response};
 use super::stream::SseBody;
-use crate::audit::{self, AuditRecord};
+use crate::audit::entry::{ContentMark, Entry, EntryKind};
 use crate::auth::{AuthError, Principal};
 use crate::cache::{self, CacheStatus};
 use crate::config::DeploymentKind;
@@ -123,7 +123,7 @@ async fn validate<T: serde::de::DeserializeOwned>(
 
 // ---- phase 3: authenticate -----------------------------------------------------------------------
 
-fn authenticate(
+pub fn authenticate(
     app: &App,
     ctx: &mut RequestCtx,
     headers: &HeaderMap,
@@ -135,7 +135,7 @@ fn authenticate(
     match result {
         Ok(p) => {
             tracing::Span::current().record("tenant", &*p.tenant_id);
-            ctx.tenant = Some(p.tenant_id.clone());
+            ctx.principal = Some(p.clone());
             Ok(p)
         }
         Err(e) => Err(ApiError::new(ErrorCode::Unauthenticated, e.to_string())),
@@ -230,10 +230,11 @@ fn routing_headers(resp: &mut Response<Body>, deployment: &Deployment, cache: Ca
     h.insert("x-sluice-cache", HeaderValue::from_static(cache.as_str()));
 }
 
-/// What the audit phase records about a finished request.
+/// What the settle and audit phases record about a request that reached `authenticate`.
 #[derive(Debug, Clone)]
-pub(super) struct Finished {
+pub struct Finished {
     pub request_id: String,
+    pub trace_id: String,
     pub principal: Principal,
     pub endpoint: &'static str,
     pub model: String,
@@ -243,33 +244,88 @@ pub(super) struct Finished {
 }
 
 impl Finished {
-    /// Phases 10 and 11: prices the usage and writes the audit record.
-    pub fn settle_and_audit(
-        &self,
-        status: u16,
-        error_code: Option<&'static str>,
-        usage: Option<Usage>,
-    ) {
+    pub fn new(
+        ctx: &RequestCtx,
+        principal: Principal,
+        endpoint: &'static str,
+        model: String,
+    ) -> Finished {
+        Finished {
+            request_id: ctx.id.clone(),
+            // traceparent is `00-<trace id>-<span id>-<flags>`.
+            trace_id: ctx.traceparent.get(3..35).unwrap_or_default().to_owned(),
+            principal,
+            endpoint,
+            model,
+            deployment: None,
+            cache: CacheStatus::Bypass,
+            started: ctx.started,
+        }
+    }
+
+    /// Phase 10 (the cost of the usage at the deployment's prices) and the entry phase 11 appends.
+    pub fn entry(&self, status: u16, error_code: Option<&str>, usage: Option<Usage>) -> Entry {
         let cost = match (&self.deployment, usage) {
             (Some(d), Some(u)) => crate::admission::cost_micro_usd(u, d.config.price),
             _ => 0,
         };
-        audit::record(&AuditRecord {
-            request_id: &self.request_id,
-            tenant_id: &self.principal.tenant_id,
-            key_id: &self.principal.key_id,
-            endpoint: self.endpoint,
-            model: Some(&self.model),
-            deployment: self.deployment.as_ref().map(|d| d.config.name.as_str()),
-            tier: self.deployment.as_ref().map(|d| d.config.tier.as_str()),
-            cache: self.cache,
+        let dep = self.deployment.as_ref().map(|d| &d.config);
+        Entry {
+            index: 0,
+            prev_leaf: [0; 32],
+            kind: EntryKind::Request,
+            timestamp_ms: crate::audit::now_ms(),
+            tenant_id: self.principal.tenant_id.to_string(),
+            key_id: self.principal.key_id.to_string(),
+            request_id: self.request_id.clone(),
+            trace_id: self.trace_id.clone(),
+            endpoint: self.endpoint.to_owned(),
+            subject: String::new(),
+            model_requested: self.model.clone(),
+            deployment: dep.map(|d| d.name.clone()).unwrap_or_default(),
+            tier: dep.map(|d| d.tier.as_str().to_owned()).unwrap_or_default(),
+            region: dep.map(|d| d.region.clone()).unwrap_or_default(),
+            cache: self.cache.as_str().to_owned(),
+            policy: "builtin".to_owned(),
             status,
-            error_code,
-            usage,
+            error_code: error_code.unwrap_or_default().to_owned(),
+            prompt_tokens: usage.map_or(0, |u| u.prompt_tokens),
+            completion_tokens: usage.map_or(0, |u| u.completion_tokens),
             cost_micro_usd: cost,
             latency_us: u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
-        });
+            content: ContentMark::None,
+            prompt_commitment: None,
+            response_commitment: None,
+        }
     }
+
+    /// Phases 10 and 11: the entry is durable when this returns `Ok`; otherwise the request must fail with
+    /// 503 rather than complete unaudited.
+    pub async fn settle_and_audit(
+        &self,
+        app: &App,
+        status: u16,
+        error_code: Option<&str>,
+        usage: Option<Usage>,
+    ) -> Result<(), ApiError> {
+        let start = Instant::now();
+        let result = app
+            .audit
+            .append(self.entry(status, error_code, usage))
+            .await;
+        app.metrics
+            .observe_phase("audit", start.elapsed().as_secs_f64());
+        result.map(|_| ()).map_err(|e| audit_unavailable(app, &e))
+    }
+}
+
+/// The answer when the audit log cannot take an entry.
+pub fn audit_unavailable(app: &App, e: &crate::audit::AuditError) -> ApiError {
+    app.metrics.audit_failures.inc();
+    ApiError::new(
+        ErrorCode::Unavailable,
+        format!("audit log unavailable: {e}"),
+    )
 }
 
 // ---- POST /v1/chat/completions and /v1/embeddings -------------------------------------------------
@@ -339,23 +395,36 @@ async fn infer(
 ) -> Result<Response<Body>, ApiError> {
     // 3. authenticate.
     let principal = authenticate(app, ctx, headers)?;
-    let mut finished = Finished {
-        request_id: ctx.id.clone(),
-        principal,
-        endpoint: match inference.endpoint {
-            Endpoint::Chat => "chat",
-            Endpoint::Embeddings => "embeddings",
-        },
-        model: inference.model.clone(),
-        deployment: None,
-        cache: CacheStatus::Bypass,
-        started: ctx.started,
+    let endpoint = match inference.endpoint {
+        Endpoint::Chat => "chat",
+        Endpoint::Embeddings => "embeddings",
     };
-    let result = after_auth(app, ctx, &mut finished, inference).await;
-    if let Err(e) = &result {
-        finished.settle_and_audit(e.status().as_u16(), Some(e.code.as_str()), None);
+    let mut finished = Finished::new(ctx, principal, endpoint, inference.model.clone());
+    let answer = after_auth(app, ctx, &mut finished, inference).await;
+    // From here on the entry is written below or by the streaming body, never by the panic handler.
+    ctx.audited = true;
+    match answer {
+        // 10. settle and 11. audit, before the response leaves. If the entry cannot be made durable the
+        // answer is withheld: the client gets 503, and no unaudited answer goes out.
+        Ok(Answer::Complete(resp, usage)) => {
+            finished.settle_and_audit(app, 200, None, usage).await?;
+            Ok(resp)
+        }
+        // A stream audits itself when it ends.
+        Ok(Answer::Stream(resp)) => Ok(resp),
+        Err(e) => {
+            finished
+                .settle_and_audit(app, e.status().as_u16(), Some(e.code.as_str()), None)
+                .await?;
+            Err(e)
+        }
     }
-    result
+}
+
+/// A routed answer: complete (audited by the caller) or streaming (audited by its body).
+enum Answer {
+    Complete(Response<Body>, Option<Usage>),
+    Stream(Response<Body>),
 }
 
 async fn after_auth(
@@ -363,7 +432,7 @@ async fn after_auth(
     ctx: &mut RequestCtx,
     finished: &mut Finished,
     mut inference: Inference,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<Answer, ApiError> {
     // 4. authorize.
     timed(app, "authorize", || policy::authorize(&finished.principal))?;
     // 5. admit.
@@ -405,17 +474,14 @@ async fn after_auth(
     finished.deployment = Some(deployment.clone());
     match reply {
         UpstreamReply::Complete { body, usage } => {
-            // 10. settle and 11. audit, before the response leaves.
-            finished.settle_and_audit(200, None, usage);
             // 12. cache store: no cache in this build.
             drop(permit);
             let mut resp = json_response(StatusCode::OK, body);
             routing_headers(&mut resp, &deployment, finished.cache);
-            Ok(resp)
+            Ok(Answer::Complete(resp, usage))
         }
         UpstreamReply::Stream(events) => {
             // Settle and audit move into the body: they run when the stream ends, however it ends.
-            ctx.audit_deferred = true;
             let body = SseBody::new(app.clone(), events, finished.clone(), permit);
             let mut resp = Response::new(body.boxed_unsync());
             let h = resp.headers_mut();
@@ -425,14 +491,14 @@ async fn after_auth(
             );
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             routing_headers(&mut resp, &deployment, finished.cache);
-            Ok(resp)
+            Ok(Answer::Stream(resp))
         }
     }
 }
 
 // ---- GET /v1/models ------------------------------------------------------------------------------
 
-pub fn models(
+pub async fn models(
     app: &Arc<App>,
     ctx: &mut RequestCtx,
     req: http::Request<Incoming>,
@@ -458,15 +524,8 @@ pub fn models(
         })
         .collect();
     let body = serde_json::json!({"object": "list", "data": data});
-    let finished = Finished {
-        request_id: ctx.id.clone(),
-        principal,
-        endpoint: "models",
-        model: String::new(),
-        deployment: None,
-        cache: CacheStatus::Bypass,
-        started: ctx.started,
-    };
-    finished.settle_and_audit(200, None, None);
+    let finished = Finished::new(ctx, principal, "models", String::new());
+    ctx.audited = true;
+    finished.settle_and_audit(app, 200, None, None).await?;
     Ok(json_response(StatusCode::OK, body.to_string()))
 }

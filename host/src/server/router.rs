@@ -16,6 +16,8 @@ use tracing::Instrument;
 
 use super::App;
 use super::metrics::{ErrorLabels, RequestLabels};
+use super::pipeline::Finished;
+use crate::auth::Principal;
 use crate::error::{ApiError, ErrorCode, JSON};
 
 /// Every response body: full JSON, or a stream of server-sent events.
@@ -44,9 +46,10 @@ pub struct RequestCtx {
     pub started: Instant,
     /// Route label for metrics (a fixed set, never the raw path).
     pub route: &'static str,
-    pub tenant: Option<Arc<str>>,
-    /// Set when a streaming body took over the audit record, which it writes when the stream ends.
-    pub audit_deferred: bool,
+    /// Who is asking, once `authenticate` succeeded.
+    pub principal: Option<Principal>,
+    /// Set once the request's audit entry was written, or handed to a streaming body that writes it.
+    pub audited: bool,
     pub error_code: Option<&'static str>,
 }
 
@@ -113,8 +116,8 @@ pub async fn handle(
         traceparent: traceparent(req.headers()),
         started: Instant::now(),
         route: route_label(req.method(), req.uri().path()),
-        tenant: None,
-        audit_deferred: false,
+        principal: None,
+        audited: false,
         error_code: None,
         id,
     };
@@ -160,24 +163,15 @@ pub async fn handle(
             span.in_scope(|| tracing::error!(panic = %what, "request handler panicked"));
             let err = ApiError::new(ErrorCode::Internal, "handler panicked");
             ctx.error_code = Some(err.code.as_str());
-            if let Some(tenant) = ctx.tenant.clone().filter(|_| !ctx.audit_deferred) {
-                // The pipeline died before it could write its record; write a minimal one here.
-                crate::audit::record(&crate::audit::AuditRecord {
-                    request_id: &ctx.id,
-                    tenant_id: &tenant,
-                    key_id: "",
-                    endpoint: ctx.route,
-                    model: None,
-                    deployment: None,
-                    tier: None,
-                    cache: crate::cache::CacheStatus::Bypass,
-                    status: 500,
-                    error_code: Some("internal"),
-                    usage: None,
-                    cost_micro_usd: 0,
-                    latency_us: u64::try_from(ctx.started.elapsed().as_micros())
-                        .unwrap_or(u64::MAX),
-                });
+            if let Some(principal) = ctx.principal.clone().filter(|_| !ctx.audited) {
+                // The pipeline died before it could write its entry; write one here.
+                let finished = Finished::new(&ctx, principal, ctx.route, String::new());
+                if let Err(e) = finished
+                    .settle_and_audit(&app, 500, Some("internal"), None)
+                    .await
+                {
+                    span.in_scope(|| tracing::error!(error = %e.message, "audit entry of a panicked request failed"));
+                }
             }
             error_response(&err, &ctx.id)
         }
@@ -189,7 +183,11 @@ pub async fn handle(
     app.metrics
         .requests
         .get_or_create(&RequestLabels {
-            tenant: ctx.tenant.as_deref().unwrap_or("").to_owned(),
+            tenant: ctx
+                .principal
+                .as_ref()
+                .map(|p| p.tenant_id.to_string())
+                .unwrap_or_default(),
             route: ctx.route,
             status,
         })
@@ -229,6 +227,7 @@ async fn dispatch(
         }
         "/readyz" if method == Method::GET => readyz(app).await,
         "/metrics" if method == Method::GET => {
+            app.metrics.audit_queue_depth.set(app.audit.queue_depth());
             let mut resp = Response::new(full(app.metrics.render()));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -242,7 +241,17 @@ async fn dispatch(
         "/v1/embeddings" if method == Method::POST => {
             super::pipeline::embeddings(app, ctx, req).await
         }
-        "/v1/models" if method == Method::GET => super::pipeline::models(app, ctx, req),
+        "/v1/models" if method == Method::GET => super::pipeline::models(app, ctx, req).await,
+        "/.well-known/sluice-audit-keys" if method == Method::GET => Ok(json_response(
+            StatusCode::OK,
+            serde_json::json!({"keys": [{
+                "name": app.audit.signer().key_name(),
+                "verifier_key": app.audit.signer().verifier_key(),
+                "algorithm": "ed25519",
+            }]})
+            .to_string(),
+        )),
+        p if p.starts_with("/v1/audit/") => crate::api::audit::handle(app, ctx, req).await,
         "/healthz"
         | "/readyz"
         | "/metrics"

@@ -1,33 +1,47 @@
 //! The streaming response body: passes upstream SSE events to the client one by one, turns an upstream
-//! failure into an SSE error event and a clean end, and settles and audits exactly once when the stream
-//! ends, including when the client goes away (dropping the body cancels the upstream request).
+//! failure into an SSE error event and a clean end, and makes the request's audit entry durable before the
+//! final event (`[DONE]` or the error) is sent. If the client goes away first, dropping the body cancels
+//! the upstream request and the entry is appended in the background: exactly one entry either way.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use http_body::{Body, Frame};
 
 use super::App;
-use super::pipeline::Finished;
+use super::pipeline::{Finished, audit_unavailable};
+use crate::audit::{Appended, AuditError};
 use crate::error::{ApiError, ErrorCode};
 use crate::providers::sse::DONE;
 use crate::providers::{EventStream, SlotPermit, StreamItem, Usage};
 
-enum End {
-    Completed,
-    UpstreamFailed(&'static str),
+type AuditFuture = Pin<Box<dyn Future<Output = Result<Appended, AuditError>> + Send>>;
+
+enum State {
+    Streaming(EventStream),
+    /// The upstream is done; the entry is being made durable, then `last` is sent.
+    Auditing {
+        append: AuditFuture,
+        last: Last,
+    },
+    Finished,
+}
+
+enum Last {
+    Done,
+    Error(ApiError),
 }
 
 pub(super) struct SseBody {
     app: Arc<App>,
-    upstream: Option<EventStream>,
+    state: State,
     finished: Finished,
     usage: Option<Usage>,
-    end: Option<End>,
     /// The deployment's concurrency slot, released when the stream ends.
     _permit: SlotPermit,
 }
@@ -42,10 +56,9 @@ impl SseBody {
         app.metrics.open_streams.inc();
         SseBody {
             app,
-            upstream: Some(upstream),
+            state: State::Streaming(upstream),
             finished,
             usage: None,
-            end: None,
             _permit: permit,
         }
     }
@@ -55,6 +68,18 @@ impl SseBody {
         out.extend_from_slice(&err.body(&self.finished.request_id));
         out.extend_from_slice(b"\n\n");
         Bytes::from(out)
+    }
+
+    fn start_audit(&mut self, last: Last) {
+        let error_code = match &last {
+            Last::Done => None,
+            Last::Error(e) => Some(e.code.as_str()),
+        };
+        let entry = self.finished.entry(200, error_code, self.usage);
+        self.state = State::Auditing {
+            append: Box::pin(self.app.audit.append(entry)),
+            last,
+        };
     }
 }
 
@@ -67,58 +92,81 @@ impl Body for SseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         loop {
-            let Some(upstream) = self.upstream.as_mut() else {
-                return Poll::Ready(None);
-            };
-            let item = match upstream.poll_next_unpin(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(item) => item,
-            };
-            match item {
-                Some(Ok(StreamItem::Chunk(bytes))) => {
-                    return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            match &mut self.state {
+                State::Finished => return Poll::Ready(None),
+                State::Auditing { append, .. } => {
+                    let Poll::Ready(result) = append.poll_unpin(cx) else {
+                        return Poll::Pending;
+                    };
+                    let State::Auditing { last, .. } =
+                        std::mem::replace(&mut self.state, State::Finished)
+                    else {
+                        return Poll::Ready(None);
+                    };
+                    let frame = match (result, last) {
+                        (Ok(_), Last::Done) => Bytes::from_static(DONE),
+                        (Ok(_), Last::Error(e)) => self.error_event(&e),
+                        // Not durable: the client must not take the answer as complete.
+                        (Err(e), _) => {
+                            let err = audit_unavailable(&self.app, &e);
+                            self.error_event(&err)
+                        }
+                    };
+                    return Poll::Ready(Some(Ok(Frame::data(frame))));
                 }
-                Some(Ok(StreamItem::Usage(u))) => self.usage = Some(u),
-                Some(Ok(StreamItem::Done)) => {
-                    self.upstream = None;
-                    self.end = Some(End::Completed);
-                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(DONE)))));
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(request_id = %self.finished.request_id, error = %e, "upstream stream failed");
-                    let api = e.to_api_error();
-                    self.upstream = None;
-                    self.end = Some(End::UpstreamFailed(api.code.as_str()));
-                    return Poll::Ready(Some(Ok(Frame::data(self.error_event(&api)))));
-                }
-                None => {
-                    // The adapter ended without `Done`: report it rather than pretend the answer is whole.
-                    let api = ApiError::new(ErrorCode::UpstreamError, "stream ended early");
-                    self.upstream = None;
-                    self.end = Some(End::UpstreamFailed(api.code.as_str()));
-                    return Poll::Ready(Some(Ok(Frame::data(self.error_event(&api)))));
+                State::Streaming(upstream) => {
+                    let item = match upstream.poll_next_unpin(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(item) => item,
+                    };
+                    match item {
+                        Some(Ok(StreamItem::Chunk(bytes))) => {
+                            return Poll::Ready(Some(Ok(Frame::data(bytes))));
+                        }
+                        Some(Ok(StreamItem::Usage(u))) => self.usage = Some(u),
+                        Some(Ok(StreamItem::Done)) => self.start_audit(Last::Done),
+                        Some(Err(e)) => {
+                            tracing::warn!(request_id = %self.finished.request_id, error = %e, "upstream stream failed");
+                            self.start_audit(Last::Error(e.to_api_error()));
+                        }
+                        None => {
+                            // The adapter ended without `Done`: report it rather than pretend the answer is whole.
+                            self.start_audit(Last::Error(ApiError::new(
+                                ErrorCode::UpstreamError,
+                                "stream ended early",
+                            )));
+                        }
+                    }
                 }
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.upstream.is_none() && self.end.is_some()
+        matches!(self.state, State::Finished)
     }
 }
 
 impl Drop for SseBody {
     fn drop(&mut self) {
         self.app.metrics.open_streams.dec();
-        // The HTTP status was already 200; the audit record carries what happened to the stream.
-        let error_code = match self.end {
-            Some(End::Completed) => None,
-            Some(End::UpstreamFailed(code)) => Some(code),
-            None => Some("client_disconnected"),
+        let append: AuditFuture = match std::mem::replace(&mut self.state, State::Finished) {
+            State::Finished => return,
+            // The entry is on its way; see it through even though nobody waits for it any more.
+            State::Auditing { append, .. } => append,
+            State::Streaming(_) => {
+                tracing::info!(request_id = %self.finished.request_id, "client went away mid-stream; upstream request cancelled");
+                let entry = self
+                    .finished
+                    .entry(200, Some("client_disconnected"), self.usage);
+                Box::pin(self.app.audit.append(entry))
+            }
         };
-        if error_code == Some("client_disconnected") {
-            tracing::info!(request_id = %self.finished.request_id, "client went away mid-stream; upstream request cancelled");
-        }
-        self.finished.settle_and_audit(200, error_code, self.usage);
+        let request_id = self.finished.request_id.clone();
+        self.app.background.spawn(async move {
+            if let Err(e) = append.await {
+                tracing::error!(request_id = %request_id, error = %e, "audit entry of an interrupted stream failed");
+            }
+        });
     }
 }

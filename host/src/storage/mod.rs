@@ -224,6 +224,190 @@ impl Storage {
     }
 }
 
+/// One audit entry row as written by the sequencer.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub tenant_id: String,
+    pub index: u64,
+    pub entry: Vec<u8>,
+    pub leaf_hash: [u8; 32],
+    pub request_id: String,
+}
+
+/// A stored signed checkpoint.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckpointRow {
+    pub size: u64,
+    #[serde(skip)]
+    pub root: Vec<u8>,
+    pub note: String,
+    pub created_at: i64,
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+impl Storage {
+    /// Commits a batch of audit entries in one transaction: all or none.
+    pub async fn audit_insert_batch(&self, rows: &[AuditRow]) -> Result<(), StorageError> {
+        let Backend::Sqlite(pool) = &self.backend;
+        let mut tx = pool.begin().await?;
+        for r in rows {
+            sqlx::query(
+                "INSERT INTO audit_entries (tenant_id, idx, entry, leaf_hash, request_id) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&r.tenant_id)
+            .bind(to_i64(r.index))
+            .bind(&r.entry)
+            .bind(&r.leaf_hash[..])
+            .bind(&r.request_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every tenant's leaf hashes in index order, to rebuild the sequencer's state at start.
+    pub async fn audit_all_leaves(&self) -> Result<Vec<(String, u64, Vec<u8>)>, StorageError> {
+        let Backend::Sqlite(pool) = &self.backend;
+        let rows = sqlx::query(
+            "SELECT tenant_id, idx, leaf_hash FROM audit_entries ORDER BY tenant_id, idx",
+        )
+        .fetch_all(pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("tenant_id")?,
+                    to_u64(r.try_get("idx")?),
+                    r.try_get("leaf_hash")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// A tenant's leaf hashes for indices below `size`, in order.
+    pub async fn audit_leaves(
+        &self,
+        tenant_id: &str,
+        size: u64,
+    ) -> Result<Vec<Vec<u8>>, StorageError> {
+        let Backend::Sqlite(pool) = &self.backend;
+        let rows = sqlx::query(
+            "SELECT leaf_hash FROM audit_entries WHERE tenant_id = ? AND idx < ? ORDER BY idx",
+        )
+        .bind(tenant_id)
+        .bind(to_i64(size))
+        .fetch_all(pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| Ok(r.try_get("leaf_hash")?))
+            .collect()
+    }
+
+    /// A page of entries: indices at or after `from`, at most `limit`.
+    pub async fn audit_entries(
+        &self,
+        tenant_id: &str,
+        from: u64,
+        limit: u64,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+        let Backend::Sqlite(pool) = &self.backend;
+        let rows = sqlx::query(
+            "SELECT idx, entry FROM audit_entries WHERE tenant_id = ? AND idx >= ? ORDER BY idx LIMIT ?",
+        )
+        .bind(tenant_id)
+        .bind(to_i64(from))
+        .bind(to_i64(limit))
+        .fetch_all(pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| Ok((to_u64(r.try_get("idx")?), r.try_get("entry")?)))
+            .collect()
+    }
+
+    /// The index of the entry recording a request, if any.
+    pub async fn audit_find_request(
+        &self,
+        tenant_id: &str,
+        request_id: &str,
+    ) -> Result<Option<u64>, StorageError> {
+        let Backend::Sqlite(pool) = &self.backend;
+        let row = sqlx::query("SELECT idx FROM audit_entries WHERE tenant_id = ? AND request_id = ? ORDER BY idx LIMIT 1")
+            .bind(tenant_id)
+            .bind(request_id)
+            .fetch_optional(pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("idx").map(to_u64)).transpose()?)
+    }
+
+    /// Stores a checkpoint unless one of the same or a larger size exists (the compare-and-swap that keeps
+    /// two instances from signing diverging checkpoints). Returns whether it was stored.
+    pub async fn audit_insert_checkpoint(
+        &self,
+        tenant_id: &str,
+        size: u64,
+        root: &[u8],
+        note: &str,
+    ) -> Result<bool, StorageError> {
+        let Backend::Sqlite(pool) = &self.backend;
+        let done = sqlx::query(
+            "INSERT INTO audit_checkpoints (tenant_id, size, root, note, created_at) \
+             SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS \
+             (SELECT 1 FROM audit_checkpoints WHERE tenant_id = ?1 AND size >= ?2)",
+        )
+        .bind(tenant_id)
+        .bind(to_i64(size))
+        .bind(root)
+        .bind(note)
+        .bind(now())
+        .execute(pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// A tenant's checkpoints, oldest first.
+    pub async fn audit_checkpoints(
+        &self,
+        tenant_id: &str,
+    ) -> Result<Vec<CheckpointRow>, StorageError> {
+        let Backend::Sqlite(pool) = &self.backend;
+        let rows = sqlx::query("SELECT size, root, note, created_at FROM audit_checkpoints WHERE tenant_id = ? ORDER BY size")
+            .bind(tenant_id)
+            .fetch_all(pool)
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(CheckpointRow {
+                    size: to_u64(r.try_get("size")?),
+                    root: r.try_get("root")?,
+                    note: r.try_get("note")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Every tenant's latest checkpoint size, for the sequencer's state at start.
+    pub async fn audit_latest_sizes(&self) -> Result<Vec<(String, u64)>, StorageError> {
+        let Backend::Sqlite(pool) = &self.backend;
+        let rows = sqlx::query(
+            "SELECT tenant_id, MAX(size) AS size FROM audit_checkpoints GROUP BY tenant_id",
+        )
+        .fetch_all(pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| Ok((r.try_get("tenant_id")?, to_u64(r.try_get("size")?))))
+            .collect()
+    }
+}
+
 /// Current unix time in seconds.
 pub fn unix_now() -> i64 {
     now()

@@ -12,6 +12,8 @@ use sluice::{Config, ConfigSource, Gateway};
 use tokio_util::sync::CancellationToken;
 
 pub const ADMIN_TOKEN: &str = "test-operator-token-0123456789";
+/// base64 of 32 bytes of 7: a fixed test signing key.
+pub const AUDIT_KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 pub const PEPPER: &str = "test-pepper-test-pepper-test-pepper-0123";
 
 pub fn env() -> HashMap<String, String> {
@@ -19,6 +21,7 @@ pub fn env() -> HashMap<String, String> {
         ("SLUICE_ADMIN_TOKEN".to_owned(), ADMIN_TOKEN.to_owned()),
         ("SLUICE_KEY_PEPPER".to_owned(), PEPPER.to_owned()),
         ("ANTHROPIC_TEST_KEY".to_owned(), "sk-ant-test".to_owned()),
+        ("SLUICE_AUDIT_SIGNING_KEY".to_owned(), AUDIT_KEY.to_owned()),
     ])
 }
 

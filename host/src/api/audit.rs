@@ -1,0 +1,253 @@
+//! Tenant audit endpoints under `/v1/audit` (tenant key with the `admin` or `owner` role): entries,
+//! checkpoints, inclusion and consistency proofs, and the export `sluice audit verify` checks offline.
+//! The tenant comes from the credential, never from the URL.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use http::{Method, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::audit::entry::{Entry, hex};
+use crate::audit::merkle::{self, Hash};
+use crate::audit::verify::{Export, ExportedEntry, FORMAT};
+use crate::auth::Role;
+use crate::error::{ApiError, ErrorCode};
+use crate::server::{App, Body, Finished, RequestCtx, authenticate, json_response};
+
+/// Largest page of `/v1/audit/entries`.
+const MAX_PAGE: u64 = 1000;
+
+fn query(req: &http::Request<Incoming>, name: &str) -> Option<String> {
+    req.uri().query()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| v.to_owned())
+    })
+}
+
+fn number(req: &http::Request<Incoming>, name: &str) -> Result<Option<u64>, ApiError> {
+    query(req, name)
+        .map(|v| {
+            v.parse::<u64>().map_err(|_| {
+                ApiError::invalid(name, format!("`{name}` must be a non-negative integer"))
+            })
+        })
+        .transpose()
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::Unavailable, format!("audit storage: {e}"))
+}
+
+async fn leaves(app: &App, tenant: &str, size: u64) -> Result<Vec<Hash>, ApiError> {
+    let rows = app
+        .audit
+        .storage()
+        .audit_leaves(tenant, size)
+        .await
+        .map_err(unavailable)?;
+    Ok(rows
+        .into_iter()
+        .map(|l| l.as_slice().try_into().unwrap_or([0; 32]))
+        .collect())
+}
+
+fn ok(v: serde_json::Value) -> Response<Body> {
+    json_response(StatusCode::OK, v.to_string())
+}
+
+/// Routes one `/v1/audit/...` request and writes its own audit entry.
+pub async fn handle(
+    app: &Arc<App>,
+    ctx: &mut RequestCtx,
+    req: http::Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    if req.method() != Method::GET {
+        return Err(ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            "the audit endpoints are read-only (GET)",
+        ));
+    }
+    let principal = authenticate(app, ctx, req.headers())?;
+    let path = req.uri().path().trim_start_matches("/v1/audit/").to_owned();
+    let endpoint: &'static str = match path.as_str() {
+        "entries" => "audit.entries",
+        "checkpoint" => "audit.checkpoint",
+        "checkpoints" => "audit.checkpoints",
+        "proof/inclusion" => "audit.proof_inclusion",
+        "proof/consistency" => "audit.proof_consistency",
+        "export" => "audit.export",
+        _ => "audit.unknown",
+    };
+    let finished = Finished::new(ctx, principal.clone(), endpoint, String::new());
+    ctx.audited = true;
+    let result = if principal.role == Role::Member {
+        Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "the audit endpoints need a key with the admin or owner role",
+        ))
+    } else {
+        serve(app, &principal.tenant_id, endpoint, &req).await
+    };
+    let (status, code) = match &result {
+        Ok(_) => (200, None),
+        Err(e) => (e.status().as_u16(), Some(e.code.as_str())),
+    };
+    finished.settle_and_audit(app, status, code, None).await?;
+    result
+}
+
+async fn serve(
+    app: &App,
+    tenant: &str,
+    endpoint: &str,
+    req: &http::Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let storage = app.audit.storage();
+    match endpoint {
+        "audit.entries" => {
+            let from = number(req, "from")?.unwrap_or(0);
+            let limit = number(req, "limit")?.unwrap_or(100).clamp(1, MAX_PAGE);
+            let rows = storage
+                .audit_entries(tenant, from, limit)
+                .await
+                .map_err(unavailable)?;
+            let next = rows.last().map(|(i, _)| i + 1);
+            let data: Vec<_> = rows
+                .into_iter()
+                .map(|(index, bytes)| {
+                    serde_json::json!({
+                        "index": index,
+                        "leaf_hash": hex(&merkle::leaf_hash(&bytes)),
+                        "entry": base64::engine::general_purpose::STANDARD.encode(&bytes),
+                        "fields": Entry::decode(&bytes).ok(),
+                    })
+                })
+                .collect();
+            Ok(ok(
+                serde_json::json!({"object": "list", "data": data, "next_from": next}),
+            ))
+        }
+        "audit.checkpoint" => match app
+            .audit
+            .checkpoint_now(tenant)
+            .await
+            .map_err(unavailable)?
+        {
+            Some(cp) => Ok(ok(
+                serde_json::json!({"size": cp.size, "root": hex(&cp.root), "note": cp.note}),
+            )),
+            None => Err(ApiError::new(
+                ErrorCode::NotFound,
+                "the log has no entries yet",
+            )),
+        },
+        "audit.checkpoints" => {
+            let all = storage
+                .audit_checkpoints(tenant)
+                .await
+                .map_err(unavailable)?;
+            Ok(ok(serde_json::json!({"object": "list", "data": all})))
+        }
+        "audit.proof_inclusion" => {
+            let request_id = query(req, "request_id")
+                .ok_or_else(|| ApiError::invalid("request_id", "`request_id` is required"))?;
+            let index = storage
+                .audit_find_request(tenant, &request_id)
+                .await
+                .map_err(unavailable)?
+                .ok_or_else(|| {
+                    ApiError::new(ErrorCode::NotFound, "no entry records that request")
+                })?;
+            let cp = app
+                .audit
+                .checkpoint_now(tenant)
+                .await
+                .map_err(unavailable)?
+                .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "the log has no entries yet"))?;
+            let leaves = leaves(app, tenant, cp.size).await?;
+            let proof = merkle::inclusion_proof(&leaves, index, cp.size).ok_or_else(|| {
+                ApiError::new(ErrorCode::Internal, "inclusion proof out of range")
+            })?;
+            Ok(ok(serde_json::json!({
+                "index": index,
+                "size": cp.size,
+                "leaf_hash": leaves.get(usize::try_from(index).unwrap_or(usize::MAX)).map(|l| hex(l)),
+                "proof": proof.iter().map(|h| hex(h)).collect::<Vec<_>>(),
+                "checkpoint": cp.note,
+            })))
+        }
+        "audit.proof_consistency" => {
+            let from = number(req, "from")?
+                .ok_or_else(|| ApiError::invalid("from", "`from` is required"))?;
+            let cp = app
+                .audit
+                .checkpoint_now(tenant)
+                .await
+                .map_err(unavailable)?
+                .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "the log has no entries yet"))?;
+            let to = number(req, "to")?.unwrap_or(cp.size);
+            if from > to || to > cp.size {
+                return Err(ApiError::invalid(
+                    "from",
+                    format!(
+                        "need from <= to <= {} (the latest checkpoint size)",
+                        cp.size
+                    ),
+                ));
+            }
+            let leaves = leaves(app, tenant, to).await?;
+            let proof = merkle::consistency_proof(&leaves, from, to).ok_or_else(|| {
+                ApiError::new(ErrorCode::Internal, "consistency proof out of range")
+            })?;
+            Ok(ok(serde_json::json!({
+                "from": from,
+                "to": to,
+                "proof": proof.iter().map(|h| hex(h)).collect::<Vec<_>>(),
+                "checkpoint": cp.note,
+            })))
+        }
+        "audit.export" => {
+            let cp = app
+                .audit
+                .checkpoint_now(tenant)
+                .await
+                .map_err(unavailable)?
+                .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "the log has no entries yet"))?;
+            let rows = storage
+                .audit_entries(tenant, 0, cp.size)
+                .await
+                .map_err(unavailable)?;
+            let entries = rows
+                .into_iter()
+                .map(|(index, bytes)| ExportedEntry {
+                    index,
+                    fields: Entry::decode(&bytes).ok(),
+                    entry: base64::engine::general_purpose::STANDARD.encode(&bytes),
+                })
+                .collect();
+            let checkpoints = storage
+                .audit_checkpoints(tenant)
+                .await
+                .map_err(unavailable)?
+                .into_iter()
+                .filter(|c| c.size < cp.size)
+                .map(|c| c.note)
+                .collect();
+            let export = Export {
+                format: FORMAT.to_owned(),
+                tenant_id: tenant.to_owned(),
+                origin: app.audit.signer().log_origin(tenant),
+                public_key: app.audit.signer().verifier_key(),
+                entries,
+                checkpoint: cp.note,
+                checkpoints,
+            };
+            let body = serde_json::to_vec(&export).map_err(|e| {
+                ApiError::new(ErrorCode::Internal, format!("encoding the export: {e}"))
+            })?;
+            Ok(json_response(StatusCode::OK, body))
+        }
+        _ => Err(ApiError::new(ErrorCode::NotFound, "no such audit endpoint")),
+    }
+}

@@ -1,0 +1,433 @@
+//! The sequencer: one writer task owns every tenant log's tail (size, last leaf hash, Merkle frontier). Request
+//! handlers hand it entries; it assigns indices, commits them in batches (group commit, one transaction,
+//! one fsync), and answers each handler only once its entry is durable. It signs a checkpoint per log at
+//! most once per interval while entries arrive, and on demand for exports.
+//!
+//! SQLite has a single writer anyway, so one task with per-log state is the "one sequencer per log" of the
+//! design without a task per tenant.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use tokio::sync::{mpsc, oneshot};
+
+use super::entry::Entry;
+use super::merkle::{Frontier, Hash, leaf_hash};
+use super::note::{self, Checkpoint};
+use crate::storage::{AuditRow, Storage, StorageError};
+
+/// Why an entry could not be made durable. The request that carried it fails with 503.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuditError {
+    #[error("the audit log could not commit: {0}")]
+    Commit(String),
+    #[error("the audit sequencer has stopped")]
+    Stopped,
+}
+
+/// Where an entry landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub index: u64,
+    pub leaf: Hash,
+}
+
+/// A signed checkpoint as stored.
+#[derive(Debug, Clone)]
+pub struct SignedCheckpoint {
+    pub size: u64,
+    pub root: Hash,
+    pub note: String,
+}
+
+type Reply = oneshot::Sender<Result<Appended, AuditError>>;
+
+enum Command {
+    Append {
+        entry: Box<Entry>,
+        reply: Reply,
+    },
+    Checkpoint {
+        tenant: String,
+        reply: oneshot::Sender<Result<Option<SignedCheckpoint>, AuditError>>,
+    },
+    /// Sign every log that grew since its last checkpoint (shutdown).
+    Flush {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// Signs checkpoints; the key never leaves this struct.
+pub struct Signer {
+    origin: String,
+    key: SigningKey,
+}
+
+impl Signer {
+    pub fn new(origin: String, key: SigningKey) -> Signer {
+        Signer { origin, key }
+    }
+    /// The origin line of a tenant's log.
+    pub fn log_origin(&self, tenant: &str) -> String {
+        format!("{}/{tenant}", self.origin)
+    }
+    /// The signed-note verifier key text auditors pin.
+    pub fn verifier_key(&self) -> String {
+        note::verifier_key_text(&self.origin, &self.key.verifying_key())
+    }
+    pub fn key_name(&self) -> &str {
+        &self.origin
+    }
+    fn sign(&self, tenant: &str, size: u64, root: Hash) -> String {
+        let cp = Checkpoint {
+            origin: self.log_origin(tenant),
+            size,
+            root,
+        };
+        note::sign(&cp, &self.origin, &self.key)
+    }
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Default)]
+struct Tail {
+    size: u64,
+    last_leaf: Hash,
+    frontier: Frontier,
+    signed_size: u64,
+    signed_at: Option<Instant>,
+}
+
+/// Handle to the sequencer; cheap to clone.
+#[derive(Clone)]
+pub struct AuditLog {
+    tx: mpsc::Sender<Command>,
+    signer: Arc<Signer>,
+    storage: Storage,
+    depth: Arc<AtomicI64>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog").finish_non_exhaustive()
+    }
+}
+
+/// Queue length between handlers and the sequencer; handlers wait (never drop) when it is full.
+const QUEUE: usize = 16 * 1024;
+
+impl AuditLog {
+    /// Rebuilds every log's tail from storage and starts the sequencer.
+    pub async fn open(
+        storage: Storage,
+        signer: Signer,
+        batch_max: usize,
+        checkpoint_interval: Duration,
+    ) -> Result<(AuditLog, tokio::task::JoinHandle<()>), StorageError> {
+        let mut tails: HashMap<String, Tail> = HashMap::new();
+        for (tenant, index, leaf) in storage.audit_all_leaves().await? {
+            let tail = tails.entry(tenant.clone()).or_default();
+            let leaf: Hash = leaf.as_slice().try_into().unwrap_or([0; 32]);
+            if index != tail.size {
+                // A gap means the database was edited behind the gateway's back; keep appending after the
+                // highest index so nothing is overwritten, and say so loudly.
+                tracing::error!(tenant = %tenant, expected = tail.size, found = index, "audit log has a gap");
+            }
+            tail.size = index + 1;
+            tail.last_leaf = leaf;
+            tail.frontier.push(leaf);
+        }
+        for (tenant, size) in storage.audit_latest_sizes().await? {
+            let tail = tails.entry(tenant).or_default();
+            tail.signed_size = size;
+        }
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let signer = Arc::new(signer);
+        let depth = Arc::new(AtomicI64::new(0));
+        let writer = Writer {
+            storage: storage.clone(),
+            signer: signer.clone(),
+            tails,
+            batch_max,
+            interval: checkpoint_interval,
+            depth: depth.clone(),
+        };
+        let task = tokio::spawn(writer.run(rx));
+        Ok((
+            AuditLog {
+                tx,
+                signer,
+                storage,
+                depth,
+            },
+            task,
+        ))
+    }
+
+    /// Appends an entry (its `index` and `prev_leaf` are assigned here) and resolves once it is durable.
+    pub fn append(
+        &self,
+        entry: Entry,
+    ) -> impl Future<Output = Result<Appended, AuditError>> + Send + 'static {
+        let tx = self.tx.clone();
+        let depth = self.depth.clone();
+        async move {
+            let (reply, answer) = oneshot::channel();
+            depth.fetch_add(1, Ordering::Relaxed);
+            if tx
+                .send(Command::Append {
+                    entry: Box::new(entry),
+                    reply,
+                })
+                .await
+                .is_err()
+            {
+                depth.fetch_sub(1, Ordering::Relaxed);
+                return Err(AuditError::Stopped);
+            }
+            answer.await.unwrap_or(Err(AuditError::Stopped))
+        }
+    }
+
+    /// Signs a checkpoint covering every durable entry of the tenant's log now (or returns the latest one if
+    /// nothing was added since). `None` for a log without entries.
+    pub async fn checkpoint_now(
+        &self,
+        tenant: &str,
+    ) -> Result<Option<SignedCheckpoint>, AuditError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Checkpoint {
+                tenant: tenant.to_owned(),
+                reply,
+            })
+            .await
+            .map_err(|_| AuditError::Stopped)?;
+        answer.await.unwrap_or(Err(AuditError::Stopped))
+    }
+
+    /// Signs a checkpoint for every log with unsigned entries; used when shutting down.
+    pub async fn flush(&self) {
+        let (reply, answer) = oneshot::channel();
+        if self.tx.send(Command::Flush { reply }).await.is_ok() {
+            let _ = answer.await;
+        }
+    }
+
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// Entries handed over and not yet answered.
+    pub fn queue_depth(&self) -> i64 {
+        self.depth.load(Ordering::Relaxed)
+    }
+}
+
+struct Writer {
+    storage: Storage,
+    signer: Arc<Signer>,
+    tails: HashMap<String, Tail>,
+    batch_max: usize,
+    interval: Duration,
+    depth: Arc<AtomicI64>,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut tick = tokio::time::interval(self.interval.max(Duration::from_millis(10)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => {
+                    let Some(cmd) = cmd else { break };
+                    let mut batch = vec![cmd];
+                    while batch.len() < self.batch_max {
+                        match rx.try_recv() {
+                            Ok(c) => batch.push(c),
+                            Err(_) => break,
+                        }
+                    }
+                    self.process(batch).await;
+                }
+                _ = tick.tick() => self.sign_due(false).await,
+            }
+        }
+        // The queue is closed and drained: sign what is left so the last entries are covered.
+        self.sign_due(true).await;
+    }
+
+    async fn process(&mut self, batch: Vec<Command>) {
+        let mut appends = Vec::with_capacity(batch.len());
+        let mut checkpoints = Vec::new();
+        let mut flushes = Vec::new();
+        for cmd in batch {
+            match cmd {
+                Command::Append { entry, reply } => appends.push((entry, reply)),
+                Command::Checkpoint { tenant, reply } => checkpoints.push((tenant, reply)),
+                Command::Flush { reply } => flushes.push(reply),
+            }
+        }
+        if !appends.is_empty() {
+            self.commit(appends).await;
+        }
+        for (tenant, reply) in checkpoints {
+            let _ = reply.send(self.sign(&tenant, true).await);
+        }
+        self.sign_due(!flushes.is_empty()).await;
+        for reply in flushes {
+            let _ = reply.send(());
+        }
+    }
+
+    /// Assigns indices on copies of the tails, commits, and only then makes the copies the truth: a failed
+    /// commit leaves no hole and no skipped index.
+    async fn commit(&mut self, appends: Vec<(Box<Entry>, Reply)>) {
+        let n = i64::try_from(appends.len()).unwrap_or(i64::MAX);
+        let mut staged: HashMap<String, Tail> = HashMap::new();
+        let mut rows = Vec::with_capacity(appends.len());
+        let mut results = Vec::with_capacity(appends.len());
+        for (mut entry, reply) in appends {
+            let tail = staged.entry(entry.tenant_id.clone()).or_insert_with(|| {
+                self.tails
+                    .get(&entry.tenant_id)
+                    .cloned()
+                    .unwrap_or_default()
+            });
+            entry.index = tail.size;
+            entry.prev_leaf = tail.last_leaf;
+            let bytes = entry.encode();
+            let leaf = leaf_hash(&bytes);
+            tail.size += 1;
+            tail.last_leaf = leaf;
+            tail.frontier.push(leaf);
+            results.push((
+                reply,
+                Appended {
+                    index: entry.index,
+                    leaf,
+                },
+            ));
+            let Entry {
+                tenant_id,
+                index,
+                request_id,
+                ..
+            } = *entry;
+            rows.push(AuditRow {
+                tenant_id,
+                index,
+                entry: bytes,
+                leaf_hash: leaf,
+                request_id,
+            });
+        }
+        let outcome = self.storage.audit_insert_batch(&rows).await;
+        self.depth.fetch_sub(n, Ordering::Relaxed);
+        match outcome {
+            Ok(()) => {
+                self.tails.extend(staged);
+                for (reply, appended) in results {
+                    let _ = reply.send(Ok(appended));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, entries = rows.len(), "audit batch failed to commit");
+                let err = AuditError::Commit(e.to_string());
+                for (reply, _) in results {
+                    let _ = reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+
+    /// Signs logs that grew since their last checkpoint and whose interval has passed (all of them if
+    /// `all`).
+    async fn sign_due(&mut self, all: bool) {
+        let due: Vec<String> = self
+            .tails
+            .iter()
+            .filter(|(_, t)| {
+                t.size > t.signed_size
+                    && (all || t.signed_at.is_none_or(|at| at.elapsed() >= self.interval))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for tenant in due {
+            if let Err(e) = self.sign(&tenant, false).await {
+                tracing::error!(tenant = %tenant, error = %e, "checkpoint signing failed");
+            }
+        }
+    }
+
+    async fn sign(
+        &mut self,
+        tenant: &str,
+        on_demand: bool,
+    ) -> Result<Option<SignedCheckpoint>, AuditError> {
+        let Some(tail) = self.tails.get(tenant).cloned() else {
+            return Ok(None);
+        };
+        if tail.size == 0 {
+            return Ok(None);
+        }
+        let root = tail.frontier.root();
+        if tail.size == tail.signed_size {
+            if on_demand {
+                // Nothing new: hand out the stored one (it covers the same size and root).
+                let stored = self
+                    .storage
+                    .audit_checkpoints(tenant)
+                    .await
+                    .map_err(|e| AuditError::Commit(e.to_string()))?;
+                if let Some(last) = stored.into_iter().next_back() {
+                    let root: Hash = last.root.as_slice().try_into().unwrap_or([0; 32]);
+                    return Ok(Some(SignedCheckpoint {
+                        size: last.size,
+                        root,
+                        note: last.note,
+                    }));
+                }
+            } else {
+                return Ok(None);
+            }
+        }
+        let note = self.signer.sign(tenant, tail.size, root);
+        let stored = self
+            .storage
+            .audit_insert_checkpoint(tenant, tail.size, &root, &note)
+            .await
+            .map_err(|e| AuditError::Commit(e.to_string()))?;
+        if let Some(t) = self.tails.get_mut(tenant) {
+            t.signed_size = tail.size;
+            t.signed_at = Some(Instant::now());
+        }
+        if !stored {
+            // Another writer stored one of this size or larger. The note just signed never leaves this
+            // function, so no second, possibly diverging checkpoint exists; the operator must look.
+            tracing::error!(tenant = %tenant, size = tail.size, "a checkpoint of this size or larger already exists");
+            return Err(AuditError::Commit(
+                "a checkpoint of this size or larger already exists".to_owned(),
+            ));
+        }
+        Ok(Some(SignedCheckpoint {
+            size: tail.size,
+            root,
+            note,
+        }))
+    }
+}

@@ -1,0 +1,235 @@
+//! The export format and its offline verification: decode every entry canonically, check index contiguity
+//! and the hash chain, recompute the Merkle root, check the signed checkpoint, and with an older checkpoint
+//! prove the log only grew. Needs no server and no database; names the first bad index and why.
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use super::entry::Entry;
+use super::merkle::{self, Hash};
+use super::note::{self, Checkpoint};
+
+/// Format tag of an export document.
+pub const FORMAT: &str = "sluice-audit-export/1";
+
+/// One exported entry: its index and its canonical bytes (base64). `fields` is the decoded form, for
+/// reading only; the verifier ignores it and decodes the bytes itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportedEntry {
+    pub index: u64,
+    pub entry: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Entry>,
+}
+
+/// `GET /v1/audit/export`: everything an auditor needs to recompute a tenant's log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Export {
+    pub format: String,
+    pub tenant_id: String,
+    /// Origin line of the tenant's log.
+    pub origin: String,
+    /// Signed-note verifier key of the gateway (pin it; see `--public-key`).
+    pub public_key: String,
+    /// Entries `0..checkpoint size`, in order.
+    pub entries: Vec<ExportedEntry>,
+    /// The latest signed checkpoint, covering exactly these entries.
+    pub checkpoint: String,
+    /// Every earlier checkpoint, oldest first.
+    #[serde(default)]
+    pub checkpoints: Vec<String>,
+}
+
+/// What a successful verification established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub origin: String,
+    pub size: u64,
+    pub root: Hash,
+    /// The older checkpoint's size the log was proven to extend, if one was given.
+    pub extends: Option<u64>,
+    /// The public key came from the export itself rather than from the auditor.
+    pub key_from_export: bool,
+}
+
+/// The first thing that does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("not a Sluice audit export: {0}")]
+    Format(String),
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    #[error("entry {index}: {reason}")]
+    Entry { index: u64, reason: String },
+    #[error("{0}")]
+    Log(String),
+}
+
+fn entry_err(index: u64, reason: impl Into<String>) -> VerifyError {
+    VerifyError::Entry {
+        index,
+        reason: reason.into(),
+    }
+}
+
+/// Verifies an export. `trusted_key` is the auditor's pinned verifier key text; without it the export's own
+/// key is used (which only proves self-consistency, not origin). `since` is an older signed checkpoint
+/// note the log must extend.
+pub fn verify_export(
+    export: &Export,
+    trusted_key: Option<&str>,
+    since: Option<&str>,
+) -> Result<Report, VerifyError> {
+    if export.format != FORMAT {
+        return Err(VerifyError::Format(format!(
+            "format is `{}`, expected `{FORMAT}`",
+            export.format
+        )));
+    }
+    let key_text = trusted_key.unwrap_or(&export.public_key).trim();
+    let (name, key) = note::parse_verifier_key(key_text)
+        .map_err(|e| VerifyError::Checkpoint(format!("public key: {e}")))?;
+    let latest = note::verify(&export.checkpoint, &name, &key)
+        .map_err(|e| VerifyError::Checkpoint(e.to_string()))?;
+    if latest.origin != export.origin {
+        return Err(VerifyError::Checkpoint(format!(
+            "the checkpoint is for log `{}`, the export says `{}`",
+            latest.origin, export.origin
+        )));
+    }
+
+    // Entries: canonical, contiguous, chained, all of this tenant.
+    let mut leaves: Vec<Hash> = Vec::with_capacity(export.entries.len());
+    let mut prev: Hash = [0; 32];
+    for (position, exported) in export.entries.iter().enumerate() {
+        let expected = u64::try_from(position).unwrap_or(u64::MAX);
+        if exported.index != expected {
+            return Err(if exported.index > expected {
+                entry_err(
+                    expected,
+                    format!("missing (the next exported entry is {})", exported.index),
+                )
+            } else {
+                entry_err(
+                    expected,
+                    format!("out of order: found entry {} in its place", exported.index),
+                )
+            });
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&exported.entry)
+            .map_err(|e| entry_err(expected, format!("not base64: {e}")))?;
+        let entry = Entry::decode(&bytes)
+            .map_err(|e| entry_err(expected, format!("not a canonical entry: {e}")))?;
+        if entry.index != expected {
+            return Err(entry_err(
+                expected,
+                format!(
+                    "its bytes say index {} (rows swapped or reordered)",
+                    entry.index
+                ),
+            ));
+        }
+        if entry.tenant_id != export.tenant_id {
+            return Err(entry_err(
+                expected,
+                format!("belongs to tenant `{}`", entry.tenant_id),
+            ));
+        }
+        if entry.prev_leaf != prev {
+            // Entry `expected` is intact as bytes, but the one before it is not the one it was chained to.
+            let culprit = expected.saturating_sub(1);
+            return Err(entry_err(
+                culprit,
+                format!("modified: entry {expected} chains to a different previous leaf hash"),
+            ));
+        }
+        let leaf = merkle::leaf_hash(&bytes);
+        prev = leaf;
+        leaves.push(leaf);
+    }
+    let count = u64::try_from(leaves.len()).unwrap_or(u64::MAX);
+
+    // Earlier checkpoints locate damage the chain cannot see (the newest entries have no successor).
+    let mut checked: Vec<Checkpoint> = Vec::new();
+    for text in &export.checkpoints {
+        let cp = note::verify(text, &name, &key)
+            .map_err(|e| VerifyError::Checkpoint(format!("earlier checkpoint: {e}")))?;
+        checked.push(cp);
+    }
+    checked.push(latest.clone());
+    checked.sort_by_key(|c| c.size);
+    let mut good_upto = 0u64;
+    for cp in &checked {
+        if cp.origin != latest.origin {
+            return Err(VerifyError::Checkpoint(format!(
+                "earlier checkpoint for another log `{}`",
+                cp.origin
+            )));
+        }
+        if cp.size > count {
+            return Err(VerifyError::Log(format!(
+                "truncated: a signed checkpoint covers {} entries, the export holds {count} (entry {count} onwards is missing)",
+                cp.size
+            )));
+        }
+        let size = usize::try_from(cp.size).unwrap_or(usize::MAX);
+        let root = merkle::root(leaves.get(..size).unwrap_or(&leaves));
+        if root != cp.root {
+            // Something in good_upto..size changed; the chain found nothing, so it is the last of them.
+            return Err(entry_err(
+                cp.size.saturating_sub(1).max(good_upto),
+                format!(
+                    "modified: the entries do not hash to the root signed for size {} (entries {good_upto}..{} checked against it)",
+                    cp.size, cp.size
+                ),
+            ));
+        }
+        good_upto = cp.size;
+    }
+    if count != latest.size {
+        return Err(VerifyError::Log(format!(
+            "the export holds {count} entries but its checkpoint covers {}",
+            latest.size
+        )));
+    }
+
+    let mut extends = None;
+    if let Some(old_text) = since {
+        let old = note::verify(old_text, &name, &key)
+            .map_err(|e| VerifyError::Checkpoint(format!("--since checkpoint: {e}")))?;
+        if old.origin != latest.origin {
+            return Err(VerifyError::Checkpoint(format!(
+                "--since checkpoint is for log `{}`",
+                old.origin
+            )));
+        }
+        if old.size > latest.size {
+            return Err(VerifyError::Log(format!(
+                "the log shrank: the older checkpoint covers {} entries, the latest {}",
+                old.size, latest.size
+            )));
+        }
+        let size = usize::try_from(old.size).unwrap_or(usize::MAX);
+        let old_root = merkle::root(leaves.get(..size).unwrap_or(&leaves));
+        if old_root != old.root {
+            return Err(VerifyError::Log(format!(
+                "rewritten: the first {} entries no longer match the older checkpoint, so entries before index {} were changed after it was signed",
+                old.size, old.size
+            )));
+        }
+        // The consistency proof the server would send, recomputed and checked here, proves append-only growth.
+        let proof = merkle::consistency_proof(&leaves, old.size, latest.size)
+            .ok_or_else(|| VerifyError::Log("cannot build a consistency proof".to_owned()))?;
+        merkle::verify_consistency(old.size, latest.size, &old.root, &latest.root, &proof)
+            .map_err(|e| VerifyError::Log(format!("consistency: {e}")))?;
+        extends = Some(old.size);
+    }
+    Ok(Report {
+        origin: latest.origin,
+        size: latest.size,
+        root: latest.root,
+        extends,
+        key_from_export: trusted_key.is_none(),
+    })
+}

@@ -1,0 +1,543 @@
+//! The audit log end to end: one entry per authenticated request, exports that verify offline, a tamper
+//! matrix on the real database file, concurrent writers, and a locked database answered with 503.
+
+use std::time::Duration;
+
+use base64::Engine;
+use reqwest::Method;
+use sluice::audit::entry::Entry;
+use sluice::audit::verify::{Export, VerifyError, verify_export};
+use sqlx::Row;
+
+use crate::support::upstream::Upstream;
+use crate::support::{TestGateway, chat_body, deployment, openai_provider};
+
+async fn gateway() -> (TestGateway, Upstream) {
+    let up = Upstream::ok().await;
+    let gw = TestGateway::start(&format!(
+        "{}{}",
+        openai_provider("up", &up.url, ""),
+        deployment("small", "up", "m")
+    ))
+    .await;
+    (gw, up)
+}
+
+/// A tenant with an admin key (for the audit endpoints) and a member key.
+async fn tenant(gw: &TestGateway) -> (String, String, String) {
+    let (tenant, _, member) = gw.tenant_key("acme").await;
+    let k: serde_json::Value = gw
+        .admin(
+            Method::POST,
+            &format!("/admin/v1/tenants/{tenant}/keys"),
+            Some(serde_json::json!({"name": "auditor", "role": "admin"})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    (tenant, k["key"].as_str().unwrap().to_owned(), member)
+}
+
+async fn export(gw: &TestGateway, admin_key: &str) -> Export {
+    let resp = gw
+        .http
+        .get(gw.url("/v1/audit/export"))
+        .bearer_auth(admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+fn entries(e: &Export) -> Vec<Entry> {
+    e.entries
+        .iter()
+        .map(|x| {
+            Entry::decode(
+                &base64::engine::general_purpose::STANDARD
+                    .decode(&x.entry)
+                    .unwrap(),
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+async fn pinned_key(gw: &TestGateway) -> String {
+    let keys: serde_json::Value = gw
+        .http
+        .get(gw.url("/.well-known/sluice-audit-keys"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    keys["keys"][0]["verifier_key"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn every_authenticated_request_gets_exactly_one_entry_and_the_export_verifies() {
+    let (gw, _up) = gateway().await;
+    let (tenant, admin, member) = tenant(&gw).await;
+    let ok = gw
+        .post("/v1/chat/completions", &member, chat_body("small"))
+        .await;
+    let ok_id = ok.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(ok.status(), 200);
+    let missing = gw
+        .post("/v1/chat/completions", &member, chat_body("nope"))
+        .await;
+    assert_eq!(missing.status(), 404);
+    let mut stream = chat_body("small");
+    stream["stream"] = true.into();
+    let text = gw
+        .post("/v1/chat/completions", &member, stream)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"));
+    // Not authenticated: no entry.
+    let anon = gw
+        .post("/v1/chat/completions", "slk_bad", chat_body("small"))
+        .await;
+    assert_eq!(anon.status(), 401);
+    // A member may not read the log (and the denial is itself recorded).
+    let denied = gw
+        .http
+        .get(gw.url("/v1/audit/export"))
+        .bearer_auth(&member)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+
+    let exported = export(&gw, &admin).await;
+    let key = pinned_key(&gw).await;
+    let report = verify_export(&exported, Some(&key), None).unwrap();
+    let all = entries(&exported);
+    assert_eq!(report.size, all.len() as u64);
+    let endpoints: Vec<(&str, u16, &str)> = all
+        .iter()
+        .map(|e| (e.endpoint.as_str(), e.status, e.error_code.as_str()))
+        .collect();
+    assert_eq!(
+        endpoints,
+        vec![
+            ("admin.tenant_created", 200, ""),
+            ("admin.key_created", 200, ""),
+            ("admin.key_created", 200, ""),
+            ("chat", 200, ""),
+            ("chat", 404, "model_not_found"),
+            ("chat", 200, ""),
+            ("audit.export", 403, "forbidden"),
+        ]
+    );
+    assert!(all.iter().all(|e| e.tenant_id == tenant));
+    let chat = &all[3];
+    assert_eq!(chat.request_id, ok_id);
+    assert_eq!(chat.deployment, "small");
+    assert_eq!((chat.prompt_tokens, chat.completion_tokens), (11, 3));
+    // 11 input tokens at $1/Mtok + 3 output at $2/Mtok = 17 micro-USD.
+    assert_eq!(chat.cost_micro_usd, 17);
+    assert_eq!(all[5].completion_tokens, 3, "stream usage is recorded");
+
+    // Inclusion proof for the first chat request verifies against the signed checkpoint.
+    let proof: serde_json::Value = gw
+        .http
+        .get(gw.url(&format!("/v1/audit/proof/inclusion?request_id={ok_id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (name, vk) = sluice::audit::note::parse_verifier_key(&key).unwrap();
+    let cp =
+        sluice::audit::note::verify(proof["checkpoint"].as_str().unwrap(), &name, &vk).unwrap();
+    let path: Vec<[u8; 32]> = proof["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| sluice::config::decode_hex32(h.as_str().unwrap()).unwrap())
+        .collect();
+    let leaf = sluice::config::decode_hex32(proof["leaf_hash"].as_str().unwrap()).unwrap();
+    assert_eq!(proof["index"], 3);
+    sluice::audit::merkle::verify_inclusion(&leaf, 3, cp.size, &path, &cp.root).unwrap();
+
+    // Consistency between the first export's checkpoint and a later one.
+    let later = export(&gw, &admin).await;
+    let report2 = verify_export(&later, Some(&key), Some(&exported.checkpoint)).unwrap();
+    assert_eq!(report2.extends, Some(report.size));
+    assert!(report2.size > report.size);
+}
+
+/// The original rows, to restore after each tamper.
+async fn rows(db: &sqlx::SqlitePool, tenant: &str) -> Vec<(i64, Vec<u8>, Vec<u8>, String)> {
+    sqlx::query("SELECT idx, entry, leaf_hash, request_id FROM audit_entries WHERE tenant_id = ? ORDER BY idx")
+        .bind(tenant)
+        .fetch_all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect()
+}
+
+async fn restore(
+    db: &sqlx::SqlitePool,
+    tenant: &str,
+    original: &[(i64, Vec<u8>, Vec<u8>, String)],
+) {
+    let mut tx = db.begin().await.unwrap();
+    sqlx::query("DELETE FROM audit_entries WHERE tenant_id = ? AND idx < ?")
+        .bind(tenant)
+        .bind(original.len() as i64)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    for (idx, entry, leaf, rid) in original {
+        sqlx::query("INSERT INTO audit_entries (tenant_id, idx, entry, leaf_hash, request_id) VALUES (?, ?, ?, ?, ?)")
+            .bind(tenant)
+            .bind(idx)
+            .bind(entry)
+            .bind(leaf)
+            .bind(rid)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+async fn set_entry(db: &sqlx::SqlitePool, tenant: &str, idx: i64, bytes: &[u8]) {
+    sqlx::query("UPDATE audit_entries SET entry = ? WHERE tenant_id = ? AND idx = ?")
+        .bind(bytes)
+        .bind(tenant)
+        .bind(idx)
+        .execute(db)
+        .await
+        .unwrap();
+}
+
+/// Verifies a fresh export of only the first `n` entries... no: the export is whatever the server holds.
+async fn verdict(gw: &TestGateway, admin: &str, key: &str) -> Result<(), VerifyError> {
+    verify_export(&export(gw, admin).await, Some(key), None).map(|_| ())
+}
+
+fn names_index(result: Result<(), VerifyError>, index: u64) -> String {
+    let err = result.expect_err("the tamper must be detected");
+    let text = err.to_string();
+    match &err {
+        VerifyError::Entry { index: i, .. } => assert_eq!(*i, index, "{text}"),
+        VerifyError::Log(msg) => assert!(msg.contains(&index.to_string()), "{text}"),
+        other => panic!("unexpected verdict {other:?}"),
+    }
+    text
+}
+
+#[tokio::test]
+async fn tamper_matrix_on_the_database_file() {
+    let (gw, _up) = gateway().await;
+    let (tenant, admin, member) = tenant(&gw).await;
+    for _ in 0..8 {
+        assert_eq!(
+            gw.post("/v1/chat/completions", &member, chat_body("small"))
+                .await
+                .status(),
+            200
+        );
+    }
+    let key = pinned_key(&gw).await;
+    let first = export(&gw, &admin).await;
+    verify_export(&first, Some(&key), None).unwrap();
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", gw.db_path.display()))
+        .await
+        .unwrap();
+    let original = rows(&db, &tenant).await;
+    let decode = |i: usize| Entry::decode(&original[i].1).unwrap();
+
+    // Flip one byte in the middle of entry 5.
+    let mut flipped = original[5].1.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x01;
+    set_entry(&db, &tenant, 5, &flipped).await;
+    names_index(verdict(&gw, &admin, &key).await, 5);
+    restore(&db, &tenant, &original).await;
+
+    // Delete row 4.
+    sqlx::query("DELETE FROM audit_entries WHERE tenant_id = ? AND idx = 4")
+        .bind(&tenant)
+        .execute(&db)
+        .await
+        .unwrap();
+    let text = names_index(verdict(&gw, &admin, &key).await, 4);
+    assert!(text.contains("missing"), "{text}");
+    restore(&db, &tenant, &original).await;
+
+    // Swap rows 6 and 7 (their bytes change places).
+    set_entry(&db, &tenant, 6, &original[7].1).await;
+    set_entry(&db, &tenant, 7, &original[6].1).await;
+    let text = names_index(verdict(&gw, &admin, &key).await, 6);
+    assert!(text.contains("index 7"), "{text}");
+    restore(&db, &tenant, &original).await;
+
+    // Reorder: rotate entries 3..=5.
+    set_entry(&db, &tenant, 3, &original[4].1).await;
+    set_entry(&db, &tenant, 4, &original[5].1).await;
+    set_entry(&db, &tenant, 5, &original[3].1).await;
+    names_index(verdict(&gw, &admin, &key).await, 3);
+    restore(&db, &tenant, &original).await;
+
+    // Change a cost in entry 6, re-encoded canonically (a careful forger).
+    let mut cheaper = decode(6);
+    cheaper.cost_micro_usd = 0;
+    set_entry(&db, &tenant, 6, &cheaper.encode()).await;
+    let text = names_index(verdict(&gw, &admin, &key).await, 6);
+    assert!(text.contains("modified"), "{text}");
+    restore(&db, &tenant, &original).await;
+
+    // Change the cost of the last exported entry: no successor to break the chain, the signed root catches it.
+    let last = original.len() - 1;
+    let mut forged = decode(last);
+    forged.cost_micro_usd += 1_000;
+    set_entry(&db, &tenant, last as i64, &forged.encode()).await;
+    names_index(verdict(&gw, &admin, &key).await, last as u64);
+    restore(&db, &tenant, &original).await;
+
+    // Truncate the tail: the checkpoint covers more entries than the export holds. (Each export appended
+    // its own entry, so snapshot everything first.)
+    let original = rows(&db, &tenant).await;
+    sqlx::query("DELETE FROM audit_entries WHERE tenant_id = ? AND idx >= ?")
+        .bind(&tenant)
+        .bind(last as i64 - 1)
+        .execute(&db)
+        .await
+        .unwrap();
+    let text = names_index(verdict(&gw, &admin, &key).await, last as u64 - 1);
+    assert!(text.contains("truncated"), "{text}");
+    restore(&db, &tenant, &original).await;
+
+    // Untouched again: verifies.
+    verify_export(&export(&gw, &admin).await, Some(&key), None).unwrap();
+}
+
+#[tokio::test]
+async fn a_full_rewrite_is_caught_by_an_older_checkpoint() {
+    let (gw, _up) = gateway().await;
+    let (tenant, admin, member) = tenant(&gw).await;
+    for _ in 0..5 {
+        gw.post("/v1/chat/completions", &member, chat_body("small"))
+            .await;
+    }
+    let key = pinned_key(&gw).await;
+    let old = export(&gw, &admin).await;
+    verify_export(&old, Some(&key), None).unwrap();
+    let routing = format!(
+        "{}{}",
+        openai_provider("up", &_up.url, ""),
+        deployment("small", "up", "m")
+    );
+    let dir = gw.stop_keep_dir().await;
+
+    // The operator rewrites history: every cost zeroed, the chain and leaf hashes recomputed, old checkpoints
+    // deleted. Then the gateway restarts on the forged database and signs fresh checkpoints over it.
+    let db_path = dir.path().join("sluice.db");
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", db_path.display()))
+        .await
+        .unwrap();
+    let original = rows(&db, &tenant).await;
+    let mut prev = [0u8; 32];
+    for (idx, bytes, _, _) in &original {
+        let mut e = Entry::decode(bytes).unwrap();
+        e.cost_micro_usd = 0;
+        e.prev_leaf = prev;
+        let b = e.encode();
+        prev = sluice::audit::merkle::leaf_hash(&b);
+        sqlx::query(
+            "UPDATE audit_entries SET entry = ?, leaf_hash = ? WHERE tenant_id = ? AND idx = ?",
+        )
+        .bind(&b)
+        .bind(&prev[..])
+        .bind(&tenant)
+        .bind(idx)
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    sqlx::query("DELETE FROM audit_checkpoints")
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+
+    let text = std::fs::read_to_string(dir.path().join("sluice.toml")).unwrap();
+    assert!(text.contains(&routing[..20]));
+    let config = sluice::Config::from_toml(&text, dir.path(), &crate::support::env()).unwrap();
+    let second = sluice::Gateway::bind(
+        config,
+        sluice::ConfigSource {
+            path: None,
+            env: crate::support::env(),
+        },
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", second.local_addr().unwrap());
+    let stop = second.shutdown_token();
+    let task = tokio::spawn(second.run());
+    let forged: Export = reqwest::Client::new()
+        .get(format!("{base}/v1/audit/export"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // On its own the forgery is self-consistent...
+    verify_export(&forged, Some(&key), None).unwrap();
+    // ...but not against the checkpoint the auditor kept.
+    let err = verify_export(&forged, Some(&key), Some(&old.checkpoint)).unwrap_err();
+    assert!(err.to_string().contains("rewritten"), "{err}");
+    stop.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn concurrent_writers_get_contiguous_indices() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = sluice::storage::Storage::open(
+        &format!("sqlite://{}", dir.path().join("a.db").display()),
+        4,
+    )
+    .await
+    .unwrap();
+    let key = sluice::audit::signing_key_from_text(crate::support::AUDIT_KEY).unwrap();
+    let (log, _task) = sluice::audit::AuditLog::open(
+        storage.clone(),
+        sluice::audit::Signer::new("test".into(), key),
+        256,
+        Duration::from_millis(50),
+    )
+    .await
+    .unwrap();
+    const N: usize = 16;
+    const M: usize = 100;
+    let mut tasks = Vec::new();
+    for w in 0..N {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for m in 0..M {
+                let mut e = sample_entry("t1");
+                e.request_id = format!("w{w}-m{m}");
+                got.push(log.append(e).await.unwrap().index);
+            }
+            got
+        }));
+    }
+    let mut indices = Vec::new();
+    for t in tasks {
+        indices.extend(t.await.unwrap());
+    }
+    indices.sort_unstable();
+    assert_eq!(
+        indices,
+        (0..(N * M) as u64).collect::<Vec<_>>(),
+        "every index once, no gaps"
+    );
+    let cp = log.checkpoint_now("t1").await.unwrap().unwrap();
+    assert_eq!(cp.size, (N * M) as u64);
+    let rows = storage.audit_entries("t1", 0, cp.size).await.unwrap();
+    let export = Export {
+        format: sluice::audit::verify::FORMAT.into(),
+        tenant_id: "t1".into(),
+        origin: "test/t1".into(),
+        public_key: log.signer().verifier_key(),
+        entries: rows
+            .into_iter()
+            .map(|(index, b)| sluice::audit::verify::ExportedEntry {
+                index,
+                entry: base64::engine::general_purpose::STANDARD.encode(b),
+                fields: None,
+            })
+            .collect(),
+        checkpoint: cp.note,
+        checkpoints: vec![],
+    };
+    let report = verify_export(&export, Some(&log.signer().verifier_key()), None).unwrap();
+    assert_eq!(report.size, (N * M) as u64);
+}
+
+pub fn sample_entry(tenant: &str) -> Entry {
+    Entry {
+        index: 0,
+        prev_leaf: [0; 32],
+        kind: sluice::audit::entry::EntryKind::Request,
+        timestamp_ms: 1,
+        tenant_id: tenant.into(),
+        key_id: "k".into(),
+        request_id: "r".into(),
+        trace_id: String::new(),
+        endpoint: "chat".into(),
+        subject: String::new(),
+        model_requested: "m".into(),
+        deployment: "d".into(),
+        tier: "simple".into(),
+        region: "eu".into(),
+        cache: "bypass".into(),
+        policy: "builtin".into(),
+        status: 200,
+        error_code: String::new(),
+        prompt_tokens: 1,
+        completion_tokens: 1,
+        cost_micro_usd: 1,
+        latency_us: 1,
+        content: sluice::audit::entry::ContentMark::None,
+        prompt_commitment: None,
+        response_commitment: None,
+    }
+}
+
+#[tokio::test]
+async fn a_locked_database_fails_requests_with_503_instead_of_running_unaudited() {
+    let (gw, up) = gateway().await;
+    let (_tenant, admin, member) = tenant(&gw).await;
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", gw.db_path.display()))
+        .await
+        .unwrap();
+    let mut lock = db.acquire().await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let resp = gw
+        .post("/v1/chat/completions", &member, chat_body("small"))
+        .await;
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable");
+    assert_eq!(up.hits(), 1, "the answer existed but was withheld");
+    sqlx::query("ROLLBACK").execute(&mut *lock).await.unwrap();
+    drop(lock);
+    assert_eq!(
+        gw.post("/v1/chat/completions", &member, chat_body("small"))
+            .await
+            .status(),
+        200
+    );
+    let key = pinned_key(&gw).await;
+    let exported = export(&gw, &admin).await;
+    verify_export(&exported, Some(&key), None).unwrap();
+    let chats = entries(&exported)
+        .into_iter()
+        .filter(|e| e.endpoint == "chat")
+        .count();
+    assert_eq!(chats, 1, "only the request that was answered is in the log");
+}
