@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use sluice::audit::entry::{ContentMark, Entry, EntryKind};
 use sluice::audit::{AuditLog, Signer, signing_key_from_text};
+use sluice::config::Durability;
 
 fn entry(tenant: &str, n: u64) -> Entry {
     Entry {
@@ -58,11 +59,19 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async move {
+    for durability in [Durability::Fsync, Durability::Os] {
+        println!("storage.durability = {durability:?}");
+        rt.block_on(run(durability, seconds));
+    }
+}
+
+async fn run(durability: Durability, seconds: u64) {
+    {
         let dir = tempfile::tempdir().unwrap();
         let storage = sluice::storage::Storage::open(
             &format!("sqlite://{}", dir.path().join("audit.db").display()),
             4,
+            durability,
         )
         .await
         .unwrap();
@@ -85,7 +94,7 @@ fn main() {
         }
         lat.sort();
         println!(
-            "1 client, 2000 durable appends: p50 {:.1} µs, p99 {:.1} µs",
+            "  1 client, 2000 durable appends: p50 {:.1} µs, p99 {:.1} µs",
             lat[lat.len() / 2].as_secs_f64() * 1e6,
             lat[lat.len() * 99 / 100].as_secs_f64() * 1e6
         );
@@ -116,6 +125,6 @@ fn main() {
         for t in tasks {
             t.await.unwrap();
         }
-        println!("256 concurrent writers, {seconds} s: {rate:.0} durable appends/s");
-    });
+        println!("  256 concurrent writers, {seconds} s: {rate:.0} durable appends/s");
+    }
 }

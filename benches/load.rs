@@ -201,6 +201,10 @@ model = "fake-model"
         .arg(dir.path().join("sluice.toml"))
         .env("SLUICE_ADMIN_TOKEN", token)
         .env(
+            "SLUICE_AUDIT_SIGNING_KEY",
+            "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=",
+        )
+        .env(
             "SLUICE_KEY_PEPPER",
             "load-pepper-load-pepper-load-pepper-0123",
         )
@@ -210,12 +214,14 @@ model = "fake-model"
         .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
+    let mut seen = String::new();
     let addr = loop {
         line.clear();
         assert!(
             stderr.read_line(&mut line).unwrap() > 0,
-            "gateway exited early"
+            "gateway exited early:\n{seen}"
         );
+        seen.push_str(&line);
         if let Some(a) = line.trim().strip_prefix("sluice listening on ") {
             break a.to_owned();
         }

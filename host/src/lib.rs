@@ -9,7 +9,7 @@
 //! - [`admission`]: limits and budgets (none yet), and cost from usage.
 //! - [`cache`]: the response cache seam (bypass in this build).
 //! - [`providers`]: routing snapshot, provider adapters (openai, anthropic, fake), SSE.
-//! - [`audit`]: the per-request audit record (a structured log event in this build).
+//! - [`audit`]: the per-tenant verifiable audit log (entries, Merkle tree, signed checkpoints, sequencer).
 //! - [`storage`]: sqlx, migrations, repositories.
 //! - [`api`]: control-plane endpoints and the CLI's client.
 //! - [`error`]: error codes and their one mapping to HTTP.

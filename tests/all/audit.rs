@@ -414,6 +414,7 @@ async fn concurrent_writers_get_contiguous_indices() {
     let storage = sluice::storage::Storage::open(
         &format!("sqlite://{}", dir.path().join("a.db").display()),
         4,
+        sluice::config::Durability::Fsync,
     )
     .await
     .unwrap();

@@ -253,3 +253,164 @@ async fn init_serve_create_key_and_call() {
         );
     }
 }
+
+/// Starts `sluice serve` in `dir` (config already there) and returns it with its address.
+fn spawn_serve(dir: &std::path::Path) -> (std::process::Child, String) {
+    let mut child = Command::new(BIN)
+        .current_dir(dir)
+        .args(["serve", "--config", "sluice.toml"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "gateway exited early"
+        );
+        if let Some(a) = line.trim().strip_prefix("sluice listening on ") {
+            break a.to_owned();
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    (child, format!("http://{addr}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_under_load_loses_no_answered_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, stdout, stderr) = run(dir.path(), &["init", "--config", "sluice.toml"], &[]);
+    assert!(ok, "{stderr}");
+    let token = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("export SLUICE_ADMIN_TOKEN="))
+        .unwrap()
+        .to_owned();
+    let path = dir.path().join("sluice.toml");
+    std::fs::write(
+        &path,
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("127.0.0.1:8080", "127.0.0.1:0"),
+    )
+    .unwrap();
+
+    let (mut child, gateway) = spawn_serve(dir.path());
+    let client = reqwest::Client::new();
+    let tenant: serde_json::Value = client
+        .post(format!("{gateway}/admin/v1/tenants"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "acme"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key: serde_json::Value = client
+        .post(format!(
+            "{gateway}/admin/v1/tenants/{}/keys",
+            tenant["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "load", "role": "admin"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = key["key"].as_str().unwrap().to_owned();
+
+    let answered = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (client, gateway, key, answered) = (
+            client.clone(),
+            gateway.clone(),
+            key.clone(),
+            answered.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let body = serde_json::json!({"model": "default", "messages": [{"role": "user", "content": "hi"}]});
+            loop {
+                let Ok(resp) = client.post(format!("{gateway}/v1/chat/completions")).bearer_auth(&key).json(&body).send().await else {
+                    return;
+                };
+                let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+                // Only a response read to its end counts as answered.
+                if resp.status() == 200 && resp.bytes().await.is_ok() {
+                    answered.lock().unwrap().push(id);
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    child.kill().unwrap(); // SIGKILL: no drain, no flush
+    child.wait().unwrap();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let answered = answered.lock().unwrap().clone();
+    assert!(
+        answered.len() > 50,
+        "the load ran: {} answered",
+        answered.len()
+    );
+
+    let (mut second, gateway) = spawn_serve(dir.path());
+    let export: sluice::audit::verify::Export = client
+        .get(format!("{gateway}/v1/audit/export"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let keys: serde_json::Value = client
+        .get(format!("{gateway}/.well-known/sluice-audit-keys"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let report = sluice::audit::verify::verify_export(
+        &export,
+        keys["keys"][0]["verifier_key"].as_str(),
+        None,
+    )
+    .expect("contiguous, chained and signed after the crash");
+    let logged: std::collections::HashSet<String> = export
+        .entries
+        .iter()
+        .map(|e| {
+            let bytes =
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &e.entry)
+                    .unwrap();
+            sluice::audit::entry::Entry::decode(&bytes)
+                .unwrap()
+                .request_id
+        })
+        .collect();
+    let lost: Vec<&String> = answered.iter().filter(|id| !logged.contains(*id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} answered requests have no entry, e.g. {:?}",
+        lost.len(),
+        lost.first()
+    );
+    assert!(report.size as usize >= answered.len());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &second.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    second.wait().unwrap();
+}

@@ -100,6 +100,16 @@ pub struct TlsConfig {
 pub struct StorageConfig {
     pub url: String,
     pub max_connections: u32,
+    pub durability: Durability,
+}
+
+/// What a committed transaction survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Power loss: every commit is fsynced.
+    Fsync,
+    /// A crash of the process, not of the machine: commits reach the OS, the fsync waits for checkpoints.
+    Os,
 }
 
 #[derive(Debug, Clone)]
@@ -286,6 +296,16 @@ fn validate(raw: RawConfig, base: &Path, env: &Env) -> Result<Config, ConfigErro
             .url
             .unwrap_or_else(|| "sqlite://sluice.db".to_owned()),
         max_connections: raw.storage.max_connections.unwrap_or(8).max(1),
+        durability: match raw.storage.durability.as_deref() {
+            None | Some("fsync") => Durability::Fsync,
+            Some("os") => Durability::Os,
+            Some(other) => {
+                return Err(field_err(
+                    "storage.durability",
+                    format!("`{other}` is not one of fsync, os"),
+                ));
+            }
+        },
     };
     if !(storage.url.starts_with("sqlite:")) {
         return Err(field_err(

@@ -68,6 +68,9 @@ pub struct RawStorage {
     pub url: Option<String>,
     /// Connection pool size. Default 8.
     pub max_connections: Option<u32>,
+    /// `fsync` (default): a commit (an audit batch) survives power loss. `os`: it survives a crash of the
+    /// process (kill -9) but not of the machine; commits skip the fsync and are much faster.
+    pub durability: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

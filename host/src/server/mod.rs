@@ -138,7 +138,12 @@ fn load_tls(cfg: &TlsConfig) -> Result<TlsAcceptor, StartError> {
 impl Gateway {
     /// Opens storage, loads keys and routing, and binds the listener.
     pub async fn bind(config: Config, source: ConfigSource) -> Result<Gateway, StartError> {
-        let storage = Storage::open(&config.storage.url, config.storage.max_connections).await?;
+        let storage = Storage::open(
+            &config.storage.url,
+            config.storage.max_connections,
+            config.storage.durability,
+        )
+        .await?;
         let keys = KeyStore::new(
             config.auth.pepper.expose().as_bytes(),
             storage.list_keys(None).await?,
