@@ -3,7 +3,8 @@
 //! idle and after-load RSS.
 //!
 //! `cargo bench --bench load` (set `SLUICE_LOAD_SECONDS` to change the 32-client phase length, default 5;
-//! `SLUICE_LOAD_REQUESTS` for the 1-client phase, default 5000).
+//! `SLUICE_LOAD_REQUESTS` for the 1-client phase, default 5000; `SLUICE_LOAD_DURABILITY=os` for the
+//! gateway's `storage.durability`, default `fsync`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -173,6 +174,7 @@ fn main() {
 listen = "127.0.0.1:0"
 [storage]
 url = "sqlite://{db}"
+durability = "{durability}"
 [[providers]]
 name = "up"
 kind = "openai"
@@ -192,7 +194,8 @@ name = "fake"
 provider = "fake"
 model = "fake-model"
 "#,
-        db = dir.path().join("load.db").display()
+        db = dir.path().join("load.db").display(),
+        durability = std::env::var("SLUICE_LOAD_DURABILITY").unwrap_or_else(|_| "fsync".to_owned()),
     );
     std::fs::write(dir.path().join("sluice.toml"), config).unwrap();
     let token = "load-operator-token-0123456789";
