@@ -1,6 +1,7 @@
 //! Audit append benchmark: sustained durable appends per second (many concurrent writers, group commit)
 //! and the latency of one durable append at one client, on a SQLite file in WAL mode with
-//! `synchronous = FULL`. `cargo bench --bench audit` (`SLUICE_AUDIT_SECONDS`, default 5).
+//! `synchronous = FULL`, each entry with ~900 bytes of content to seal. `cargo bench --bench audit`
+//! (`SLUICE_AUDIT_SECONDS`, default 5).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use sluice::audit::content::Content;
 use sluice::audit::entry::{ContentMark, Entry, EntryKind};
 use sluice::audit::{AuditLog, Signer, signing_key_from_text};
 use sluice::config::Durability;
@@ -44,6 +46,11 @@ fn entry(tenant: &str, n: u64) -> Entry {
         prompt_commitment: None,
         response_commitment: None,
     }
+}
+
+/// A typical short exchange (~600 B prompt, ~300 B answer), sealed with AES-256-GCM by the sequencer.
+fn content() -> Content {
+    Content::new(vec![b'p'; 600], vec![b'r'; 300])
 }
 
 fn main() {
@@ -79,6 +86,8 @@ async fn run(durability: Durability, seconds: u64) {
         let (log, _task) = AuditLog::open(
             storage,
             Signer::new("bench".into(), key),
+            sluice::audit::content::Sealer::new([8; 32]),
+            365,
             1024,
             Duration::from_secs(1),
         )
@@ -89,7 +98,7 @@ async fn run(durability: Durability, seconds: u64) {
         let mut lat = Vec::new();
         for n in 0..2000 {
             let t = Instant::now();
-            log.append(entry("solo", n)).await.unwrap();
+            log.append(entry("solo", n), Some(content())).await.unwrap();
             lat.push(t.elapsed());
         }
         lat.sort();
@@ -109,7 +118,9 @@ async fn run(durability: Durability, seconds: u64) {
                 let tenant = format!("tenant-{}", w % 8);
                 let mut n = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    log.append(entry(&tenant, w * 1_000_000 + n)).await.unwrap();
+                    log.append(entry(&tenant, w * 1_000_000 + n), Some(content()))
+                        .await
+                        .unwrap();
                     done.fetch_add(1, Ordering::Relaxed);
                     n += 1;
                 }

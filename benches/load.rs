@@ -204,6 +204,10 @@ model = "fake-model"
         .arg(dir.path().join("sluice.toml"))
         .env("SLUICE_ADMIN_TOKEN", token)
         .env(
+            "SLUICE_AUDIT_MASTER_KEY",
+            "CAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg=",
+        )
+        .env(
             "SLUICE_AUDIT_SIGNING_KEY",
             "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=",
         )

@@ -33,6 +33,7 @@ pub fn starter_config(
     token_sha256_hex: &str,
     pepper_file: &str,
     audit_key_file: &str,
+    master_key_file: &str,
     db_url: &str,
 ) -> String {
     format!(
@@ -56,6 +57,10 @@ pepper_file = "{pepper_file}"
 [audit]
 # Ed25519 key that signs audit checkpoints. Its public half is served at /.well-known/sluice-audit-keys.
 signing_key_file = "{audit_key_file}"
+# Master key of the encryption of stored prompts and responses (per-tenant keys derive from it).
+master_key_file = "{master_key_file}"
+# Days prompts and responses are kept; tenants can be set to 0 (keep none).
+retention_days = 365
 
 # A provider that needs no API key: answers are scripted. Replace with kind = "openai" or "anthropic".
 [[providers]]
@@ -142,14 +147,25 @@ pub fn init(config_path: &Path, force: bool) -> Result<Initialized, InitError> {
     let audit_key_name = format!("{stem}.audit-key");
     let audit_key_path = dir.join(&audit_key_name);
     if !audit_key_path.exists() || force {
-        write_private(&audit_key_path, &crate::audit::new_signing_key_text())?;
+        write_private(&audit_key_path, &crate::audit::new_key_text())?;
+    }
+    let master_key_name = format!("{stem}.content-key");
+    let master_key_path = dir.join(&master_key_name);
+    if !master_key_path.exists() || force {
+        write_private(&master_key_path, &crate::audit::new_key_text())?;
     }
     let token = format!("sluice_op_{}", random_base62(40));
     let digest = hex(&Sha256::digest(token.as_bytes()));
     let db = format!("sqlite://{stem}.db");
     write_private(
         config_path,
-        &starter_config(&digest, &pepper_name, &audit_key_name, &db),
+        &starter_config(
+            &digest,
+            &pepper_name,
+            &audit_key_name,
+            &master_key_name,
+            &db,
+        ),
     )?;
     Ok(Initialized {
         operator_token: token,

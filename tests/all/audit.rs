@@ -422,6 +422,8 @@ async fn concurrent_writers_get_contiguous_indices() {
     let (log, _task) = sluice::audit::AuditLog::open(
         storage.clone(),
         sluice::audit::Signer::new("test".into(), key),
+        sluice::audit::content::Sealer::new([8; 32]),
+        365,
         256,
         Duration::from_millis(50),
     )
@@ -437,7 +439,7 @@ async fn concurrent_writers_get_contiguous_indices() {
             for m in 0..M {
                 let mut e = sample_entry("t1");
                 e.request_id = format!("w{w}-m{m}");
-                got.push(log.append(e).await.unwrap().index);
+                got.push(log.append(e, None).await.unwrap().index);
             }
             got
         }));
@@ -466,6 +468,8 @@ async fn concurrent_writers_get_contiguous_indices() {
                 index,
                 entry: base64::engine::general_purpose::STANDARD.encode(b),
                 fields: None,
+                content: None,
+                content_error: None,
             })
             .collect(),
         checkpoint: cp.note,
@@ -541,4 +545,268 @@ async fn a_locked_database_fails_requests_with_503_instead_of_running_unaudited(
         .filter(|e| e.endpoint == "chat")
         .count();
     assert_eq!(chats, 1, "only the request that was answered is in the log");
+}
+
+fn canary() -> String {
+    format!("canary-{}", sluice::auth::keys::random_base62(24))
+}
+
+fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<String> {
+    let mut hits = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file()
+            && std::fs::read(&path)
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+        {
+            hits.push(path.display().to_string());
+        }
+    }
+    hits
+}
+
+#[tokio::test]
+async fn content_is_encrypted_committed_and_tamper_evident() {
+    let (gw, _up) = gateway().await;
+    let (tenant, admin, member) = tenant(&gw).await;
+    let secret = canary();
+    let mut body = chat_body("small");
+    body["messages"][0]["content"] = secret.clone().into();
+    assert_eq!(
+        gw.post("/v1/chat/completions", &member, body)
+            .await
+            .status(),
+        200
+    );
+    let key = pinned_key(&gw).await;
+    let exported = export(&gw, &admin).await;
+    verify_export(&exported, Some(&key), None).unwrap();
+    let chat = exported
+        .entries
+        .iter()
+        .find(|e| e.content.is_some())
+        .expect("content is exported");
+    let prompt = base64::engine::general_purpose::STANDARD
+        .decode(&chat.content.as_ref().unwrap().prompt)
+        .unwrap();
+    assert!(String::from_utf8(prompt).unwrap().contains(&secret));
+    assert!(
+        files_containing(gw.db_path.parent().unwrap(), &secret).is_empty(),
+        "content is encrypted at rest"
+    );
+
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", gw.db_path.display()))
+        .await
+        .unwrap();
+    let (nonce, original): (Vec<u8>, Vec<u8>) = sqlx::query_as(
+        "SELECT nonce, ciphertext FROM audit_content WHERE tenant_id = ? AND idx = ?",
+    )
+    .bind(&tenant)
+    .bind(chat.index as i64)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    // A flipped ciphertext byte no longer authenticates.
+    let mut flipped = original.clone();
+    flipped[10] ^= 1;
+    sqlx::query("UPDATE audit_content SET ciphertext = ? WHERE tenant_id = ? AND idx = ?")
+        .bind(&flipped)
+        .bind(&tenant)
+        .bind(chat.index as i64)
+        .execute(&db)
+        .await
+        .unwrap();
+    let err = verify_export(&export(&gw, &admin).await, Some(&key), None).unwrap_err();
+    assert!(
+        matches!(err, VerifyError::Entry { index, .. } if index == chat.index),
+        "{err}"
+    );
+    // An operator with the master key re-seals edited content: the commitment catches it.
+    let sealer = sluice::audit::content::Sealer::new(
+        sluice::audit::key32_from_text(crate::support::MASTER_KEY).unwrap(),
+    );
+    let mut content = sealer.open(&tenant, chat.index, &nonce, &original).unwrap();
+    content.response = b"a different answer".to_vec();
+    let (nonce2, forged) = sealer.seal(&tenant, chat.index, &content).unwrap();
+    sqlx::query(
+        "UPDATE audit_content SET nonce = ?, ciphertext = ? WHERE tenant_id = ? AND idx = ?",
+    )
+    .bind(&nonce2)
+    .bind(&forged)
+    .bind(&tenant)
+    .bind(chat.index as i64)
+    .execute(&db)
+    .await
+    .unwrap();
+    let err = verify_export(&export(&gw, &admin).await, Some(&key), None).unwrap_err();
+    assert!(err.to_string().contains("content edited"), "{err}");
+    assert!(
+        matches!(err, VerifyError::Entry { index, .. } if index == chat.index),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn retention_pruning_and_erasure_keep_verification_green() {
+    let (gw, _up) = gateway().await;
+    let (_tenant, admin, member) = tenant(&gw).await;
+    for _ in 0..3 {
+        gw.post("/v1/chat/completions", &member, chat_body("small"))
+            .await;
+    }
+    let key = pinned_key(&gw).await;
+    let before = export(&gw, &admin).await;
+    assert_eq!(
+        before
+            .entries
+            .iter()
+            .filter(|e| e.content.is_some())
+            .count(),
+        3
+    );
+    // Nothing is older than the default 365 days yet.
+    let pruned: serde_json::Value = gw
+        .admin(
+            Method::POST,
+            "/admin/v1/audit/prune",
+            Some(serde_json::json!({})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pruned["deleted"], 0);
+    // A year and a day later, all of it is.
+    let later = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + 366 * 86_400;
+    let pruned: serde_json::Value = gw
+        .admin(
+            Method::POST,
+            "/admin/v1/audit/prune",
+            Some(serde_json::json!({"now": later})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pruned["deleted"], 3);
+    let after = export(&gw, &admin).await;
+    assert!(after.entries.iter().all(|e| e.content.is_none()));
+    verify_export(&after, Some(&key), Some(&before.checkpoint)).unwrap();
+
+    // Erasure on the tenant's request.
+    gw.post("/v1/chat/completions", &member, chat_body("small"))
+        .await;
+    assert!(
+        export(&gw, &admin)
+            .await
+            .entries
+            .iter()
+            .any(|e| e.content.is_some())
+    );
+    let erased = gw
+        .http
+        .post(gw.url("/v1/audit/erase"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(erased.status(), 200);
+    let after = export(&gw, &admin).await;
+    assert!(after.entries.iter().all(|e| e.content.is_none()));
+    let report = verify_export(&after, Some(&key), Some(&before.checkpoint)).unwrap();
+    assert!(
+        entries(&after).iter().any(|e| e.endpoint == "audit.erase"),
+        "the erasure itself is recorded"
+    );
+    assert!(report.size > before.entries.len() as u64);
+}
+
+#[tokio::test]
+async fn a_zero_retention_tenants_content_is_nowhere_on_disk() {
+    let up = Upstream::ok().await;
+    let slow = Upstream::slow(Duration::from_secs(5)).await;
+    let gw = TestGateway::start(&format!(
+        "{}{}{}{}[[providers]]\nname = \"boom\"\nkind = \"fake\"\npanic = true\n[[deployments]]\nname = \"boom\"\nprovider = \"boom\"\nmodel = \"b\"\n",
+        openai_provider("up", &up.url, ""),
+        openai_provider("slow", &slow.url, "first_byte_timeout_ms = 100"),
+        deployment("small", "up", "m"),
+        deployment("slow", "slow", "m"),
+    ))
+    .await;
+    let (tenant, admin, member) = tenant(&gw).await;
+    let set = gw
+        .admin(
+            Method::PUT,
+            &format!("/admin/v1/tenants/{tenant}/retention"),
+            Some(serde_json::json!({"days": 0})),
+        )
+        .await;
+    assert_eq!(set.status(), 200);
+    let secret = canary();
+    let with = |model: &str, stream: bool| {
+        let mut b = chat_body(model);
+        b["messages"][0]["content"] = secret.clone().into();
+        b["stream"] = stream.into();
+        b
+    };
+    assert_eq!(
+        gw.post("/v1/chat/completions", &member, with("small", false))
+            .await
+            .status(),
+        200
+    );
+    let streamed = gw
+        .post("/v1/chat/completions", &member, with("small", true))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(streamed.ends_with("data: [DONE]\n\n"));
+    assert_eq!(
+        gw.post(
+            "/v1/chat/completions",
+            &member,
+            with("no-such-model", false)
+        )
+        .await
+        .status(),
+        404
+    );
+    assert_eq!(
+        gw.post("/v1/chat/completions", &member, with("slow", false))
+            .await
+            .status(),
+        504
+    );
+    assert_eq!(
+        gw.post("/v1/chat/completions", &member, with("boom", false))
+            .await
+            .status(),
+        500
+    );
+    let exported = export(&gw, &admin).await;
+    verify_export(&exported, Some(&pinned_key(&gw).await), None).unwrap();
+    let marks: Vec<_> = entries(&exported)
+        .into_iter()
+        .filter(|e| e.endpoint == "chat")
+        .map(|e| e.content)
+        .collect();
+    assert_eq!(marks.len(), 5);
+    // The panicking request's entry is written by the panic handler, which has no body: content mark none.
+    assert!(
+        marks[..4]
+            .iter()
+            .all(|m| *m == sluice::audit::entry::ContentMark::NotRetained),
+        "{marks:?}"
+    );
+    assert_eq!(marks[4], sluice::audit::entry::ContentMark::None);
+    let dir = gw.stop_keep_dir().await;
+    let hits = files_containing(dir.path(), &secret);
+    assert!(hits.is_empty(), "the canary was written to {hits:?}");
 }

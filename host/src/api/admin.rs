@@ -26,6 +26,19 @@ struct CreateTenant {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct SetRetention {
+    /// Days of content to keep; 0 keeps none.
+    days: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Prune {
+    now: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CreateKey {
     name: String,
     role: String,
@@ -199,6 +212,46 @@ pub async fn handle(
                 &serde_json::json!({"object": "list", "data": data}),
             ))
         }
+        (Method::PUT, ["tenants", tenant_id, "retention"]) => {
+            let tenant_id = (*tenant_id).to_owned();
+            let body: SetRetention = read_json(req).await?;
+            if body.days > 36_500 {
+                return Err(ApiError::invalid(
+                    "days",
+                    "`days` must be between 0 and 36500",
+                ));
+            }
+            let found = app
+                .audit
+                .set_retention(&tenant_id, body.days)
+                .await
+                .map_err(storage_err)?;
+            if !found {
+                return Err(ApiError::new(ErrorCode::NotFound, "no such tenant"));
+            }
+            audit_admin(
+                app,
+                ctx,
+                &tenant_id,
+                "admin.retention_set",
+                &body.days.to_string(),
+            )
+            .await?;
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({"tenant_id": tenant_id, "retention_days": body.days}),
+            ))
+        }
+        (Method::POST, ["audit", "prune"]) => {
+            // `now` lets operators (and tests) prune as of a given time; default: the clock.
+            let body: Prune = read_json(req).await?;
+            let now = body.now.unwrap_or_else(unix_now);
+            let deleted = app.audit.prune(now).await.map_err(storage_err)?;
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({"deleted": deleted, "as_of": now}),
+            ))
+        }
         (Method::DELETE, ["keys", key_id]) => {
             let key_id = (*key_id).to_owned();
             // Memory first: from this instant the key no longer authenticates, even if the write is slow.
@@ -218,7 +271,14 @@ pub async fn handle(
                 )),
             }
         }
-        (_, ["tenants"] | ["tenants", _, "keys"] | ["keys", _]) => Err(ApiError::new(
+        (
+            _,
+            ["tenants"]
+            | ["tenants", _, "keys"]
+            | ["tenants", _, "retention"]
+            | ["audit", "prune"]
+            | ["keys", _],
+        ) => Err(ApiError::new(
             ErrorCode::MethodNotAllowed,
             format!("{method} is not allowed here"),
         )),
@@ -262,7 +322,7 @@ async fn audit_admin(
         prompt_commitment: None,
         response_commitment: None,
     };
-    app.audit.append(entry).await.map(|_| ()).map_err(|e| {
+    app.audit.append(entry, None).await.map(|_| ()).map_err(|e| {
         tracing::error!(tenant = %tenant_id, action, error = %e, "admin action done but not audited");
         crate::server::audit_unavailable(app, &e)
     })

@@ -1,5 +1,6 @@
 //! Tenant audit endpoints under `/v1/audit` (tenant key with the `admin` or `owner` role): entries,
-//! checkpoints, inclusion and consistency proofs, and the export `sluice audit verify` checks offline.
+//! checkpoints, inclusion and consistency proofs, the export `sluice audit verify` checks offline, and
+//! erasure of the tenant's stored content.
 //! The tenant comes from the credential, never from the URL.
 
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use hyper::body::Incoming;
 
 use crate::audit::entry::{Entry, hex};
 use crate::audit::merkle::{self, Hash};
-use crate::audit::verify::{Export, ExportedEntry, FORMAT};
+use crate::audit::verify::{Export, ExportedContent, ExportedEntry, FORMAT};
 use crate::auth::Role;
 use crate::error::{ApiError, ErrorCode};
 use crate::server::{App, Body, Finished, RequestCtx, authenticate, json_response};
@@ -62,10 +63,16 @@ pub async fn handle(
     ctx: &mut RequestCtx,
     req: http::Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    if req.method() != Method::GET {
+    // Everything is read-only except the tenant's erasure request.
+    let allowed = if req.uri().path() == "/v1/audit/erase" {
+        Method::POST
+    } else {
+        Method::GET
+    };
+    if req.method() != allowed {
         return Err(ApiError::new(
             ErrorCode::MethodNotAllowed,
-            "the audit endpoints are read-only (GET)",
+            format!("{} is not allowed here", req.method()),
         ));
     }
     let principal = authenticate(app, ctx, req.headers())?;
@@ -77,6 +84,7 @@ pub async fn handle(
         "proof/inclusion" => "audit.proof_inclusion",
         "proof/consistency" => "audit.proof_consistency",
         "export" => "audit.export",
+        "erase" => "audit.erase",
         _ => "audit.unknown",
     };
     let finished = Finished::new(ctx, principal.clone(), endpoint, String::new());
@@ -93,7 +101,9 @@ pub async fn handle(
         Ok(_) => (200, None),
         Err(e) => (e.status().as_u16(), Some(e.code.as_str())),
     };
-    finished.settle_and_audit(app, status, code, None).await?;
+    finished
+        .settle_and_audit(app, status, code, None, None)
+        .await?;
     result
 }
 
@@ -218,12 +228,37 @@ async fn serve(
                 .audit_entries(tenant, 0, cp.size)
                 .await
                 .map_err(unavailable)?;
+            let mut content: std::collections::HashMap<u64, Result<ExportedContent, String>> =
+                storage
+                    .audit_content(tenant, cp.size)
+                    .await
+                    .map_err(unavailable)?
+                    .into_iter()
+                    .map(|(index, nonce, ciphertext)| {
+                        let opened = app
+                            .audit
+                            .sealer()
+                            .open(tenant, index, &nonce, &ciphertext)
+                            .map(|c| ExportedContent::from_content(&c))
+                            .map_err(|e| e.to_string());
+                        (index, opened)
+                    })
+                    .collect();
             let entries = rows
                 .into_iter()
-                .map(|(index, bytes)| ExportedEntry {
-                    index,
-                    fields: Entry::decode(&bytes).ok(),
-                    entry: base64::engine::general_purpose::STANDARD.encode(&bytes),
+                .map(|(index, bytes)| {
+                    let (content, content_error) = match content.remove(&index) {
+                        None => (None, None),
+                        Some(Ok(c)) => (Some(c), None),
+                        Some(Err(e)) => (None, Some(e)),
+                    };
+                    ExportedEntry {
+                        index,
+                        fields: Entry::decode(&bytes).ok(),
+                        entry: base64::engine::general_purpose::STANDARD.encode(&bytes),
+                        content,
+                        content_error,
+                    }
                 })
                 .collect();
             let checkpoints = storage
@@ -247,6 +282,14 @@ async fn serve(
                 ApiError::new(ErrorCode::Internal, format!("encoding the export: {e}"))
             })?;
             Ok(json_response(StatusCode::OK, body))
+        }
+        "audit.erase" => {
+            // The tenant's right to erasure: content and salts go; entries, chain and checkpoints stay.
+            let deleted = storage
+                .audit_delete_content(tenant, None)
+                .await
+                .map_err(unavailable)?;
+            Ok(ok(serde_json::json!({"erased_entries": deleted})))
         }
         _ => Err(ApiError::new(ErrorCode::NotFound, "no such audit endpoint")),
     }

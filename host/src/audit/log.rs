@@ -7,17 +7,18 @@
 //! design without a task per tenant.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use tokio::sync::{mpsc, oneshot};
 
+use super::content::{Content, Sealer};
 use super::entry::Entry;
 use super::merkle::{Frontier, Hash, leaf_hash};
 use super::note::{self, Checkpoint};
-use crate::storage::{AuditRow, Storage, StorageError};
+use crate::storage::{AuditRow, ContentRow, Storage, StorageError};
 
 /// Why an entry could not be made durable. The request that carried it fails with 503.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -48,6 +49,7 @@ type Reply = oneshot::Sender<Result<Appended, AuditError>>;
 enum Command {
     Append {
         entry: Box<Entry>,
+        content: Option<Box<Content>>,
         reply: Reply,
     },
     Checkpoint {
@@ -55,9 +57,7 @@ enum Command {
         reply: oneshot::Sender<Result<Option<SignedCheckpoint>, AuditError>>,
     },
     /// Sign every log that grew since its last checkpoint (shutdown).
-    Flush {
-        reply: oneshot::Sender<()>,
-    },
+    Flush { reply: oneshot::Sender<()> },
 }
 
 /// Signs checkpoints; the key never leaves this struct.
@@ -113,8 +113,12 @@ struct Tail {
 pub struct AuditLog {
     tx: mpsc::Sender<Command>,
     signer: Arc<Signer>,
+    sealer: Arc<Sealer>,
     storage: Storage,
     depth: Arc<AtomicI64>,
+    /// Tenants' own retention in days (0 = keep no content), served from memory.
+    retention: Arc<RwLock<HashMap<String, u32>>>,
+    default_retention_days: u32,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -131,9 +135,19 @@ impl AuditLog {
     pub async fn open(
         storage: Storage,
         signer: Signer,
+        sealer: Sealer,
+        default_retention_days: u32,
         batch_max: usize,
         checkpoint_interval: Duration,
     ) -> Result<(AuditLog, tokio::task::JoinHandle<()>), StorageError> {
+        let sealer = Arc::new(sealer);
+        let retention = Arc::new(RwLock::new(
+            storage
+                .retention_overrides()
+                .await?
+                .into_iter()
+                .collect::<HashMap<_, _>>(),
+        ));
         let mut tails: HashMap<String, Tail> = HashMap::new();
         for (tenant, index, leaf) in storage.audit_all_leaves().await? {
             let tail = tails.entry(tenant.clone()).or_default();
@@ -156,6 +170,7 @@ impl AuditLog {
         let depth = Arc::new(AtomicI64::new(0));
         let writer = Writer {
             storage: storage.clone(),
+            sealer: sealer.clone(),
             signer: signer.clone(),
             tails,
             batch_max,
@@ -167,8 +182,11 @@ impl AuditLog {
             AuditLog {
                 tx,
                 signer,
+                sealer,
                 storage,
                 depth,
+                retention,
+                default_retention_days,
             },
             task,
         ))
@@ -178,6 +196,7 @@ impl AuditLog {
     pub fn append(
         &self,
         entry: Entry,
+        content: Option<Content>,
     ) -> impl Future<Output = Result<Appended, AuditError>> + Send + 'static {
         let tx = self.tx.clone();
         let depth = self.depth.clone();
@@ -187,6 +206,7 @@ impl AuditLog {
             if tx
                 .send(Command::Append {
                     entry: Box::new(entry),
+                    content: content.map(Box::new),
                     reply,
                 })
                 .await
@@ -224,6 +244,50 @@ impl AuditLog {
         }
     }
 
+    /// Days of content a tenant keeps; 0 means none is ever written.
+    pub fn retention_days(&self, tenant: &str) -> u32 {
+        self.retention
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(tenant)
+            .copied()
+            .unwrap_or(self.default_retention_days)
+    }
+
+    /// Sets a tenant's retention (durably, then in memory). Returns false for an unknown tenant.
+    pub async fn set_retention(&self, tenant: &str, days: u32) -> Result<bool, StorageError> {
+        if !self.storage.set_retention(tenant, days).await? {
+            return Ok(false);
+        }
+        self.retention
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(tenant.to_owned(), days);
+        if days == 0 {
+            // Zero retention applies to what is already stored, too.
+            self.storage.audit_delete_content(tenant, None).await?;
+        }
+        Ok(true)
+    }
+
+    /// Deletes content past each tenant's retention, as of `now` (unix seconds). Returns rows deleted.
+    pub async fn prune(&self, now: i64) -> Result<u64, StorageError> {
+        let mut deleted = 0;
+        for tenant in self.storage.audit_content_tenants().await? {
+            let days = i64::from(self.retention_days(&tenant));
+            deleted += self
+                .storage
+                .audit_delete_content(&tenant, Some(now - days * 86_400))
+                .await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Decrypts stored content for export.
+    pub fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
     pub fn signer(&self) -> &Signer {
         &self.signer
     }
@@ -240,6 +304,7 @@ impl AuditLog {
 
 struct Writer {
     storage: Storage,
+    sealer: Arc<Sealer>,
     signer: Arc<Signer>,
     tails: HashMap<String, Tail>,
     batch_max: usize,
@@ -277,7 +342,11 @@ impl Writer {
         let mut flushes = Vec::new();
         for cmd in batch {
             match cmd {
-                Command::Append { entry, reply } => appends.push((entry, reply)),
+                Command::Append {
+                    entry,
+                    content,
+                    reply,
+                } => appends.push((entry, content, reply)),
                 Command::Checkpoint { tenant, reply } => checkpoints.push((tenant, reply)),
                 Command::Flush { reply } => flushes.push(reply),
             }
@@ -296,12 +365,13 @@ impl Writer {
 
     /// Assigns indices on copies of the tails, commits, and only then makes the copies the truth: a failed
     /// commit leaves no hole and no skipped index.
-    async fn commit(&mut self, appends: Vec<(Box<Entry>, Reply)>) {
+    async fn commit(&mut self, appends: Vec<(Box<Entry>, Option<Box<Content>>, Reply)>) {
         let n = i64::try_from(appends.len()).unwrap_or(i64::MAX);
         let mut staged: HashMap<String, Tail> = HashMap::new();
         let mut rows = Vec::with_capacity(appends.len());
         let mut results = Vec::with_capacity(appends.len());
-        for (mut entry, reply) in appends {
+        let mut sealed = Vec::new();
+        for (mut entry, content, reply) in appends {
             let tail = staged.entry(entry.tenant_id.clone()).or_insert_with(|| {
                 self.tails
                     .get(&entry.tenant_id)
@@ -322,6 +392,20 @@ impl Writer {
                     leaf,
                 },
             ));
+            if let Some(content) = content {
+                // The index is part of the associated data, so content is sealed only once it is assigned.
+                match self.sealer.seal(&entry.tenant_id, entry.index, &content) {
+                    Ok((nonce, ciphertext)) => sealed.push(ContentRow {
+                        tenant_id: entry.tenant_id.clone(),
+                        index: entry.index,
+                        nonce,
+                        ciphertext,
+                    }),
+                    Err(e) => {
+                        tracing::error!(error = %e, "content could not be sealed; the entry keeps its commitments")
+                    }
+                }
+            }
             let Entry {
                 tenant_id,
                 index,
@@ -336,7 +420,7 @@ impl Writer {
                 request_id,
             });
         }
-        let outcome = self.storage.audit_insert_batch(&rows).await;
+        let outcome = self.storage.audit_insert_batch(&rows, &sealed).await;
         self.depth.fetch_sub(n, Ordering::Relaxed);
         match outcome {
             Ok(()) => {

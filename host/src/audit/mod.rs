@@ -2,6 +2,7 @@
 //! hash chain (`merkle`), Ed25519 signed-note checkpoints (`note`), the batching sequencer (`log`), and the
 //! offline verifier of exports (`verify`).
 
+pub mod content;
 pub mod entry;
 mod log;
 pub mod merkle;
@@ -13,17 +14,21 @@ use ed25519_dalek::SigningKey;
 
 pub use log::{Appended, AuditError, AuditLog, SignedCheckpoint, Signer};
 
-/// Parses a base64 32-byte Ed25519 seed.
-pub fn signing_key_from_text(text: &str) -> Option<SigningKey> {
+/// Parses base64 text of exactly 32 bytes.
+pub fn key32_from_text(text: &str) -> Option<[u8; 32]> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text.trim())
         .ok()?;
-    let seed: [u8; 32] = bytes.as_slice().try_into().ok()?;
-    Some(SigningKey::from_bytes(&seed))
+    bytes.as_slice().try_into().ok()
 }
 
-/// A fresh signing key as base64 text, for `sluice init`.
-pub fn new_signing_key_text() -> String {
+/// Parses a base64 32-byte Ed25519 seed.
+pub fn signing_key_from_text(text: &str) -> Option<SigningKey> {
+    key32_from_text(text).map(|seed| SigningKey::from_bytes(&seed))
+}
+
+/// A fresh 32-byte key (signing seed or content master key) as base64 text, for `sluice init`.
+pub fn new_key_text() -> String {
     use rand::RngCore;
     let mut seed = [0u8; 32];
     rand::rng().fill_bytes(&mut seed);

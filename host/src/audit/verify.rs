@@ -20,6 +20,43 @@ pub struct ExportedEntry {
     pub entry: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fields: Option<Entry>,
+    /// The stored prompt and response with their salts (base64), while retention keeps them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<ExportedContent>,
+    /// Set when stored content exists but cannot be decrypted (it was modified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_error: Option<String>,
+}
+
+/// Content as exported: everything needed to recompute the entry's commitments.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportedContent {
+    pub prompt_salt: String,
+    pub prompt: String,
+    pub response_salt: String,
+    pub response: String,
+}
+
+impl ExportedContent {
+    pub fn from_content(c: &super::content::Content) -> ExportedContent {
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        ExportedContent {
+            prompt_salt: b64(&c.prompt_salt),
+            prompt: b64(&c.prompt),
+            response_salt: b64(&c.response_salt),
+            response: b64(&c.response),
+        }
+    }
+
+    /// Recomputes (prompt commitment, response commitment).
+    fn commitments(&self) -> Option<(Hash, Hash)> {
+        let d = |t: &str| base64::engine::general_purpose::STANDARD.decode(t).ok();
+        let salt = |t: &str| d(t).and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok());
+        Some((
+            super::content::commit(&salt(&self.prompt_salt)?, &d(&self.prompt)?),
+            super::content::commit(&salt(&self.response_salt)?, &d(&self.response)?),
+        ))
+    }
 }
 
 /// `GET /v1/audit/export`: everything an auditor needs to recompute a tenant's log.
@@ -143,6 +180,26 @@ pub fn verify_export(
                 culprit,
                 format!("modified: entry {expected} chains to a different previous leaf hash"),
             ));
+        }
+        if let Some(err) = &exported.content_error {
+            return Err(entry_err(expected, format!("stored content: {err}")));
+        }
+        if let Some(content) = &exported.content {
+            if entry.content != super::entry::ContentMark::Committed {
+                return Err(entry_err(
+                    expected,
+                    "content is exported for an entry that commits to none",
+                ));
+            }
+            let (p, r) = content
+                .commitments()
+                .ok_or_else(|| entry_err(expected, "exported content is not valid base64"))?;
+            if Some(p) != entry.prompt_commitment || Some(r) != entry.response_commitment {
+                return Err(entry_err(
+                    expected,
+                    "stored content does not match the entry's commitments (content edited)",
+                ));
+            }
         }
         let leaf = merkle::leaf_hash(&bytes);
         prev = leaf;

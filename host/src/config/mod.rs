@@ -73,6 +73,9 @@ pub struct AuditConfig {
     pub origin: String,
     /// Ed25519 seed of the checkpoint signing key.
     pub signing_key: Secret,
+    /// Master key of the content encryption (base64 of 32 bytes).
+    pub master_key: Secret,
+    pub retention_days: u32,
     pub batch_max: usize,
     pub checkpoint_interval: Duration,
 }
@@ -485,9 +488,37 @@ fn validate_audit(raw: raw::RawAudit, base: &Path, env: &Env) -> Result<AuditCon
             "must be a base64-encoded 32-byte Ed25519 seed",
         ));
     }
+    let master_var = raw
+        .master_key_env
+        .clone()
+        .unwrap_or_else(|| "SLUICE_AUDIT_MASTER_KEY".to_owned());
+    let master_key = read_secret(
+        base,
+        env,
+        raw.master_key_file.as_deref(),
+        Some(&master_var),
+        "audit.master_key",
+    )?
+    .ok_or_else(|| {
+        field_err(
+            "audit.master_key_env",
+            format!(
+                "environment variable {master_var} is not set and no audit.master_key_file is given \
+                 (`sluice init` writes one)"
+            ),
+        )
+    })?;
+    if crate::audit::key32_from_text(master_key.expose()).is_none() {
+        return Err(field_err(
+            "audit.master_key",
+            "must be a base64-encoded 32-byte key",
+        ));
+    }
     Ok(AuditConfig {
         origin,
         signing_key,
+        master_key,
+        retention_days: raw.retention_days.unwrap_or(365),
         batch_max: usize::try_from(raw.batch_max.unwrap_or(1024))
             .unwrap_or(usize::MAX)
             .clamp(1, 65_536),
@@ -807,6 +838,10 @@ mod tests {
             (
                 "SLUICE_AUDIT_SIGNING_KEY".to_owned(),
                 "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=".to_owned(),
+            ),
+            (
+                "SLUICE_AUDIT_MASTER_KEY".to_owned(),
+                "CAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg=".to_owned(),
             ),
         ])
     }

@@ -103,6 +103,12 @@ pub struct RawAudit {
     pub signing_key_file: Option<String>,
     /// Environment variable holding the signing key. Default `SLUICE_AUDIT_SIGNING_KEY`.
     pub signing_key_env: Option<String>,
+    /// File holding the content master key (32 bytes, base64); per-tenant content keys derive from it.
+    pub master_key_file: Option<String>,
+    /// Environment variable holding the content master key. Default `SLUICE_AUDIT_MASTER_KEY`.
+    pub master_key_env: Option<String>,
+    /// Days prompts and responses are kept (tenants may override it; 0 keeps none). Default 365.
+    pub retention_days: Option<u32>,
     /// Most entries committed in one transaction. Default 1024.
     pub batch_max: Option<u64>,
     /// Least time between two checkpoints of one log, in milliseconds. Default 1,000.

@@ -156,6 +156,12 @@ impl Gateway {
         let (audit, _writer) = AuditLog::open(
             storage.clone(),
             Signer::new(config.audit.origin.clone(), signing_key),
+            crate::audit::content::Sealer::new(
+                crate::audit::key32_from_text(config.audit.master_key.expose()).ok_or_else(
+                    || StartError::Audit("the master key is not base64 of 32 bytes".to_owned()),
+                )?,
+            ),
+            config.audit.retention_days,
             config.audit.batch_max,
             config.audit.checkpoint_interval,
         )

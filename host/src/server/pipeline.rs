@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use super::App;
 use super::router::{Body, RequestCtx, json_response};
 use super::stream::SseBody;
+use crate::audit::content::Content;
 use crate::audit::entry::{ContentMark, Entry, EntryKind};
 use crate::auth::{AuthError, Principal};
 use crate::cache::{self, CacheStatus};
@@ -109,7 +110,7 @@ async fn read_body(app: &App, headers: &HeaderMap, body: Incoming) -> Result<Byt
 async fn validate<T: serde::de::DeserializeOwned>(
     app: &App,
     req: http::Request<Incoming>,
-) -> Result<(HeaderMap, T), ApiError> {
+) -> Result<(HeaderMap, T, Bytes), ApiError> {
     let (parts, body) = req.into_parts();
     check_headers(app, &parts.headers)?;
     check_json_content_type(&parts.headers)?;
@@ -118,7 +119,7 @@ async fn validate<T: serde::de::DeserializeOwned>(
     let parsed = wire::parse_body::<T>(&bytes);
     app.metrics
         .observe_phase("validate", start.elapsed().as_secs_f64());
-    Ok((parts.headers, parsed?))
+    Ok((parts.headers, parsed?, bytes))
 }
 
 // ---- phase 3: authenticate -----------------------------------------------------------------------
@@ -241,6 +242,8 @@ pub struct Finished {
     pub deployment: Option<Arc<Deployment>>,
     pub cache: CacheStatus,
     pub started: Instant,
+    /// The request body, for requests whose content the audit log keeps (chat, embeddings).
+    pub prompt: Option<Bytes>,
 }
 
 impl Finished {
@@ -260,7 +263,33 @@ impl Finished {
             deployment: None,
             cache: CacheStatus::Bypass,
             started: ctx.started,
+            prompt: None,
         }
+    }
+
+    /// The entry and, unless the tenant keeps no content, the content it commits to.
+    pub fn record(
+        &self,
+        app: &App,
+        status: u16,
+        error_code: Option<&str>,
+        usage: Option<Usage>,
+        response: Option<&[u8]>,
+    ) -> (Entry, Option<Content>) {
+        let mut entry = self.entry(status, error_code, usage);
+        let Some(prompt) = &self.prompt else {
+            return (entry, None);
+        };
+        if app.audit.retention_days(&self.principal.tenant_id) == 0 {
+            // Zero retention: not even a commitment, only the mark that content existed.
+            entry.content = ContentMark::NotRetained;
+            return (entry, None);
+        }
+        let content = Content::new(prompt.to_vec(), response.unwrap_or_default().to_vec());
+        entry.content = ContentMark::Committed;
+        entry.prompt_commitment = Some(content.prompt_commitment());
+        entry.response_commitment = Some(content.response_commitment());
+        (entry, Some(content))
     }
 
     /// Phase 10 (the cost of the usage at the deployment's prices) and the entry phase 11 appends.
@@ -307,12 +336,11 @@ impl Finished {
         status: u16,
         error_code: Option<&str>,
         usage: Option<Usage>,
+        response: Option<&[u8]>,
     ) -> Result<(), ApiError> {
         let start = Instant::now();
-        let result = app
-            .audit
-            .append(self.entry(status, error_code, usage))
-            .await;
+        let (entry, content) = self.record(app, status, error_code, usage, response);
+        let result = app.audit.append(entry, content).await;
         app.metrics
             .observe_phase("audit", start.elapsed().as_secs_f64());
         result.map(|_| ()).map_err(|e| audit_unavailable(app, &e))
@@ -332,6 +360,8 @@ pub fn audit_unavailable(app: &App, e: &crate::audit::AuditError) -> ApiError {
 
 /// What the phases after `validate` need of a request, whatever its endpoint.
 struct Inference {
+    /// The request body as the client sent it: the audited prompt.
+    prompt: Bytes,
     endpoint: Endpoint,
     model: String,
     /// The validated request as JSON, unknown fields included; `forward` sets the upstream model.
@@ -351,7 +381,7 @@ pub async fn chat(
     req: http::Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     // 2. validate: limits, content type, JSON into typed structs, ranges.
-    let (headers, chat): (_, ChatRequest) = validate(app, req).await?;
+    let (headers, chat, prompt): (_, ChatRequest, _) = validate(app, req).await?;
     chat.validate()?;
     let stream = chat.is_stream();
     let mut body = reencode(&chat)?;
@@ -360,6 +390,7 @@ pub async fn chat(
         body["stream_options"]["include_usage"] = serde_json::Value::Bool(true);
     }
     let inference = Inference {
+        prompt,
         endpoint: Endpoint::Chat,
         client_wants_usage: chat.wants_usage_in_stream(),
         model: chat.model,
@@ -374,9 +405,10 @@ pub async fn embeddings(
     ctx: &mut RequestCtx,
     req: http::Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let (headers, emb): (_, EmbeddingsRequest) = validate(app, req).await?;
+    let (headers, emb, prompt): (_, EmbeddingsRequest, _) = validate(app, req).await?;
     emb.validate()?;
     let inference = Inference {
+        prompt,
         endpoint: Endpoint::Embeddings,
         body: reencode(&emb)?,
         model: emb.model,
@@ -400,21 +432,24 @@ async fn infer(
         Endpoint::Embeddings => "embeddings",
     };
     let mut finished = Finished::new(ctx, principal, endpoint, inference.model.clone());
+    finished.prompt = Some(inference.prompt.clone());
     let answer = after_auth(app, ctx, &mut finished, inference).await;
     // From here on the entry is written below or by the streaming body, never by the panic handler.
     ctx.audited = true;
     match answer {
         // 10. settle and 11. audit, before the response leaves. If the entry cannot be made durable the
         // answer is withheld: the client gets 503, and no unaudited answer goes out.
-        Ok(Answer::Complete(resp, usage)) => {
-            finished.settle_and_audit(app, 200, None, usage).await?;
+        Ok(Answer::Complete(resp, usage, body)) => {
+            finished
+                .settle_and_audit(app, 200, None, usage, Some(&body))
+                .await?;
             Ok(resp)
         }
         // A stream audits itself when it ends.
         Ok(Answer::Stream(resp)) => Ok(resp),
         Err(e) => {
             finished
-                .settle_and_audit(app, e.status().as_u16(), Some(e.code.as_str()), None)
+                .settle_and_audit(app, e.status().as_u16(), Some(e.code.as_str()), None, None)
                 .await?;
             Err(e)
         }
@@ -423,7 +458,7 @@ async fn infer(
 
 /// A routed answer: complete (audited by the caller) or streaming (audited by its body).
 enum Answer {
-    Complete(Response<Body>, Option<Usage>),
+    Complete(Response<Body>, Option<Usage>, Bytes),
     Stream(Response<Body>),
 }
 
@@ -476,9 +511,9 @@ async fn after_auth(
         UpstreamReply::Complete { body, usage } => {
             // 12. cache store: no cache in this build.
             drop(permit);
-            let mut resp = json_response(StatusCode::OK, body);
+            let mut resp = json_response(StatusCode::OK, body.clone());
             routing_headers(&mut resp, &deployment, finished.cache);
-            Ok(Answer::Complete(resp, usage))
+            Ok(Answer::Complete(resp, usage, body))
         }
         UpstreamReply::Stream(events) => {
             // Settle and audit move into the body: they run when the stream ends, however it ends.
@@ -526,6 +561,8 @@ pub async fn models(
     let body = serde_json::json!({"object": "list", "data": data});
     let finished = Finished::new(ctx, principal, "models", String::new());
     ctx.audited = true;
-    finished.settle_and_audit(app, 200, None, None).await?;
+    finished
+        .settle_and_audit(app, 200, None, None, None)
+        .await?;
     Ok(json_response(StatusCode::OK, body.to_string()))
 }

@@ -167,7 +167,7 @@ pub async fn handle(
                 // The pipeline died before it could write its entry; write one here.
                 let finished = Finished::new(&ctx, principal, ctx.route, String::new());
                 if let Err(e) = finished
-                    .settle_and_audit(&app, 500, Some("internal"), None)
+                    .settle_and_audit(&app, 500, Some("internal"), None, None)
                     .await
                 {
                     span.in_scope(|| tracing::error!(error = %e.message, "audit entry of a panicked request failed"));

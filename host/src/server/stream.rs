@@ -42,6 +42,8 @@ pub(super) struct SseBody {
     state: State,
     finished: Finished,
     usage: Option<Usage>,
+    /// The events sent so far (cheap `Bytes` handles), when the tenant keeps content.
+    sent: Option<Vec<Bytes>>,
     /// The deployment's concurrency slot, released when the stream ends.
     _permit: SlotPermit,
 }
@@ -54,7 +56,9 @@ impl SseBody {
         permit: SlotPermit,
     ) -> SseBody {
         app.metrics.open_streams.inc();
+        let keep = app.audit.retention_days(&finished.principal.tenant_id) > 0;
         SseBody {
+            sent: keep.then(Vec::new),
             app,
             state: State::Streaming(upstream),
             finished,
@@ -70,14 +74,22 @@ impl SseBody {
         Bytes::from(out)
     }
 
+    /// The request's entry on its way to the sequencer, with the streamed answer as the response content.
+    fn append(&self, error_code: Option<&str>) -> AuditFuture {
+        let response = self.sent.as_ref().map(|chunks| chunks.concat());
+        let (entry, content) =
+            self.finished
+                .record(&self.app, 200, error_code, self.usage, response.as_deref());
+        Box::pin(self.app.audit.append(entry, content))
+    }
+
     fn start_audit(&mut self, last: Last) {
         let error_code = match &last {
             Last::Done => None,
             Last::Error(e) => Some(e.code.as_str()),
         };
-        let entry = self.finished.entry(200, error_code, self.usage);
         self.state = State::Auditing {
-            append: Box::pin(self.app.audit.append(entry)),
+            append: self.append(error_code),
             last,
         };
     }
@@ -121,6 +133,9 @@ impl Body for SseBody {
                     };
                     match item {
                         Some(Ok(StreamItem::Chunk(bytes))) => {
+                            if let Some(sent) = &mut self.sent {
+                                sent.push(bytes.clone());
+                            }
                             return Poll::Ready(Some(Ok(Frame::data(bytes))));
                         }
                         Some(Ok(StreamItem::Usage(u))) => self.usage = Some(u),
@@ -156,10 +171,7 @@ impl Drop for SseBody {
             State::Auditing { append, .. } => append,
             State::Streaming(_) => {
                 tracing::info!(request_id = %self.finished.request_id, "client went away mid-stream; upstream request cancelled");
-                let entry = self
-                    .finished
-                    .entry(200, Some("client_disconnected"), self.usage);
-                Box::pin(self.app.audit.append(entry))
+                self.append(Some("client_disconnected"))
             }
         };
         let request_id = self.finished.request_id.clone();

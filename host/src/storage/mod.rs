@@ -242,6 +242,15 @@ pub struct AuditRow {
     pub request_id: String,
 }
 
+/// One encrypted content row, written in the same transaction as its entry.
+#[derive(Debug, Clone)]
+pub struct ContentRow {
+    pub tenant_id: String,
+    pub index: u64,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
 /// A stored signed checkpoint.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CheckpointRow {
@@ -263,7 +272,11 @@ fn to_u64(n: i64) -> u64 {
 impl Storage {
     /// Commits a batch of audit entries in one transaction: all or none. Rows go in multi-row INSERTs,
     /// because each statement is a round trip to SQLite's worker thread.
-    pub async fn audit_insert_batch(&self, rows: &[AuditRow]) -> Result<(), StorageError> {
+    pub async fn audit_insert_batch(
+        &self,
+        rows: &[AuditRow],
+        content: &[ContentRow],
+    ) -> Result<(), StorageError> {
         // SQLite allows 32,766 bound parameters per statement; 5 per row.
         const ROWS_PER_STATEMENT: usize = 1000;
         let Backend::Sqlite(pool) = &self.backend;
@@ -281,8 +294,99 @@ impl Storage {
             });
             insert.build().execute(&mut *tx).await?;
         }
+        let created_at = now();
+        for chunk in content.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO audit_content (tenant_id, idx, created_at, nonce, ciphertext) ",
+            );
+            insert.push_values(chunk, |mut b, r| {
+                b.push_bind(&r.tenant_id)
+                    .push_bind(to_i64(r.index))
+                    .push_bind(created_at)
+                    .push_bind(&r.nonce)
+                    .push_bind(&r.ciphertext);
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Encrypted content of a tenant's entries below `size`: (index, nonce, ciphertext).
+    pub async fn audit_content(
+        &self,
+        tenant_id: &str,
+        size: u64,
+    ) -> Result<Vec<(u64, Vec<u8>, Vec<u8>)>, StorageError> {
+        let Backend::Sqlite(pool) = &self.backend;
+        let rows = sqlx::query("SELECT idx, nonce, ciphertext FROM audit_content WHERE tenant_id = ? AND idx < ? ORDER BY idx")
+            .bind(tenant_id)
+            .bind(to_i64(size))
+            .fetch_all(pool)
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok((
+                    to_u64(r.try_get("idx")?),
+                    r.try_get("nonce")?,
+                    r.try_get("ciphertext")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Deletes a tenant's content (and with it the salts) older than `before` (unix seconds), or all of it.
+    pub async fn audit_delete_content(
+        &self,
+        tenant_id: &str,
+        before: Option<i64>,
+    ) -> Result<u64, StorageError> {
+        let Backend::Sqlite(pool) = &self.backend;
+        let done = sqlx::query(
+            "DELETE FROM audit_content WHERE tenant_id = ? AND (?2 IS NULL OR created_at < ?2)",
+        )
+        .bind(tenant_id)
+        .bind(before)
+        .execute(pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Tenants that have stored content.
+    pub async fn audit_content_tenants(&self) -> Result<Vec<String>, StorageError> {
+        let Backend::Sqlite(pool) = &self.backend;
+        let rows = sqlx::query("SELECT DISTINCT tenant_id FROM audit_content")
+            .fetch_all(pool)
+            .await?;
+        rows.into_iter()
+            .map(|r| Ok(r.try_get("tenant_id")?))
+            .collect()
+    }
+
+    /// Tenants with their own retention (days; 0 = keep no content).
+    pub async fn retention_overrides(&self) -> Result<Vec<(String, u32)>, StorageError> {
+        let Backend::Sqlite(pool) = &self.backend;
+        let rows =
+            sqlx::query("SELECT id, retention_days FROM tenants WHERE retention_days IS NOT NULL")
+                .fetch_all(pool)
+                .await?;
+        rows.into_iter()
+            .map(|r| {
+                let days: i64 = r.try_get("retention_days")?;
+                Ok((r.try_get("id")?, u32::try_from(days).unwrap_or(u32::MAX)))
+            })
+            .collect()
+    }
+
+    /// Sets a tenant's retention; false if there is no such tenant.
+    pub async fn set_retention(&self, tenant_id: &str, days: u32) -> Result<bool, StorageError> {
+        let Backend::Sqlite(pool) = &self.backend;
+        let done = sqlx::query("UPDATE tenants SET retention_days = ? WHERE id = ?")
+            .bind(i64::from(days))
+            .bind(tenant_id)
+            .execute(pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Every tenant's leaf hashes in index order, to rebuild the sequencer's state at start.

@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 pub const ADMIN_TOKEN: &str = "test-operator-token-0123456789";
 /// base64 of 32 bytes of 7: a fixed test signing key.
 pub const AUDIT_KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+/// base64 of 32 bytes of 8: a fixed content master key.
+pub const MASTER_KEY: &str = "CAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg=";
 pub const PEPPER: &str = "test-pepper-test-pepper-test-pepper-0123";
 
 pub fn env() -> HashMap<String, String> {
@@ -22,6 +24,7 @@ pub fn env() -> HashMap<String, String> {
         ("SLUICE_KEY_PEPPER".to_owned(), PEPPER.to_owned()),
         ("ANTHROPIC_TEST_KEY".to_owned(), "sk-ant-test".to_owned()),
         ("SLUICE_AUDIT_SIGNING_KEY".to_owned(), AUDIT_KEY.to_owned()),
+        ("SLUICE_AUDIT_MASTER_KEY".to_owned(), MASTER_KEY.to_owned()),
     ])
 }
 
