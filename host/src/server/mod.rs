@@ -238,6 +238,24 @@ impl Gateway {
         let builder = Arc::new(builder);
         let tracker = TaskTracker::new();
         let conn_shutdown = CancellationToken::new();
+        // Retention: prune expired audit content hourly (and once at start).
+        let pruner = {
+            let app = app.clone();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(3600));
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        _ = every.tick() => match app.audit.prune(crate::storage::unix_now()).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(deleted = n, "audit content past retention deleted"),
+                            Err(e) => tracing::error!(error = %e, "audit retention pruning failed"),
+                        },
+                    }
+                }
+            })
+        };
         tracing::info!(addr = ?listener.local_addr().ok(), tls = tls.is_some(), "listening");
         loop {
             let accepted = tokio::select! {
@@ -311,6 +329,7 @@ impl Gateway {
         }
         // Entries of streams whose clients left are still on their way: see them through, then cover every
         // log's last entries with a checkpoint.
+        pruner.abort();
         app.background.close();
         app.background.wait().await;
         app.audit.flush().await;
