@@ -1,4 +1,5 @@
 -- Per-tenant audit logs: canonical entry bytes with their RFC 6962 leaf hashes, and signed checkpoints.
+-- Rowid tables: entries (~300 B) and content (KBs) are too large for WITHOUT ROWID to pay off.
 CREATE TABLE audit_entries (
     tenant_id  TEXT NOT NULL,
     idx        INTEGER NOT NULL,
@@ -6,7 +7,7 @@ CREATE TABLE audit_entries (
     leaf_hash  BLOB NOT NULL,
     request_id TEXT NOT NULL,
     PRIMARY KEY (tenant_id, idx)
-) WITHOUT ROWID;
+);
 
 CREATE INDEX audit_entries_request ON audit_entries(tenant_id, request_id);
 
@@ -17,4 +18,4 @@ CREATE TABLE audit_checkpoints (
     note       TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     PRIMARY KEY (tenant_id, size)
-) WITHOUT ROWID;
+);

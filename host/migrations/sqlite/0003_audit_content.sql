@@ -6,7 +6,7 @@ CREATE TABLE audit_content (
     nonce      BLOB NOT NULL,
     ciphertext BLOB NOT NULL,
     PRIMARY KEY (tenant_id, idx)
-) WITHOUT ROWID;
+);
 
 -- Days of content retention; NULL = the configured default, 0 = keep no content at all.
 ALTER TABLE tenants ADD COLUMN retention_days INTEGER;

@@ -100,6 +100,8 @@ impl Content {
 /// Encrypts and decrypts content; holds the master key.
 pub struct Sealer {
     master: [u8; 32],
+    /// Derived per-tenant ciphers, so HKDF and the AES key schedule run once per tenant, not per entry.
+    ciphers: std::sync::RwLock<std::collections::HashMap<String, std::sync::Arc<Aes256Gcm>>>,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -126,15 +128,31 @@ fn aad(tenant: &str, index: u64) -> Vec<u8> {
 
 impl Sealer {
     pub fn new(master: [u8; 32]) -> Sealer {
-        Sealer { master }
+        Sealer {
+            master,
+            ciphers: std::sync::RwLock::new(std::collections::HashMap::new()),
+        }
     }
 
-    fn cipher(&self, tenant: &str) -> Aes256Gcm {
+    fn cipher(&self, tenant: &str) -> std::sync::Arc<Aes256Gcm> {
+        if let Some(c) = self
+            .ciphers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(tenant)
+        {
+            return c.clone();
+        }
         let hk = Hkdf::<Sha256>::new(Some(b"sluice-audit-content"), &self.master);
         let mut key = [0u8; 32];
         // 32 bytes is always a valid HKDF-SHA256 output length.
         let _ = hk.expand(tenant.as_bytes(), &mut key);
-        Aes256Gcm::new(&key.into())
+        let cipher = std::sync::Arc::new(Aes256Gcm::new(&key.into()));
+        self.ciphers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(tenant.to_owned(), cipher.clone());
+        cipher
     }
 
     /// Returns (nonce, ciphertext).
