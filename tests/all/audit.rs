@@ -425,7 +425,7 @@ async fn concurrent_writers_get_contiguous_indices() {
         sluice::audit::content::Sealer::new([8; 32]),
         365,
         256,
-        Duration::from_millis(50),
+        Duration::ZERO,
     )
     .await
     .unwrap();
@@ -809,4 +809,40 @@ async fn a_zero_retention_tenants_content_is_nowhere_on_disk() {
     let dir = gw.stop_keep_dir().await;
     let hits = files_containing(dir.path(), &secret);
     assert!(hits.is_empty(), "the canary was written to {hits:?}");
+}
+
+#[tokio::test]
+async fn a_log_is_signed_at_most_once_per_interval_even_on_demand() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = sluice::storage::Storage::open(
+        &format!("sqlite://{}", dir.path().join("a.db").display()),
+        4,
+        sluice::config::Durability::Os,
+    )
+    .await
+    .unwrap();
+    let key = sluice::audit::signing_key_from_text(crate::support::AUDIT_KEY).unwrap();
+    let (log, _task) = sluice::audit::AuditLog::open(
+        storage.clone(),
+        sluice::audit::Signer::new("test".into(), key),
+        sluice::audit::content::Sealer::new([8; 32]),
+        365,
+        256,
+        Duration::from_secs(3600),
+    )
+    .await
+    .unwrap();
+    log.append(sample_entry("t1"), None).await.unwrap();
+    let first = log.checkpoint_now("t1").await.unwrap().unwrap();
+    assert_eq!(first.size, 1);
+    for _ in 0..5 {
+        log.append(sample_entry("t1"), None).await.unwrap();
+        let again = log.checkpoint_now("t1").await.unwrap().unwrap();
+        assert_eq!(
+            (again.size, &again.note),
+            (1, &first.note),
+            "within the interval the last checkpoint is reused"
+        );
+    }
+    assert_eq!(storage.audit_checkpoints("t1").await.unwrap().len(), 1);
 }

@@ -156,6 +156,22 @@ async fn init_serve_create_key_and_call() {
         ("SLUICE_GATEWAY", gateway.as_str()),
         ("SLUICE_API_KEY", admin_key.as_str()),
     ];
+    // Checkpoints are signed at most once a second: wait until one covers the requests above.
+    for _ in 0..100 {
+        let cp: serde_json::Value = client
+            .get(format!("{gateway}/v1/audit/checkpoint"))
+            .bearer_auth(&admin_key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if cp["size"].as_u64().unwrap_or(0) >= 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (ok, out, err) = run(
         dir.path(),
         &["audit", "export", "--out", "acme.audit.json"],

@@ -470,7 +470,13 @@ impl Writer {
             return Ok(None);
         }
         let root = tail.frontier.root();
-        if tail.size == tail.signed_size {
+        // At most one signature per interval per log, on demand too: a recent checkpoint is handed out
+        // instead (it covers fewer entries; exports and proofs then cover exactly those).
+        let recent = tail
+            .signed_at
+            .is_some_and(|at| at.elapsed() < self.interval)
+            && tail.signed_size > 0;
+        if tail.size == tail.signed_size || recent {
             if on_demand {
                 // Nothing new: hand out the stored one (it covers the same size and root).
                 let stored = self

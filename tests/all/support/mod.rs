@@ -31,7 +31,9 @@ pub fn env() -> HashMap<String, String> {
 /// The config header every test gateway shares; tests append providers and deployments.
 pub fn base_config(db: &std::path::Path, server_extra: &str) -> String {
     format!(
-        "version = 1\n[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n[storage]\nurl = \"sqlite://{}\"\n",
+        "version = 1\n[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n[storage]\nurl = \"sqlite://{}\"\n\
+         # Tests read fresh checkpoints right after writing; the once-per-interval rule has its own test.\n\
+         [audit]\ncheckpoint_interval_ms = 0\n",
         db.display()
     )
 }
