@@ -411,24 +411,7 @@ async fn a_full_rewrite_is_caught_by_an_older_checkpoint() {
 #[tokio::test]
 async fn concurrent_writers_get_contiguous_indices() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = sluice::storage::Storage::open(
-        &format!("sqlite://{}", dir.path().join("a.db").display()),
-        4,
-        sluice::config::Durability::Fsync,
-    )
-    .await
-    .unwrap();
-    let key = sluice::audit::signing_key_from_text(crate::support::AUDIT_KEY).unwrap();
-    let (log, _task) = sluice::audit::AuditLog::open(
-        storage.clone(),
-        sluice::audit::Signer::new("test".into(), key),
-        sluice::audit::content::Sealer::new([8; 32]),
-        365,
-        256,
-        Duration::ZERO,
-    )
-    .await
-    .unwrap();
+    let (storage, log) = open_log(&dir, Duration::ZERO).await;
     const N: usize = 16;
     const M: usize = 100;
     let mut tasks = Vec::new();
@@ -814,24 +797,7 @@ async fn a_zero_retention_tenants_content_is_nowhere_on_disk() {
 #[tokio::test]
 async fn a_log_is_signed_at_most_once_per_interval_even_on_demand() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = sluice::storage::Storage::open(
-        &format!("sqlite://{}", dir.path().join("a.db").display()),
-        4,
-        sluice::config::Durability::Os,
-    )
-    .await
-    .unwrap();
-    let key = sluice::audit::signing_key_from_text(crate::support::AUDIT_KEY).unwrap();
-    let (log, _task) = sluice::audit::AuditLog::open(
-        storage.clone(),
-        sluice::audit::Signer::new("test".into(), key),
-        sluice::audit::content::Sealer::new([8; 32]),
-        365,
-        256,
-        Duration::from_secs(3600),
-    )
-    .await
-    .unwrap();
+    let (storage, log) = open_log(&dir, Duration::from_secs(3600)).await;
     log.append(sample_entry("t1"), None).await.unwrap();
     let first = log.checkpoint_now("t1").await.unwrap().unwrap();
     assert_eq!(first.size, 1);
@@ -845,4 +811,30 @@ async fn a_log_is_signed_at_most_once_per_interval_even_on_demand() {
         );
     }
     assert_eq!(storage.audit_checkpoints("t1").await.unwrap().len(), 1);
+}
+
+/// A sequencer on its own database file, with the test signing key.
+async fn open_log(
+    dir: &tempfile::TempDir,
+    interval: Duration,
+) -> (sluice::storage::Storage, sluice::audit::AuditLog) {
+    let storage = sluice::storage::Storage::open(
+        &format!("sqlite://{}", dir.path().join("a.db").display()),
+        4,
+        sluice::config::Durability::Fsync,
+    )
+    .await
+    .unwrap();
+    let key = sluice::audit::signing_key_from_text(crate::support::AUDIT_KEY).unwrap();
+    let (log, _task) = sluice::audit::AuditLog::open(
+        storage.clone(),
+        sluice::audit::Signer::new("test".into(), key),
+        sluice::audit::content::Sealer::new([8; 32]),
+        365,
+        256,
+        interval,
+    )
+    .await
+    .unwrap();
+    (storage, log)
 }

@@ -53,6 +53,15 @@ async fn leaves(app: &App, tenant: &str, size: u64) -> Result<Vec<Hash>, ApiErro
         .collect())
 }
 
+/// The latest checkpoint covering the log (signed now unless one was signed within the interval).
+async fn latest(app: &App, tenant: &str) -> Result<crate::audit::SignedCheckpoint, ApiError> {
+    app.audit
+        .checkpoint_now(tenant)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "the log has no entries yet"))
+}
+
 fn ok(v: serde_json::Value) -> Response<Body> {
     json_response(StatusCode::OK, v.to_string())
 }
@@ -138,20 +147,12 @@ async fn serve(
                 serde_json::json!({"object": "list", "data": data, "next_from": next}),
             ))
         }
-        "audit.checkpoint" => match app
-            .audit
-            .checkpoint_now(tenant)
-            .await
-            .map_err(unavailable)?
-        {
-            Some(cp) => Ok(ok(
+        "audit.checkpoint" => {
+            let cp = latest(app, tenant).await?;
+            Ok(ok(
                 serde_json::json!({"size": cp.size, "root": hex(&cp.root), "note": cp.note}),
-            )),
-            None => Err(ApiError::new(
-                ErrorCode::NotFound,
-                "the log has no entries yet",
-            )),
-        },
+            ))
+        }
         "audit.checkpoints" => {
             let all = storage
                 .audit_checkpoints(tenant)
@@ -169,12 +170,7 @@ async fn serve(
                 .ok_or_else(|| {
                     ApiError::new(ErrorCode::NotFound, "no entry records that request")
                 })?;
-            let cp = app
-                .audit
-                .checkpoint_now(tenant)
-                .await
-                .map_err(unavailable)?
-                .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "the log has no entries yet"))?;
+            let cp = latest(app, tenant).await?;
             let leaves = leaves(app, tenant, cp.size).await?;
             let proof = merkle::inclusion_proof(&leaves, index, cp.size).ok_or_else(|| {
                 ApiError::new(ErrorCode::Internal, "inclusion proof out of range")
@@ -190,12 +186,7 @@ async fn serve(
         "audit.proof_consistency" => {
             let from = number(req, "from")?
                 .ok_or_else(|| ApiError::invalid("from", "`from` is required"))?;
-            let cp = app
-                .audit
-                .checkpoint_now(tenant)
-                .await
-                .map_err(unavailable)?
-                .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "the log has no entries yet"))?;
+            let cp = latest(app, tenant).await?;
             let to = number(req, "to")?.unwrap_or(cp.size);
             if from > to || to > cp.size {
                 return Err(ApiError::invalid(
@@ -218,12 +209,7 @@ async fn serve(
             })))
         }
         "audit.export" => {
-            let cp = app
-                .audit
-                .checkpoint_now(tenant)
-                .await
-                .map_err(unavailable)?
-                .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "the log has no entries yet"))?;
+            let cp = latest(app, tenant).await?;
             let rows = storage
                 .audit_entries(tenant, 0, cp.size)
                 .await

@@ -454,6 +454,35 @@ fn validate_admin(raw: raw::RawAdmin, base: &Path, env: &Env) -> Result<AdminCon
     })
 }
 
+/// A required 32-byte audit key (base64) from `audit.<name>_file` or `audit.<name>_env`.
+fn audit_key(
+    base: &Path,
+    env: &Env,
+    name: &str,
+    file: Option<&str>,
+    env_var: Option<&str>,
+    default_env: &str,
+) -> Result<Secret, ConfigError> {
+    let var = env_var.unwrap_or(default_env);
+    let key =
+        read_secret(base, env, file, Some(var), &format!("audit.{name}"))?.ok_or_else(|| {
+            field_err(
+                format!("audit.{name}_env"),
+                format!(
+                    "environment variable {var} is not set and no audit.{name}_file is given \
+                 (`sluice init` writes one)"
+                ),
+            )
+        })?;
+    if crate::audit::key32_from_text(key.expose()).is_none() {
+        return Err(field_err(
+            format!("audit.{name}"),
+            "must be 32 bytes, base64-encoded",
+        ));
+    }
+    Ok(key)
+}
+
 fn validate_audit(raw: raw::RawAudit, base: &Path, env: &Env) -> Result<AuditConfig, ConfigError> {
     let origin = raw.origin.unwrap_or_else(|| "sluice".to_owned());
     if origin.is_empty() || origin.contains(char::is_whitespace) || origin.contains('+') {
@@ -462,58 +491,22 @@ fn validate_audit(raw: raw::RawAudit, base: &Path, env: &Env) -> Result<AuditCon
             "must be non-empty, without spaces or `+`",
         ));
     }
-    let env_var = raw
-        .signing_key_env
-        .clone()
-        .unwrap_or_else(|| "SLUICE_AUDIT_SIGNING_KEY".to_owned());
-    let signing_key = read_secret(
+    let signing_key = audit_key(
         base,
         env,
+        "signing_key",
         raw.signing_key_file.as_deref(),
-        Some(&env_var),
-        "audit.signing_key",
-    )?
-    .ok_or_else(|| {
-        field_err(
-            "audit.signing_key_env",
-            format!(
-                "environment variable {env_var} is not set and no audit.signing_key_file is given \
-                 (`sluice init` writes one)"
-            ),
-        )
-    })?;
-    if crate::audit::signing_key_from_text(signing_key.expose()).is_none() {
-        return Err(field_err(
-            "audit.signing_key",
-            "must be a base64-encoded 32-byte Ed25519 seed",
-        ));
-    }
-    let master_var = raw
-        .master_key_env
-        .clone()
-        .unwrap_or_else(|| "SLUICE_AUDIT_MASTER_KEY".to_owned());
-    let master_key = read_secret(
+        raw.signing_key_env.as_deref(),
+        "SLUICE_AUDIT_SIGNING_KEY",
+    )?;
+    let master_key = audit_key(
         base,
         env,
+        "master_key",
         raw.master_key_file.as_deref(),
-        Some(&master_var),
-        "audit.master_key",
-    )?
-    .ok_or_else(|| {
-        field_err(
-            "audit.master_key_env",
-            format!(
-                "environment variable {master_var} is not set and no audit.master_key_file is given \
-                 (`sluice init` writes one)"
-            ),
-        )
-    })?;
-    if crate::audit::key32_from_text(master_key.expose()).is_none() {
-        return Err(field_err(
-            "audit.master_key",
-            "must be a base64-encoded 32-byte key",
-        ));
-    }
+        raw.master_key_env.as_deref(),
+        "SLUICE_AUDIT_MASTER_KEY",
+    )?;
     Ok(AuditConfig {
         origin,
         signing_key,
