@@ -838,3 +838,42 @@ async fn open_log(
     .unwrap();
     (storage, log)
 }
+
+#[tokio::test]
+async fn a_restart_flags_a_log_that_no_longer_matches_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_storage, log) = open_log(&dir, Duration::ZERO).await;
+        for _ in 0..5 {
+            log.append(sample_entry("t1"), None).await.unwrap();
+            log.append(sample_entry("t2"), None).await.unwrap();
+        }
+        log.checkpoint_now("t1").await.unwrap().unwrap();
+        log.checkpoint_now("t2").await.unwrap().unwrap();
+    }
+    let (_storage, reopened) = open_log(&dir, Duration::ZERO).await;
+    assert!(
+        reopened.damaged_logs().is_empty(),
+        "an untouched log is fine"
+    );
+    drop(reopened);
+    // Rewrite entry 2 of t1 together with its stored leaf hash: only the signed root can tell.
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("a.db").display()))
+        .await
+        .unwrap();
+    let mut forged = sample_entry("t1");
+    forged.index = 2;
+    forged.cost_micro_usd = 999;
+    let bytes = forged.encode();
+    sqlx::query(
+        "UPDATE audit_entries SET entry = ?, leaf_hash = ? WHERE tenant_id = 't1' AND idx = 2",
+    )
+    .bind(&bytes)
+    .bind(&sluice::audit::merkle::leaf_hash(&bytes)[..])
+    .execute(&db)
+    .await
+    .unwrap();
+    db.close().await;
+    let (_storage, reopened) = open_log(&dir, Duration::ZERO).await;
+    assert_eq!(reopened.damaged_logs(), ["t1".to_owned()]);
+}

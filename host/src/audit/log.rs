@@ -119,6 +119,8 @@ pub struct AuditLog {
     /// Tenants' own retention in days (0 = keep no content), served from memory.
     retention: Arc<RwLock<HashMap<String, u32>>>,
     default_retention_days: u32,
+    /// Tenants whose stored log did not match their latest signed checkpoint at start.
+    damaged: Arc<Vec<String>>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -148,7 +150,14 @@ impl AuditLog {
                 .into_iter()
                 .collect::<HashMap<_, _>>(),
         ));
+        let latest: HashMap<String, (u64, Vec<u8>)> = storage
+            .audit_latest_checkpoints()
+            .await?
+            .into_iter()
+            .map(|(tenant, size, root)| (tenant, (size, root)))
+            .collect();
         let mut tails: HashMap<String, Tail> = HashMap::new();
+        let mut damaged = Vec::new();
         for (tenant, index, leaf) in storage.audit_all_leaves().await? {
             let tail = tails.entry(tenant.clone()).or_default();
             let leaf: Hash = leaf.as_slice().try_into().unwrap_or([0; 32]);
@@ -160,10 +169,23 @@ impl AuditLog {
             tail.size = index + 1;
             tail.last_leaf = leaf;
             tail.frontier.push(leaf);
+            // The stored entries must still hash to the latest signed root.
+            if let Some((size, root)) = latest.get(&tenant)
+                && tail.frontier.size() == *size
+                && tail.frontier.root().as_slice() != root.as_slice()
+            {
+                damaged.push(tenant.clone());
+            }
         }
-        for (tenant, size) in storage.audit_latest_sizes().await? {
-            let tail = tails.entry(tenant).or_default();
-            tail.signed_size = size;
+        for (tenant, (size, _)) in &latest {
+            let tail = tails.entry(tenant.clone()).or_default();
+            tail.signed_size = *size;
+            if tail.frontier.size() < *size && !damaged.contains(tenant) {
+                damaged.push(tenant.clone());
+            }
+        }
+        for tenant in &damaged {
+            tracing::error!(tenant = %tenant, "audit log does not match its latest signed checkpoint: the database was modified");
         }
         let (tx, rx) = mpsc::channel(QUEUE);
         let signer = Arc::new(signer);
@@ -187,6 +209,7 @@ impl AuditLog {
                 depth,
                 retention,
                 default_retention_days,
+                damaged: Arc::new(damaged),
             },
             task,
         ))
@@ -242,6 +265,11 @@ impl AuditLog {
         if self.tx.send(Command::Flush { reply }).await.is_ok() {
             let _ = answer.await;
         }
+    }
+
+    /// Tenants whose stored entries no longer hash to their latest signed checkpoint (found at start).
+    pub fn damaged_logs(&self) -> &[String] {
+        &self.damaged
     }
 
     /// Days of content a tenant keeps; 0 means none is ever written.

@@ -44,6 +44,7 @@ pub struct Metrics {
     pub config_reloads: Family<ErrorLabels, Counter>,
     pub audit_failures: Counter,
     pub audit_queue_depth: Gauge,
+    pub audit_damaged_logs: Gauge,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -118,8 +119,15 @@ impl Metrics {
             "Audit entries handed to the sequencer and not yet durable",
             audit_queue_depth.clone(),
         );
+        let audit_damaged_logs = Gauge::default();
+        registry.register(
+            "audit_damaged_logs",
+            "Tenant logs whose stored entries did not match their latest signed checkpoint at start",
+            audit_damaged_logs.clone(),
+        );
         Metrics {
             registry,
+            audit_damaged_logs,
             audit_failures,
             audit_queue_depth,
             requests,

@@ -228,6 +228,9 @@ async fn dispatch(
         "/readyz" if method == Method::GET => readyz(app).await,
         "/metrics" if method == Method::GET => {
             app.metrics.audit_queue_depth.set(app.audit.queue_depth());
+            app.metrics
+                .audit_damaged_logs
+                .set(i64::try_from(app.audit.damaged_logs().len()).unwrap_or(i64::MAX));
             let mut resp = Response::new(full(app.metrics.render()));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,

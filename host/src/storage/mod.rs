@@ -510,16 +510,25 @@ impl Storage {
             .collect()
     }
 
-    /// Every tenant's latest checkpoint size, for the sequencer's state at start.
-    pub async fn audit_latest_sizes(&self) -> Result<Vec<(String, u64)>, StorageError> {
+    /// Every tenant's latest checkpoint (size, root), for the sequencer's state and integrity check at start.
+    pub async fn audit_latest_checkpoints(
+        &self,
+    ) -> Result<Vec<(String, u64, Vec<u8>)>, StorageError> {
         let Backend::Sqlite(pool) = &self.backend;
         let rows = sqlx::query(
-            "SELECT tenant_id, MAX(size) AS size FROM audit_checkpoints GROUP BY tenant_id",
+            "SELECT tenant_id, size, root FROM audit_checkpoints c \
+             WHERE size = (SELECT MAX(size) FROM audit_checkpoints WHERE tenant_id = c.tenant_id)",
         )
         .fetch_all(pool)
         .await?;
         rows.into_iter()
-            .map(|r| Ok((r.try_get("tenant_id")?, to_u64(r.try_get("size")?))))
+            .map(|r| {
+                Ok((
+                    r.try_get("tenant_id")?,
+                    to_u64(r.try_get("size")?),
+                    r.try_get("root")?,
+                ))
+            })
             .collect()
     }
 }
