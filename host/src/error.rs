@@ -97,6 +97,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub param: Option<String>,
+    /// Extra response headers (`Retry-After`, `x-ratelimit-*`).
+    pub headers: Vec<(http::HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -105,6 +107,7 @@ impl ApiError {
             code,
             message: message.into(),
             param: None,
+            headers: Vec::new(),
         }
     }
 
@@ -113,7 +116,17 @@ impl ApiError {
             code: ErrorCode::InvalidRequest,
             message: message.into(),
             param: Some(param.into()),
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds a response header (header values built from our own numbers and names are always valid).
+    #[must_use]
+    pub fn with_header(mut self, name: http::HeaderName, value: &str) -> Self {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            self.headers.push((name, v));
+        }
+        self
     }
 
     /// The JSON body in the OpenAI error shape. Internal and upstream failures carry a generic message with

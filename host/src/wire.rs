@@ -273,6 +273,23 @@ pub fn prompt_token_upper_bound(req: &ChatRequest) -> u64 {
     u64::try_from(bytes + per_message).unwrap_or(u64::MAX)
 }
 
+/// An upper bound of the tokens of an embeddings input: UTF-8 bytes of each string, the length of each token
+/// array, plus a per-input allowance for the special tokens a model adds.
+pub fn embeddings_token_upper_bound(req: &EmbeddingsRequest) -> u64 {
+    fn item(v: &Value) -> u64 {
+        match v {
+            Value::String(s) => u64::try_from(s.len()).unwrap_or(u64::MAX).saturating_add(8),
+            Value::Number(_) => 1,
+            Value::Array(items) if items.iter().all(Value::is_number) => u64::try_from(items.len())
+                .unwrap_or(u64::MAX)
+                .saturating_add(8),
+            Value::Array(items) => items.iter().map(item).fold(0, u64::saturating_add),
+            other => u64::try_from(other.to_string().len()).unwrap_or(u64::MAX),
+        }
+    }
+    item(&req.input)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

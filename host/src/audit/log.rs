@@ -18,7 +18,9 @@ use super::content::{Content, Sealer};
 use super::entry::Entry;
 use super::merkle::{Frontier, Hash, leaf_hash};
 use super::note::{self, Checkpoint};
-use crate::storage::{AuditRow, ContentRow, Storage, StorageError};
+use crate::storage::{
+    AuditBatch, AuditRow, ContentRow, ReservationRow, SpendRow, Storage, StorageError,
+};
 
 /// Why an entry could not be made durable. The request that carried it fails with 503.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -46,11 +48,26 @@ pub struct SignedCheckpoint {
 
 type Reply = oneshot::Sender<Result<Appended, AuditError>>;
 
+/// An append waiting in the sequencer's batch.
+struct Pending {
+    entry: Box<Entry>,
+    content: Option<Box<Content>>,
+    release: Option<String>,
+    reply: Reply,
+}
+
 enum Command {
     Append {
         entry: Box<Entry>,
         content: Option<Box<Content>>,
+        /// The durable budget reservation this entry settles, deleted in the entry's transaction.
+        release: Option<String>,
         reply: Reply,
+    },
+    /// A budget reservation to make durable before its request is forwarded.
+    Reserve {
+        row: Box<ReservationRow>,
+        reply: oneshot::Sender<Result<(), AuditError>>,
     },
     Checkpoint {
         tenant: String,
@@ -221,6 +238,17 @@ impl AuditLog {
         entry: Entry,
         content: Option<Content>,
     ) -> impl Future<Output = Result<Appended, AuditError>> + Send + 'static {
+        self.append_settling(entry, content, None)
+    }
+
+    /// Appends an entry that settles a durable budget reservation: the reservation is deleted in the same
+    /// transaction, so after a crash exactly one of the two exists.
+    pub fn append_settling(
+        &self,
+        entry: Entry,
+        content: Option<Content>,
+        release: Option<String>,
+    ) -> impl Future<Output = Result<Appended, AuditError>> + Send + 'static {
         let tx = self.tx.clone();
         let depth = self.depth.clone();
         async move {
@@ -230,6 +258,7 @@ impl AuditLog {
                 .send(Command::Append {
                     entry: Box::new(entry),
                     content: content.map(Box::new),
+                    release,
                     reply,
                 })
                 .await
@@ -240,6 +269,20 @@ impl AuditLog {
             }
             answer.await.unwrap_or(Err(AuditError::Stopped))
         }
+    }
+
+    /// Makes a budget reservation durable (in the sequencer's next batch). The request is forwarded only
+    /// after this resolves, so a crash before its entry leaves the reservation to be charged at restart.
+    pub async fn reserve(&self, row: ReservationRow) -> Result<(), AuditError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Reserve {
+                row: Box::new(row),
+                reply,
+            })
+            .await
+            .map_err(|_| AuditError::Stopped)?;
+        answer.await.unwrap_or(Err(AuditError::Stopped))
     }
 
     /// Signs a checkpoint covering every durable entry of the tenant's log now (or returns the latest one if
@@ -366,6 +409,7 @@ impl Writer {
 
     async fn process(&mut self, batch: Vec<Command>) {
         let mut appends = Vec::with_capacity(batch.len());
+        let mut reserves = Vec::new();
         let mut checkpoints = Vec::new();
         let mut flushes = Vec::new();
         for cmd in batch {
@@ -373,14 +417,21 @@ impl Writer {
                 Command::Append {
                     entry,
                     content,
+                    release,
                     reply,
-                } => appends.push((entry, content, reply)),
+                } => appends.push(Pending {
+                    entry,
+                    content,
+                    release,
+                    reply,
+                }),
+                Command::Reserve { row, reply } => reserves.push((*row, reply)),
                 Command::Checkpoint { tenant, reply } => checkpoints.push((tenant, reply)),
                 Command::Flush { reply } => flushes.push(reply),
             }
         }
-        if !appends.is_empty() {
-            self.commit(appends).await;
+        if !appends.is_empty() || !reserves.is_empty() {
+            self.commit(appends, reserves).await;
         }
         for (tenant, reply) in checkpoints {
             let _ = reply.send(self.sign(&tenant, true).await);
@@ -393,13 +444,43 @@ impl Writer {
 
     /// Assigns indices on copies of the tails, commits, and only then makes the copies the truth: a failed
     /// commit leaves no hole and no skipped index.
-    async fn commit(&mut self, appends: Vec<(Box<Entry>, Option<Box<Content>>, Reply)>) {
+    async fn commit(
+        &mut self,
+        appends: Vec<Pending>,
+        reserves: Vec<(ReservationRow, oneshot::Sender<Result<(), AuditError>>)>,
+    ) {
         let n = i64::try_from(appends.len()).unwrap_or(i64::MAX);
         let mut staged: HashMap<String, Tail> = HashMap::new();
         let mut rows = Vec::with_capacity(appends.len());
         let mut results = Vec::with_capacity(appends.len());
         let mut sealed = Vec::new();
-        for (mut entry, content, reply) in appends {
+        let mut release = Vec::new();
+        let mut spend: HashMap<(String, String, u64), SpendRow> = HashMap::new();
+        for Pending {
+            mut entry,
+            content,
+            release: settles,
+            reply,
+        } in appends
+        {
+            release.extend(settles);
+            if entry.kind == super::entry::EntryKind::Request
+                && crate::admission::ENDPOINTS.contains(&entry.endpoint.as_str())
+            {
+                let day = entry.timestamp_ms / 86_400_000;
+                let row = spend
+                    .entry((entry.tenant_id.clone(), entry.key_id.clone(), day))
+                    .or_insert_with(|| SpendRow {
+                        tenant_id: entry.tenant_id.clone(),
+                        key_id: entry.key_id.clone(),
+                        day,
+                        ..SpendRow::default()
+                    });
+                row.requests += 1;
+                row.prompt_tokens += entry.prompt_tokens;
+                row.completion_tokens += entry.completion_tokens;
+                row.micro_usd += entry.cost_micro_usd;
+            }
             let tail = staged.entry(entry.tenant_id.clone()).or_insert_with(|| {
                 self.tails
                     .get(&entry.tenant_id)
@@ -448,7 +529,15 @@ impl Writer {
                 request_id,
             });
         }
-        let outcome = self.storage.audit_insert_batch(&rows, &sealed).await;
+        let (reserve, reserve_replies): (Vec<_>, Vec<_>) = reserves.into_iter().unzip();
+        let batch = AuditBatch {
+            entries: rows,
+            content: sealed,
+            spend: spend.into_values().collect(),
+            reserve,
+            release,
+        };
+        let outcome = self.storage.audit_insert_batch(&batch).await;
         self.depth.fetch_sub(n, Ordering::Relaxed);
         match outcome {
             Ok(()) => {
@@ -456,11 +545,17 @@ impl Writer {
                 for (reply, appended) in results {
                     let _ = reply.send(Ok(appended));
                 }
+                for reply in reserve_replies {
+                    let _ = reply.send(Ok(()));
+                }
             }
             Err(e) => {
-                tracing::error!(error = %e, entries = rows.len(), "audit batch failed to commit");
+                tracing::error!(error = %e, entries = batch.entries.len(), reservations = batch.reserve.len(), "audit batch failed to commit");
                 let err = AuditError::Commit(e.to_string());
                 for (reply, _) in results {
+                    let _ = reply.send(Err(err.clone()));
+                }
+                for reply in reserve_replies {
                     let _ = reply.send(Err(err.clone()));
                 }
             }

@@ -228,7 +228,13 @@ pub struct DeploymentConfig {
     pub region: String,
     pub price: Price,
     pub max_concurrent: Option<u32>,
+    /// Output tokens the gateway asks for when a budget applies and the client set no `max_tokens`, so that
+    /// the budget reservation is a true bound.
+    pub max_output_tokens: u32,
 }
+
+/// `max_output_tokens` when a deployment does not set it: every current chat model accepts this many.
+pub const DEFAULT_MAX_OUTPUT_TOKENS: u32 = 4096;
 
 impl Config {
     /// Reads and validates a config file; relative paths inside it are resolved against its folder.
@@ -754,6 +760,9 @@ fn validate_routing(
         if d.max_concurrent == Some(0) {
             return Err(field_err(f("max_concurrent"), "must be at least 1"));
         }
+        if d.max_output_tokens == Some(0) {
+            return Err(field_err(f("max_output_tokens"), "must be at least 1"));
+        }
         out_deployments.push(DeploymentConfig {
             name: d.name,
             provider: d.provider,
@@ -763,6 +772,7 @@ fn validate_routing(
             region: d.region.unwrap_or_else(|| "global".to_owned()),
             price,
             max_concurrent: d.max_concurrent,
+            max_output_tokens: d.max_output_tokens.unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
         });
     }
 

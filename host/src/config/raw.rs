@@ -177,6 +177,9 @@ pub struct RawDeployment {
     pub price: Option<RawPrice>,
     /// Most requests in flight to this deployment at once.
     pub max_concurrent: Option<u32>,
+    /// Output tokens requested upstream when a budget applies and the client set no `max_tokens`. Default
+    /// 4096.
+    pub max_output_tokens: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

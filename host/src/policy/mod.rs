@@ -46,6 +46,7 @@ pub fn route(
         code: ErrorCode::ModelNotFound,
         message: format!("the model `{model}` does not exist or you do not have access to it"),
         param: Some("model".to_owned()),
+        headers: Vec::new(),
     };
     let deployments = snapshot.resolve(model).ok_or_else(not_found)?;
     // A chat model named on the embeddings endpoint (or the reverse) is as unknown as a missing one.

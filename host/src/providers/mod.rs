@@ -93,11 +93,13 @@ impl ProviderError {
                     ErrorCode::RateLimited,
                     "the upstream provider is rate limiting; retry later",
                 )
+                .with_header(http::header::RETRY_AFTER, "1")
             }
             ProviderError::Saturated { .. } => ApiError::new(
                 ErrorCode::RateLimited,
                 "every deployment serving this model is at its concurrency limit; retry shortly",
-            ),
+            )
+            .with_header(http::header::RETRY_AFTER, "1"),
             ProviderError::Unsupported { field, reason } => {
                 ApiError::invalid(field.clone(), reason.clone())
             }

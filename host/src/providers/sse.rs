@@ -137,3 +137,74 @@ mod tests {
         assert_eq!(d.next_event().unwrap().data, "{\"partial\":true}");
     }
 }
+
+/// Bytes of generated text in an OpenAI-format chunk or response (`content`, `reasoning_content`,
+/// `refusal` and tool-call `arguments` strings), counted in their JSON-escaped form, which is never shorter
+/// than the text. A tokenizer never yields more tokens than bytes, so this bounds the tokens generated: it
+/// prices answers whose upstream reported no usage (a stream cut short) without under-charging.
+pub fn generated_text_bytes(json: &[u8]) -> u64 {
+    const KEYS: [&[u8]; 4] = [
+        b"\"content\"",
+        b"\"reasoning_content\"",
+        b"\"refusal\"",
+        b"\"arguments\"",
+    ];
+    let mut total = 0u64;
+    for key in KEYS {
+        let mut from = 0;
+        while let Some(at) = find(&json[from..], key) {
+            let mut i = from + at + key.len();
+            from = i;
+            while json.get(i).is_some_and(u8::is_ascii_whitespace) {
+                i += 1;
+            }
+            if json.get(i) != Some(&b':') {
+                continue;
+            }
+            i += 1;
+            while json.get(i).is_some_and(u8::is_ascii_whitespace) {
+                i += 1;
+            }
+            if json.get(i) != Some(&b'"') {
+                continue;
+            }
+            i += 1;
+            let start = i;
+            while let Some(&b) = json.get(i) {
+                match b {
+                    b'\\' => i += 2,
+                    b'"' => break,
+                    _ => i += 1,
+                }
+            }
+            total += u64::try_from(i.min(json.len()) - start).unwrap_or(0);
+            from = i.min(json.len());
+        }
+    }
+    total
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod generated_tests {
+    use super::generated_text_bytes;
+
+    #[test]
+    fn counts_generated_strings_only() {
+        let chunk = br#"{"id":"x","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":"Hello \"you\""}}]}"#;
+        assert_eq!(generated_text_bytes(chunk), 13);
+        let spaced = br#"{"choices":[{"delta":{"content" : "abc", "reasoning_content":"xy"}}]}"#;
+        assert_eq!(generated_text_bytes(spaced), 5);
+        let tool = br#"{"choices":[{"delta":{"tool_calls":[{"function":{"name":"f","arguments":"{\"a\":1}"}}]}}]}"#;
+        assert_eq!(generated_text_bytes(tool), 9);
+        assert_eq!(
+            generated_text_bytes(br#"{"choices":[{"delta":{"content":null}}]}"#),
+            0
+        );
+        // A truncated string still counts what arrived.
+        assert_eq!(generated_text_bytes(br#"{"content":"abc"#), 3);
+    }
+}

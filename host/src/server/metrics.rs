@@ -30,6 +30,11 @@ pub struct ErrorLabels {
     pub code: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
 /// Every metric the gateway exports.
 pub struct Metrics {
     registry: Registry,
@@ -45,6 +50,7 @@ pub struct Metrics {
     pub audit_failures: Counter,
     pub audit_queue_depth: Gauge,
     pub audit_damaged_logs: Gauge,
+    pub admission_rejections: Family<ReasonLabels, Counter>,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -125,8 +131,15 @@ impl Metrics {
             "Tenant logs whose stored entries did not match their latest signed checkpoint at start",
             audit_damaged_logs.clone(),
         );
+        let admission_rejections = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "admission_rejections",
+            "Requests refused by admission, by reason (rate_requests, rate_tokens, too_large, concurrency, budget)",
+            admission_rejections.clone(),
+        );
         Metrics {
             registry,
+            admission_rejections,
             audit_damaged_logs,
             audit_failures,
             audit_queue_depth,

@@ -20,6 +20,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::{Admission, BudgetSet, Clock, LimitSet, Scope, SystemClock};
 use crate::audit::{AuditLog, Signer};
 use crate::auth::KeyStore;
 use crate::config::{Config, ConfigError, Env, ServerConfig, TlsConfig};
@@ -62,6 +63,8 @@ pub struct App {
     pub storage: Storage,
     pub metrics: Metrics,
     pub audit: AuditLog,
+    /// Rate limits, concurrency, token caps and budgets, in memory.
+    pub admission: Admission,
     /// Work that outlives its request (audit entries of streams whose client left); awaited on shutdown.
     pub background: TaskTracker,
     admin_token_sha256: [u8; 32],
@@ -108,6 +111,82 @@ impl App {
     }
 }
 
+/// Loads limits and budgets, settles the reservations a previous run left behind (at their full amount, in
+/// an audit entry each), then rebuilds the current windows' spend from the durable daily totals.
+async fn restore_admission(
+    storage: &Storage,
+    audit: &AuditLog,
+    admission: &Admission,
+) -> Result<(), StartError> {
+    for (tenant, scope, json) in storage.admission_limits().await? {
+        match (
+            Scope::decode(&scope),
+            serde_json::from_str::<LimitSet>(&json),
+        ) {
+            (Some(scope), Ok(limits)) => admission.set_limits(&tenant, &scope, limits),
+            _ => {
+                tracing::error!(tenant = %tenant, scope = %scope, "unreadable stored limits ignored")
+            }
+        }
+    }
+    for (tenant, scope, daily, monthly) in storage.admission_budgets().await? {
+        let budget = BudgetSet {
+            daily_micro_usd: daily,
+            monthly_micro_usd: monthly,
+        };
+        match Scope::decode(&scope) {
+            Some(Scope::Tenant) => admission.set_budget(&tenant, None, budget),
+            Some(Scope::Key(key)) => admission.set_budget(&tenant, Some(&key), budget),
+            _ => {
+                tracing::error!(tenant = %tenant, scope = %scope, "unreadable stored budget ignored")
+            }
+        }
+    }
+    for r in storage.open_reservations().await? {
+        // The gateway stopped between reserving and settling: the upstream may have billed the worst case.
+        let entry = crate::audit::entry::Entry {
+            index: 0,
+            prev_leaf: [0; 32],
+            kind: crate::audit::entry::EntryKind::Request,
+            timestamp_ms: crate::audit::now_ms(),
+            tenant_id: r.tenant_id.clone(),
+            key_id: r.key_id.clone(),
+            request_id: r.request_id.clone(),
+            trace_id: r.trace_id.clone(),
+            endpoint: r.endpoint.clone(),
+            subject: "usage:reservation".to_owned(),
+            model_requested: r.model.clone(),
+            deployment: String::new(),
+            tier: String::new(),
+            region: String::new(),
+            cache: String::new(),
+            policy: String::new(),
+            status: 500,
+            error_code: "interrupted".to_owned(),
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            cost_micro_usd: r.micro_usd,
+            latency_us: crate::audit::now_ms()
+                .saturating_sub(r.created_ms)
+                .saturating_mul(1000),
+            content: crate::audit::entry::ContentMark::None,
+            prompt_commitment: None,
+            response_commitment: None,
+        };
+        audit
+            .append_settling(entry, None, Some(r.id.clone()))
+            .await
+            .map_err(|e| StartError::Audit(format!("settling an interrupted request: {e}")))?;
+        tracing::warn!(tenant = %r.tenant_id, request_id = %r.request_id, micro_usd = r.micro_usd, "request interrupted by a restart charged at its reservation");
+    }
+    let today = crate::admission::window::day_of(admission.clock().now_ns());
+    let month_start = crate::admission::window::month_start(today);
+    for row in storage.spend_since(None, month_start).await? {
+        admission.record_spend(&row.tenant_id, &row.key_id, row.day, row.micro_usd);
+    }
+    Ok(())
+}
+
 /// A bound, not yet running gateway.
 pub struct Gateway {
     app: Arc<App>,
@@ -138,6 +217,15 @@ fn load_tls(cfg: &TlsConfig) -> Result<TlsAcceptor, StartError> {
 impl Gateway {
     /// Opens storage, loads keys and routing, and binds the listener.
     pub async fn bind(config: Config, source: ConfigSource) -> Result<Gateway, StartError> {
+        Gateway::bind_with_clock(config, source, Arc::new(SystemClock)).await
+    }
+
+    /// `bind` with the clock admission runs on (tests move time without sleeping).
+    pub async fn bind_with_clock(
+        config: Config,
+        source: ConfigSource,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Gateway, StartError> {
         let storage = Storage::open(
             &config.storage.url,
             config.storage.max_connections,
@@ -166,6 +254,8 @@ impl Gateway {
             config.audit.checkpoint_interval,
         )
         .await?;
+        let admission = Admission::new(clock);
+        restore_admission(&storage, &audit, &admission).await?;
         let tls = config.server.tls.as_ref().map(load_tls).transpose()?;
         let listener = TcpListener::bind(config.server.listen)
             .await
@@ -180,6 +270,7 @@ impl Gateway {
             storage,
             metrics: Metrics::new(),
             audit,
+            admission,
             background: TaskTracker::new(),
             admin_token_sha256: config.admin.token_sha256,
             draining: AtomicBool::new(false),

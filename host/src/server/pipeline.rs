@@ -16,17 +16,19 @@ use hyper::body::Incoming;
 use super::App;
 use super::router::{Body, RequestCtx, json_response};
 use super::stream::SseBody;
+use crate::admission::{BudgetAsk, Demand, Rejection, Ticket};
 use crate::audit::content::Content;
 use crate::audit::entry::{ContentMark, Entry, EntryKind};
 use crate::auth::{AuthError, Principal};
 use crate::cache::{self, CacheStatus};
-use crate::config::DeploymentKind;
+use crate::config::{DeploymentKind, Price};
 use crate::error::{ApiError, ErrorCode};
 use crate::policy::{self, Route};
 use crate::providers::{
     Deployment, Endpoint, Enrichment, ProviderError, SlotPermit, UpstreamReply, UpstreamRequest,
     Usage,
 };
+use crate::storage::ReservationRow;
 use crate::wire::{self, ChatRequest, EmbeddingsRequest};
 
 /// Times a phase into the `sluice_phase_duration_seconds` histogram.
@@ -218,9 +220,17 @@ async fn forward(
     }))
 }
 
-/// The response headers every routed answer carries (DESIGN 4).
-fn routing_headers(resp: &mut Response<Body>, deployment: &Deployment, cache: CacheStatus) {
+/// The response headers every routed answer carries (DESIGN 4), and the `x-ratelimit-*` of its limits.
+fn routing_headers(
+    resp: &mut Response<Body>,
+    deployment: &Deployment,
+    cache: CacheStatus,
+    ticket: Option<&Ticket>,
+) {
     let h = resp.headers_mut();
+    for (name, value) in ticket.map(|t| t.headers.as_slice()).unwrap_or_default() {
+        h.insert(name.clone(), value.clone());
+    }
     if let Ok(v) = HeaderValue::from_str(&deployment.config.name) {
         h.insert("x-sluice-deployment", v);
     }
@@ -244,6 +254,18 @@ pub struct Finished {
     pub started: Instant,
     /// The request body, for requests whose content the audit log keeps (chat, embeddings).
     pub prompt: Option<Bytes>,
+    /// The request's hold on its tenant's limits and budget; settled when the entry is recorded.
+    pub ticket: Option<Arc<Ticket>>,
+    /// Upper bound of the prompt tokens, for pricing answers without reported usage.
+    pub prompt_tokens_bound: u64,
+    /// Bytes of generated text received from the upstream so far.
+    pub generated_bytes: u64,
+    /// The outcome is unknown (the handler panicked): charge this reservation instead of the usage.
+    pub unknown_outcome_charge: Option<u64>,
+    /// A durable reservation this request's entry settles, when no ticket carries it.
+    pub release: Option<String>,
+    /// The upstream answered: if it reported no usage, charge `estimated_usage` rather than nothing.
+    pub estimate_missing_usage: bool,
 }
 
 impl Finished {
@@ -264,10 +286,33 @@ impl Finished {
             cache: CacheStatus::Bypass,
             started: ctx.started,
             prompt: None,
+            ticket: None,
+            prompt_tokens_bound: 0,
+            generated_bytes: 0,
+            unknown_outcome_charge: None,
+            release: None,
+            estimate_missing_usage: false,
         }
     }
 
-    /// The entry and, unless the tenant keeps no content, the content it commits to.
+    /// Usage estimated from what the gateway saw, for answers whose upstream reported none: the prompt's
+    /// upper bound and the bytes of generated text (both bounds of the tokens billed).
+    pub fn estimated_usage(&self) -> Usage {
+        Usage {
+            prompt_tokens: self.prompt_tokens_bound,
+            completion_tokens: self.generated_bytes,
+        }
+    }
+
+    /// The durable reservation the entry settles.
+    pub fn release(&self) -> Option<String> {
+        self.release
+            .clone()
+            .or_else(|| self.ticket.as_ref().and_then(|t| t.durable()))
+    }
+
+    /// The entry and, unless the tenant keeps no content, the content it commits to. Phase 10: the ticket
+    /// is settled at the entry's cost and tokens.
     pub fn record(
         &self,
         app: &App,
@@ -277,6 +322,12 @@ impl Finished {
         response: Option<&[u8]>,
     ) -> (Entry, Option<Content>) {
         let mut entry = self.entry(status, error_code, usage);
+        if let Some(ticket) = &self.ticket {
+            ticket.settle(
+                entry.cost_micro_usd,
+                entry.prompt_tokens.saturating_add(entry.completion_tokens),
+            );
+        }
         let Some(prompt) = &self.prompt else {
             return (entry, None);
         };
@@ -294,9 +345,24 @@ impl Finished {
 
     /// Phase 10 (the cost of the usage at the deployment's prices) and the entry phase 11 appends.
     pub fn entry(&self, status: u16, error_code: Option<&str>, usage: Option<Usage>) -> Entry {
-        let cost = match (&self.deployment, usage) {
-            (Some(d), Some(u)) => crate::admission::cost_micro_usd(u, d.config.price),
+        let estimated = usage.is_none() && self.estimate_missing_usage;
+        let usage = if estimated {
+            Some(self.estimated_usage())
+        } else {
+            usage
+        };
+        let cost = match (&self.deployment, usage, self.unknown_outcome_charge) {
+            (_, _, Some(charge)) => charge,
+            (Some(d), Some(u), None) => crate::admission::cost_micro_usd(u, d.config.price),
             _ => 0,
+        };
+        // Requests record how their charge was found when it was not the upstream's own usage report.
+        let subject = if self.unknown_outcome_charge.is_some() {
+            "usage:reservation"
+        } else if estimated {
+            "usage:estimated"
+        } else {
+            ""
         };
         let dep = self.deployment.as_ref().map(|d| &d.config);
         Entry {
@@ -309,7 +375,7 @@ impl Finished {
             request_id: self.request_id.clone(),
             trace_id: self.trace_id.clone(),
             endpoint: self.endpoint.to_owned(),
-            subject: String::new(),
+            subject: subject.to_owned(),
             model_requested: self.model.clone(),
             deployment: dep.map(|d| d.name.clone()).unwrap_or_default(),
             tier: dep.map(|d| d.tier.as_str().to_owned()).unwrap_or_default(),
@@ -340,7 +406,10 @@ impl Finished {
     ) -> Result<(), ApiError> {
         let start = Instant::now();
         let (entry, content) = self.record(app, status, error_code, usage, response);
-        let result = app.audit.append(entry, content).await;
+        let result = app
+            .audit
+            .append_settling(entry, content, self.release())
+            .await;
         app.metrics
             .observe_phase("audit", start.elapsed().as_secs_f64());
         result.map(|_| ()).map_err(|e| audit_unavailable(app, &e))
@@ -360,6 +429,10 @@ pub fn audit_unavailable(app: &App, e: &crate::audit::AuditError) -> ApiError {
 
 /// What the phases after `validate` need of a request, whatever its endpoint.
 struct Inference {
+    /// Upper bound of the prompt tokens any upstream bills.
+    prompt_tokens: u64,
+    /// The output cap the client asked for.
+    max_output: Option<u32>,
     /// The request body as the client sent it: the audited prompt.
     prompt: Bytes,
     endpoint: Endpoint,
@@ -390,6 +463,8 @@ pub async fn chat(
         body["stream_options"]["include_usage"] = serde_json::Value::Bool(true);
     }
     let inference = Inference {
+        prompt_tokens: wire::prompt_token_upper_bound(&chat),
+        max_output: chat.max_output_tokens(),
         prompt,
         endpoint: Endpoint::Chat,
         client_wants_usage: chat.wants_usage_in_stream(),
@@ -408,6 +483,8 @@ pub async fn embeddings(
     let (headers, emb, prompt): (_, EmbeddingsRequest, _) = validate(app, req).await?;
     emb.validate()?;
     let inference = Inference {
+        prompt_tokens: wire::embeddings_token_upper_bound(&emb),
+        max_output: None,
         prompt,
         endpoint: Endpoint::Embeddings,
         body: reencode(&emb)?,
@@ -433,6 +510,7 @@ async fn infer(
     };
     let mut finished = Finished::new(ctx, principal, endpoint, inference.model.clone());
     finished.prompt = Some(inference.prompt.clone());
+    finished.prompt_tokens_bound = inference.prompt_tokens;
     let answer = after_auth(app, ctx, &mut finished, inference).await;
     // From here on the entry is written below or by the streaming body, never by the panic handler.
     ctx.audited = true;
@@ -440,6 +518,11 @@ async fn infer(
         // 10. settle and 11. audit, before the response leaves. If the entry cannot be made durable the
         // answer is withheld: the client gets 503, and no unaudited answer goes out.
         Ok(Answer::Complete(resp, usage, body)) => {
+            if usage.is_none() {
+                // The upstream answered without reporting usage: charge what the answer bounds.
+                finished.estimate_missing_usage = true;
+                finished.generated_bytes = crate::providers::sse::generated_text_bytes(&body);
+            }
             finished
                 .settle_and_audit(app, 200, None, usage, Some(&body))
                 .await?;
@@ -456,6 +539,93 @@ async fn infer(
     }
 }
 
+/// Counts a rejection by reason and turns it into the client's answer.
+fn rejected(app: &App, rejection: &Rejection) -> ApiError {
+    app.metrics
+        .admission_rejections
+        .get_or_create(&super::metrics::ReasonLabels {
+            reason: rejection.reason(),
+        })
+        .inc();
+    rejection.to_api_error()
+}
+
+/// Phase 5b: reserves the worst-case cost against the budgets, lowers (or sets) the output cap sent
+/// upstream so the reservation is a true bound, and, when a cap applies, makes the reservation durable
+/// before anything is forwarded.
+async fn reserve(
+    app: &App,
+    ctx: &mut RequestCtx,
+    finished: &Finished,
+    route: &Route,
+    inference: &mut Inference,
+    ticket: &Ticket,
+) -> Result<(), ApiError> {
+    let price = route
+        .deployments
+        .iter()
+        .fold(Price::default(), |p, d| Price {
+            input_micro_usd_per_mtok: p
+                .input_micro_usd_per_mtok
+                .max(d.config.price.input_micro_usd_per_mtok),
+            output_micro_usd_per_mtok: p
+                .output_micro_usd_per_mtok
+                .max(d.config.price.output_micro_usd_per_mtok),
+        });
+    let ask = BudgetAsk {
+        prompt_tokens: inference.prompt_tokens,
+        requested_output: inference.max_output,
+        default_output: route
+            .deployments
+            .iter()
+            .map(|d| d.config.max_output_tokens)
+            .min()
+            .unwrap_or(crate::config::DEFAULT_MAX_OUTPUT_TOKENS),
+        price,
+        generates: inference.endpoint == Endpoint::Chat,
+    };
+    let hold =
+        timed(app, "reserve", || ticket.reserve_budget(&ask)).map_err(|r| rejected(app, &r))?;
+    ctx.reserved_micro_usd = Some(hold.micro_usd);
+    if let Some(max) = hold.max_output
+        && let Some(body) = inference.body.as_object_mut()
+    {
+        let field = if body.contains_key("max_completion_tokens") {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
+        body.insert(field.to_owned(), serde_json::Value::from(max));
+        if field == "max_completion_tokens" && body.contains_key("max_tokens") {
+            body.insert("max_tokens".to_owned(), serde_json::Value::from(max));
+        }
+    }
+    if hold.capped {
+        let id = uuid::Uuid::now_v7().to_string();
+        let row = ReservationRow {
+            id: id.clone(),
+            tenant_id: finished.principal.tenant_id.to_string(),
+            key_id: finished.principal.key_id.to_string(),
+            request_id: finished.request_id.clone(),
+            trace_id: finished.trace_id.clone(),
+            endpoint: finished.endpoint.to_owned(),
+            model: finished.model.clone(),
+            micro_usd: hold.micro_usd,
+            created_ms: crate::audit::now_ms(),
+        };
+        let start = Instant::now();
+        app.audit
+            .reserve(row)
+            .await
+            .map_err(|e| audit_unavailable(app, &e))?;
+        app.metrics
+            .observe_phase("reserve_durable", start.elapsed().as_secs_f64());
+        ticket.set_durable(id.clone());
+        ctx.reservation_id = Some(id);
+    }
+    Ok(())
+}
+
 /// A routed answer: complete (audited by the caller) or streaming (audited by its body).
 enum Answer {
     Complete(Response<Body>, Option<Usage>, Bytes),
@@ -470,10 +640,20 @@ async fn after_auth(
 ) -> Result<Answer, ApiError> {
     // 4. authorize.
     timed(app, "authorize", || policy::authorize(&finished.principal))?;
-    // 5. admit.
-    timed(app, "admit", || {
-        crate::admission::admit(&finished.principal)
-    })?;
+    // 5. admit: request and token rates and in-flight limits, checked and taken at once.
+    let demand = Demand {
+        key_id: &finished.principal.key_id,
+        endpoint: finished.endpoint,
+        tokens: inference
+            .prompt_tokens
+            .saturating_add(inference.max_output.map_or(0, u64::from)),
+    };
+    let ticket = timed(app, "admit", || {
+        app.admission.admit(&finished.principal.tenant_id, &demand)
+    })
+    .map_err(|r| rejected(app, &r))?;
+    let ticket = Arc::new(ticket);
+    finished.ticket = Some(ticket.clone());
     // Route resolution comes before classify here because the built-in classifier reads the route's tier.
     let kind = match inference.endpoint {
         Endpoint::Chat => DeploymentKind::Chat,
@@ -483,6 +663,9 @@ async fn after_auth(
     let route = timed(app, "route", || {
         policy::route(&snapshot, &inference.model, kind)
     })?;
+    // 5b. reserve the worst-case cost. It needs the prices of the deployments the request may reach, so it
+    // runs once the route is known, and before anything is forwarded.
+    reserve(app, ctx, finished, &route, &mut inference, &ticket).await?;
     // 6. classify.
     let class = timed(app, "classify", || policy::classify(&route));
     // 7. cache.
@@ -512,7 +695,7 @@ async fn after_auth(
             // 12. cache store: no cache in this build.
             drop(permit);
             let mut resp = json_response(StatusCode::OK, body.clone());
-            routing_headers(&mut resp, &deployment, finished.cache);
+            routing_headers(&mut resp, &deployment, finished.cache, Some(&ticket));
             Ok(Answer::Complete(resp, usage, body))
         }
         UpstreamReply::Stream(events) => {
@@ -525,7 +708,7 @@ async fn after_auth(
                 HeaderValue::from_static("text/event-stream"),
             );
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            routing_headers(&mut resp, &deployment, finished.cache);
+            routing_headers(&mut resp, &deployment, finished.cache, Some(&ticket));
             Ok(Answer::Stream(resp))
         }
     }

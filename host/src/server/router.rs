@@ -35,7 +35,11 @@ pub fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Bod
 }
 
 pub fn error_response(err: &ApiError, request_id: &str) -> Response<Body> {
-    json_response(err.status(), err.body(request_id))
+    let mut resp = json_response(err.status(), err.body(request_id));
+    for (name, value) in &err.headers {
+        resp.headers_mut().insert(name.clone(), value.clone());
+    }
+    resp
 }
 
 /// Per-request state that outlives the handler: identity, outcome and timing.
@@ -51,6 +55,10 @@ pub struct RequestCtx {
     /// Set once the request's audit entry was written, or handed to a streaming body that writes it.
     pub audited: bool,
     pub error_code: Option<&'static str>,
+    /// The budget reservation (micro-USD) once made: a panic after it is charged at this amount.
+    pub reserved_micro_usd: Option<u64>,
+    /// The durable reservation's id, settled by whichever entry ends up recording the request.
+    pub reservation_id: Option<String>,
 }
 
 fn valid_request_id(v: &str) -> bool {
@@ -119,6 +127,8 @@ pub async fn handle(
         principal: None,
         audited: false,
         error_code: None,
+        reserved_micro_usd: None,
+        reservation_id: None,
         id,
     };
     let span = tracing::info_span!(
@@ -146,12 +156,7 @@ pub async fn handle(
             ) {
                 span.in_scope(|| tracing::warn!(code = err.code.as_str(), detail = %err.message, "request failed"));
             }
-            let mut resp = error_response(&err, &ctx.id);
-            if err.code == ErrorCode::RateLimited {
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            resp
+            error_response(&err, &ctx.id)
         }
         Err(panic) => {
             app.metrics.panics.inc();
@@ -165,7 +170,11 @@ pub async fn handle(
             ctx.error_code = Some(err.code.as_str());
             if let Some(principal) = ctx.principal.clone().filter(|_| !ctx.audited) {
                 // The pipeline died before it could write its entry; write one here.
-                let finished = Finished::new(&ctx, principal, ctx.route, String::new());
+                let mut finished = Finished::new(&ctx, principal, ctx.route, String::new());
+                // Nobody knows what the upstream did: charge the reservation, as the ticket did when the
+                // panic dropped it.
+                finished.unknown_outcome_charge = ctx.reserved_micro_usd;
+                finished.release = ctx.reservation_id.clone();
                 if let Err(e) = finished
                     .settle_and_audit(&app, 500, Some("internal"), None, None)
                     .await

@@ -57,6 +57,9 @@ impl SseBody {
     ) -> SseBody {
         app.metrics.open_streams.inc();
         let keep = app.audit.retention_days(&finished.principal.tenant_id) > 0;
+        let mut finished = finished;
+        // The upstream answered: a stream that ends without a usage report is charged what it generated.
+        finished.estimate_missing_usage = true;
         SseBody {
             sent: keep.then(Vec::new),
             app,
@@ -80,7 +83,11 @@ impl SseBody {
         let (entry, content) =
             self.finished
                 .record(&self.app, 200, error_code, self.usage, response.as_deref());
-        Box::pin(self.app.audit.append(entry, content))
+        Box::pin(
+            self.app
+                .audit
+                .append_settling(entry, content, self.finished.release()),
+        )
     }
 
     fn start_audit(&mut self, last: Last) {
@@ -133,6 +140,8 @@ impl Body for SseBody {
                     };
                     match item {
                         Some(Ok(StreamItem::Chunk(bytes))) => {
+                            self.finished.generated_bytes +=
+                                crate::providers::sse::generated_text_bytes(&bytes);
                             if let Some(sent) = &mut self.sent {
                                 sent.push(bytes.clone());
                             }

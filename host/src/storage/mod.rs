@@ -251,6 +251,43 @@ pub struct ContentRow {
     pub ciphertext: Vec<u8>,
 }
 
+/// A durable budget reservation of a request in flight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservationRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub key_id: String,
+    pub request_id: String,
+    pub trace_id: String,
+    pub endpoint: String,
+    pub model: String,
+    pub micro_usd: u64,
+    pub created_ms: u64,
+}
+
+/// One day's inference totals of one key, added to `spend_daily`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SpendRow {
+    pub tenant_id: String,
+    pub key_id: String,
+    pub day: u64,
+    pub requests: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub micro_usd: u64,
+}
+
+/// Everything one sequencer batch writes, in one transaction.
+#[derive(Debug, Default)]
+pub struct AuditBatch {
+    pub entries: Vec<AuditRow>,
+    pub content: Vec<ContentRow>,
+    pub spend: Vec<SpendRow>,
+    pub reserve: Vec<ReservationRow>,
+    /// Reservations settled by entries of this batch.
+    pub release: Vec<String>,
+}
+
 /// A stored signed checkpoint.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CheckpointRow {
@@ -272,15 +309,62 @@ fn to_u64(n: i64) -> u64 {
 impl Storage {
     /// Commits a batch of audit entries in one transaction: all or none. Rows go in multi-row INSERTs,
     /// because each statement is a round trip to SQLite's worker thread.
-    pub async fn audit_insert_batch(
-        &self,
-        rows: &[AuditRow],
-        content: &[ContentRow],
-    ) -> Result<(), StorageError> {
-        // SQLite allows 32,766 bound parameters per statement; 5 per row.
+    pub async fn audit_insert_batch(&self, batch: &AuditBatch) -> Result<(), StorageError> {
+        // SQLite allows 32,766 bound parameters per statement; at most 9 per row.
         const ROWS_PER_STATEMENT: usize = 1000;
+        let (rows, content) = (&batch.entries, &batch.content);
         let Backend::Sqlite(pool) = &self.backend;
         let mut tx = pool.begin().await?;
+        for chunk in batch.reserve.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO spend_reservations (id, tenant_id, key_id, request_id, trace_id, endpoint, model, micro_usd, created_ms) ",
+            );
+            insert.push_values(chunk, |mut b, r| {
+                b.push_bind(&r.id)
+                    .push_bind(&r.tenant_id)
+                    .push_bind(&r.key_id)
+                    .push_bind(&r.request_id)
+                    .push_bind(&r.trace_id)
+                    .push_bind(&r.endpoint)
+                    .push_bind(&r.model)
+                    .push_bind(to_i64(r.micro_usd))
+                    .push_bind(to_i64(r.created_ms));
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        for chunk in batch.release.chunks(ROWS_PER_STATEMENT) {
+            let mut delete = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "DELETE FROM spend_reservations WHERE id IN (",
+            );
+            let mut ids = delete.separated(", ");
+            for id in chunk {
+                ids.push_bind(id);
+            }
+            delete.push(")");
+            delete.build().execute(&mut *tx).await?;
+        }
+        for chunk in batch.spend.chunks(ROWS_PER_STATEMENT) {
+            let mut upsert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO spend_daily (tenant_id, key_id, day, requests, prompt_tokens, completion_tokens, micro_usd) ",
+            );
+            upsert.push_values(chunk, |mut b, r| {
+                b.push_bind(&r.tenant_id)
+                    .push_bind(&r.key_id)
+                    .push_bind(to_i64(r.day))
+                    .push_bind(to_i64(r.requests))
+                    .push_bind(to_i64(r.prompt_tokens))
+                    .push_bind(to_i64(r.completion_tokens))
+                    .push_bind(to_i64(r.micro_usd));
+            });
+            upsert.push(
+                " ON CONFLICT (tenant_id, key_id, day) DO UPDATE SET \
+                 requests = requests + excluded.requests, \
+                 prompt_tokens = prompt_tokens + excluded.prompt_tokens, \
+                 completion_tokens = completion_tokens + excluded.completion_tokens, \
+                 micro_usd = micro_usd + excluded.micro_usd",
+            );
+            upsert.build().execute(&mut *tx).await?;
+        }
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO audit_entries (tenant_id, idx, entry, leaf_hash, request_id) ",
@@ -530,6 +614,168 @@ impl Storage {
                 ))
             })
             .collect()
+    }
+}
+
+/// Admission settings and spend.
+impl Storage {
+    /// Every stored limit: (tenant, scope, JSON).
+    pub async fn admission_limits(&self) -> Result<Vec<(String, String, String)>, StorageError> {
+        let Backend::Sqlite(pool) = &self.backend;
+        let rows = sqlx::query("SELECT tenant_id, scope, limits FROM admission_limits")
+            .fetch_all(pool)
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("tenant_id")?,
+                    r.try_get("scope")?,
+                    r.try_get("limits")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Stores (or, with `None`, deletes) the limits of a scope.
+    pub async fn put_limits(
+        &self,
+        tenant_id: &str,
+        scope: &str,
+        limits: Option<&str>,
+    ) -> Result<(), StorageError> {
+        let Backend::Sqlite(pool) = &self.backend;
+        match limits {
+            Some(json) => sqlx::query(
+                "INSERT INTO admission_limits (tenant_id, scope, limits, updated_at) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (tenant_id, scope) DO UPDATE SET limits = excluded.limits, updated_at = excluded.updated_at",
+            )
+            .bind(tenant_id)
+            .bind(scope)
+            .bind(json)
+            .bind(now())
+            .execute(pool)
+            .await?,
+            None => sqlx::query("DELETE FROM admission_limits WHERE tenant_id = ? AND scope = ?")
+                .bind(tenant_id)
+                .bind(scope)
+                .execute(pool)
+                .await?,
+        };
+        Ok(())
+    }
+
+    /// Every stored budget: (tenant, scope, daily, monthly) in micro-USD.
+    pub async fn admission_budgets(
+        &self,
+    ) -> Result<Vec<(String, String, Option<u64>, Option<u64>)>, StorageError> {
+        let Backend::Sqlite(pool) = &self.backend;
+        let rows = sqlx::query(
+            "SELECT tenant_id, scope, daily_micro_usd, monthly_micro_usd FROM admission_budgets",
+        )
+        .fetch_all(pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("tenant_id")?,
+                    r.try_get("scope")?,
+                    r.try_get::<Option<i64>, _>("daily_micro_usd")?.map(to_u64),
+                    r.try_get::<Option<i64>, _>("monthly_micro_usd")?
+                        .map(to_u64),
+                ))
+            })
+            .collect()
+    }
+
+    pub async fn put_budget(
+        &self,
+        tenant_id: &str,
+        scope: &str,
+        daily: Option<u64>,
+        monthly: Option<u64>,
+    ) -> Result<(), StorageError> {
+        let Backend::Sqlite(pool) = &self.backend;
+        sqlx::query(
+            "INSERT INTO admission_budgets (tenant_id, scope, daily_micro_usd, monthly_micro_usd, updated_at) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, scope) DO UPDATE SET \
+             daily_micro_usd = excluded.daily_micro_usd, monthly_micro_usd = excluded.monthly_micro_usd, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(tenant_id)
+        .bind(scope)
+        .bind(daily.map(to_i64))
+        .bind(monthly.map(to_i64))
+        .bind(now())
+        .execute(pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Daily spend rows from `from_day` on, of one tenant or of all.
+    pub async fn spend_since(
+        &self,
+        tenant_id: Option<&str>,
+        from_day: u64,
+    ) -> Result<Vec<SpendRow>, StorageError> {
+        let Backend::Sqlite(pool) = &self.backend;
+        let rows = sqlx::query(
+            "SELECT tenant_id, key_id, day, requests, prompt_tokens, completion_tokens, micro_usd \
+             FROM spend_daily WHERE day >= ? AND (? IS NULL OR tenant_id = ?) ORDER BY day, key_id",
+        )
+        .bind(to_i64(from_day))
+        .bind(tenant_id)
+        .bind(tenant_id)
+        .fetch_all(pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(SpendRow {
+                    tenant_id: r.try_get("tenant_id")?,
+                    key_id: r.try_get("key_id")?,
+                    day: to_u64(r.try_get("day")?),
+                    requests: to_u64(r.try_get("requests")?),
+                    prompt_tokens: to_u64(r.try_get("prompt_tokens")?),
+                    completion_tokens: to_u64(r.try_get("completion_tokens")?),
+                    micro_usd: to_u64(r.try_get("micro_usd")?),
+                })
+            })
+            .collect()
+    }
+
+    /// Reservations whose request never got its entry (the gateway stopped in between).
+    pub async fn open_reservations(&self) -> Result<Vec<ReservationRow>, StorageError> {
+        let Backend::Sqlite(pool) = &self.backend;
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, key_id, request_id, trace_id, endpoint, model, micro_usd, created_ms \
+             FROM spend_reservations ORDER BY created_ms",
+        )
+        .fetch_all(pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(ReservationRow {
+                    id: r.try_get("id")?,
+                    tenant_id: r.try_get("tenant_id")?,
+                    key_id: r.try_get("key_id")?,
+                    request_id: r.try_get("request_id")?,
+                    trace_id: r.try_get("trace_id")?,
+                    endpoint: r.try_get("endpoint")?,
+                    model: r.try_get("model")?,
+                    micro_usd: to_u64(r.try_get("micro_usd")?),
+                    created_ms: to_u64(r.try_get("created_ms")?),
+                })
+            })
+            .collect()
+    }
+
+    /// The tenant of a key (live or revoked).
+    pub async fn key_tenant(&self, key_id: &str) -> Result<Option<String>, StorageError> {
+        let Backend::Sqlite(pool) = &self.backend;
+        let row = sqlx::query("SELECT tenant_id FROM api_keys WHERE id = ?")
+            .bind(key_id)
+            .fetch_optional(pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("tenant_id")).transpose()?)
     }
 }
 
