@@ -8,6 +8,8 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
+use super::spend::{self, BudgetBody, TenantLimitsBody};
+use crate::admission::{BudgetSet, LimitSet, Scope};
 use crate::audit::entry::{ContentMark, Entry, EntryKind};
 use crate::auth::{Role, keys};
 use crate::error::{ApiError, ErrorCode};
@@ -58,7 +60,7 @@ fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
     crate::server::json_response(status, v.to_string())
 }
 
-async fn read_json<T: serde::de::DeserializeOwned>(
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
     req: http::Request<Incoming>,
 ) -> Result<T, ApiError> {
     let ct_ok = req
@@ -242,6 +244,77 @@ pub async fn handle(
                 &serde_json::json!({"tenant_id": tenant_id, "retention_days": body.days}),
             ))
         }
+        (Method::PUT, ["tenants", tenant_id, "budget"]) => {
+            let tenant_id = (*tenant_id).to_owned();
+            let budget = read_json::<BudgetBody>(req).await?.validate()?;
+            require_tenant(app, &tenant_id).await?;
+            spend::set_budget(app, &tenant_id, None, budget).await?;
+            audit_admin(
+                app,
+                ctx,
+                &tenant_id,
+                "admin.budget_set",
+                &budget_subject("tenant", budget),
+            )
+            .await?;
+            Ok(json(
+                StatusCode::OK,
+                &spend::budget_view(app, &tenant_id, None),
+            ))
+        }
+        (Method::GET, ["tenants", tenant_id, "budget"]) => {
+            require_tenant(app, tenant_id).await?;
+            Ok(json(
+                StatusCode::OK,
+                &spend::budget_view(app, tenant_id, None),
+            ))
+        }
+        (Method::PUT, ["tenants", tenant_id, "limits"]) => {
+            let tenant_id = (*tenant_id).to_owned();
+            let (limits, endpoints) = read_json::<TenantLimitsBody>(req).await?.validate()?;
+            require_tenant(app, &tenant_id).await?;
+            spend::set_limits(app, &tenant_id, &Scope::Tenant, limits).await?;
+            for (endpoint, limits) in endpoints {
+                spend::set_limits(app, &tenant_id, &Scope::Endpoint(endpoint), limits).await?;
+            }
+            let view = spend::limits_view(app, &tenant_id);
+            audit_admin(app, ctx, &tenant_id, "admin.limits_set", &view.to_string()).await?;
+            Ok(json(StatusCode::OK, &view))
+        }
+        (Method::GET, ["tenants", tenant_id, "limits"]) => {
+            require_tenant(app, tenant_id).await?;
+            Ok(json(StatusCode::OK, &spend::limits_view(app, tenant_id)))
+        }
+        (Method::PUT, ["keys", key_id, "budget"]) => {
+            let key_id = (*key_id).to_owned();
+            let budget = read_json::<BudgetBody>(req).await?.validate()?;
+            let tenant_id = key_tenant(app, &key_id).await?;
+            spend::set_budget(app, &tenant_id, Some(&key_id), budget).await?;
+            audit_admin(
+                app,
+                ctx,
+                &tenant_id,
+                "admin.budget_set",
+                &budget_subject(&format!("key:{key_id}"), budget),
+            )
+            .await?;
+            Ok(json(
+                StatusCode::OK,
+                &spend::budget_view(app, &tenant_id, Some(&key_id)),
+            ))
+        }
+        (Method::PUT, ["keys", key_id, "limits"]) => {
+            let key_id = (*key_id).to_owned();
+            let limits: LimitSet = read_json(req).await?;
+            limits.validate("")?;
+            let tenant_id = key_tenant(app, &key_id).await?;
+            spend::set_limits(app, &tenant_id, &Scope::Key(key_id.clone()), limits).await?;
+            let mut view = serde_json::to_value(limits).unwrap_or_default();
+            view["key_id"] = serde_json::Value::from(key_id.clone());
+            view["tenant_id"] = serde_json::Value::from(tenant_id.clone());
+            audit_admin(app, ctx, &tenant_id, "admin.limits_set", &view.to_string()).await?;
+            Ok(json(StatusCode::OK, &view))
+        }
         (Method::POST, ["audit", "prune"]) => {
             // `now` lets operators (and tests) prune as of a given time; default: the clock.
             let body: Prune = read_json(req).await?;
@@ -276,6 +349,8 @@ pub async fn handle(
             ["tenants"]
             | ["tenants", _, "keys"]
             | ["tenants", _, "retention"]
+            | ["tenants", _, "budget" | "limits"]
+            | ["keys", _, "budget" | "limits"]
             | ["audit", "prune"]
             | ["keys", _],
         ) => Err(ApiError::new(
@@ -284,6 +359,38 @@ pub async fn handle(
         )),
         _ => Err(ApiError::new(ErrorCode::NotFound, "no such admin endpoint")),
     }
+}
+
+async fn require_tenant(app: &App, tenant_id: &str) -> Result<(), ApiError> {
+    if app
+        .storage
+        .tenant_exists(tenant_id)
+        .await
+        .map_err(storage_err)?
+    {
+        Ok(())
+    } else {
+        Err(ApiError::new(ErrorCode::NotFound, "no such tenant"))
+    }
+}
+
+/// The tenant a key belongs to, or 404.
+pub(crate) async fn key_tenant(app: &App, key_id: &str) -> Result<String, ApiError> {
+    app.storage
+        .key_tenant(key_id)
+        .await
+        .map_err(storage_err)?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such key"))
+}
+
+/// What a budget change records in the audit log.
+pub(crate) fn budget_subject(scope: &str, b: BudgetSet) -> String {
+    let cap = |c: Option<u64>| c.map_or_else(|| "none".to_owned(), |m| m.to_string());
+    format!(
+        "{scope} daily_micro_usd={} monthly_micro_usd={}",
+        cap(b.daily_micro_usd),
+        cap(b.monthly_micro_usd)
+    )
 }
 
 /// Writes an admin action into the tenant's log before the action is confirmed to the operator. The action

@@ -3,3 +3,5 @@
 pub mod admin;
 pub mod audit;
 pub mod client;
+pub mod spend;
+pub mod tenant;

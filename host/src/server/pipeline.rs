@@ -266,6 +266,8 @@ pub struct Finished {
     pub release: Option<String>,
     /// The upstream answered: if it reported no usage, charge `estimated_usage` rather than nothing.
     pub estimate_missing_usage: bool,
+    /// What a tenant API call changed, recorded in its entry.
+    pub subject: String,
 }
 
 impl Finished {
@@ -292,6 +294,7 @@ impl Finished {
             unknown_outcome_charge: None,
             release: None,
             estimate_missing_usage: false,
+            subject: String::new(),
         }
     }
 
@@ -362,7 +365,7 @@ impl Finished {
         } else if estimated {
             "usage:estimated"
         } else {
-            ""
+            &self.subject
         };
         let dep = self.deployment.as_ref().map(|d| &d.config);
         Entry {

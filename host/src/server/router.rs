@@ -105,6 +105,8 @@ fn route_label(method: &Method, path: &str) -> &'static str {
         (_, "/readyz") => "readyz",
         (_, "/metrics") => "metrics",
         (_, p) if p.starts_with("/admin/") => "admin",
+        (_, "/v1/budget" | "/v1/usage") => "tenant",
+        (_, p) if p.starts_with("/v1/keys/") => "tenant",
         _ => "other",
     }
 }
@@ -264,6 +266,8 @@ async fn dispatch(
             .to_string(),
         )),
         p if p.starts_with("/v1/audit/") => crate::api::audit::handle(app, ctx, req).await,
+        "/v1/budget" | "/v1/usage" => crate::api::tenant::handle(app, ctx, req).await,
+        p if p.starts_with("/v1/keys/") => crate::api::tenant::handle(app, ctx, req).await,
         "/healthz"
         | "/readyz"
         | "/metrics"
