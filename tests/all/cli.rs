@@ -7,7 +7,11 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 
-fn run(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+pub(crate) fn run(
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (bool, String, String) {
     let out = Command::new(BIN)
         .current_dir(dir)
         .args(args)
@@ -271,7 +275,7 @@ async fn init_serve_create_key_and_call() {
 }
 
 /// Starts `sluice serve` in `dir` (config already there) and returns it with its address.
-fn spawn_serve(dir: &std::path::Path) -> (std::process::Child, String) {
+pub(crate) fn spawn_serve(dir: &std::path::Path) -> (std::process::Child, String) {
     let mut child = Command::new(BIN)
         .current_dir(dir)
         .args(["serve", "--config", "sluice.toml"])

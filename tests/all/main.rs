@@ -9,5 +9,6 @@ mod cli;
 mod compat;
 mod data_plane;
 mod ops;
+mod spend;
 mod support;
 mod tls;

@@ -51,6 +51,26 @@ struct Counters {
     /// Streams whose body was dropped before it finished (the gateway hung up).
     cancelled: AtomicUsize,
     completed: AtomicUsize,
+    /// Requests being answered now, and the most there ever were at once.
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+/// Counts a request as in flight until its response is handed to hyper.
+struct InFlight(Arc<Counters>);
+
+impl InFlight {
+    fn new(counters: &Arc<Counters>) -> InFlight {
+        let now = counters.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        counters.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(counters.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 pub struct Upstream {
@@ -250,6 +270,10 @@ impl Upstream {
     pub fn completed_streams(&self) -> usize {
         self.counters.completed.load(Ordering::SeqCst)
     }
+    /// The most requests this upstream was answering at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.counters.max_in_flight.load(Ordering::SeqCst)
+    }
     pub fn requests(&self) -> Vec<Recorded> {
         self.recorded.lock().unwrap().clone()
     }
@@ -262,6 +286,7 @@ async fn respond(
     recorded: Arc<Mutex<Vec<Recorded>>>,
 ) -> http::Response<Body> {
     let hit = counters.hits.fetch_add(1, Ordering::SeqCst);
+    let _in_flight = InFlight::new(&counters);
     let (parts, body) = req.into_parts();
     let bytes = body
         .collect()

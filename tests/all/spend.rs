@@ -1,0 +1,812 @@
+//! Spend governance over real HTTP: budgets that never overshoot under a burst, `max_tokens` clamping, cut
+//! streams billed for what they generated, a crash between reserve and settle, rate limits, concurrency
+//! limits, and the budget, limits and usage endpoints.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::upstream::Upstream;
+use crate::support::{TestGateway, chat_body, deployment, error_of, openai_provider};
+
+/// A deployment whose answers (the fake upstream's usage: 11 prompt, 3 completion tokens) cost exactly what
+/// a `max_tokens: 3` request reserves: prompt tokens are free, output costs $1,000 per Mtok.
+fn pricey(url: &str) -> String {
+    format!(
+        "{}[[deployments]]\nname = \"pricey\"\nprovider = \"up\"\nmodel = \"m\"\n\
+         price = {{ input_per_mtok = 0.0, output_per_mtok = 1000.0 }}\n",
+        openai_provider("up", url, "")
+    )
+}
+
+async fn admin_key(gw: &TestGateway, tenant: &str, role: &str) -> String {
+    let k: Value = gw
+        .admin(
+            Method::POST,
+            &format!("/admin/v1/tenants/{tenant}/keys"),
+            Some(json!({"name": role, "role": role})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    k["key"].as_str().unwrap().to_owned()
+}
+
+async fn budget(gw: &TestGateway, key: &str) -> Value {
+    let resp = gw
+        .http
+        .get(gw.url("/v1/budget"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+/// The sum of the costs recorded in the tenant's audit log (the durable record of spend).
+async fn audited_spend(gw: &TestGateway, admin: &str) -> u64 {
+    let export: Value = gw
+        .http
+        .get(gw.url("/v1/audit/export"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    export["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["fields"]["cost_micro_usd"].as_u64().unwrap())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_1000_concurrent_requests_never_overshoots_the_budget() {
+    let up = Upstream::ok().await;
+    let gw = TestGateway::start(&pricey(&up.url)).await;
+    let (tenant, _, key) = gw.tenant_key("acme").await;
+    let admin = admin_key(&gw, &tenant, "admin").await;
+    // Each request reserves, and costs, 3 output tokens at $1,000/Mtok: 3,000 micro-USD. The cap admits K.
+    const K: u64 = 137;
+    let resp = gw
+        .admin(
+            Method::PUT,
+            &format!("/admin/v1/tenants/{tenant}/budget"),
+            Some(json!({"daily_usd": K as f64 * 0.003})),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let body = json!({"model": "pricey", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3});
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let (http, url, key, body) = (
+                gw.http.clone(),
+                gw.url("/v1/chat/completions"),
+                key.clone(),
+                body.clone(),
+            );
+            tokio::spawn(async move {
+                let resp = http
+                    .post(url)
+                    .bearer_auth(key)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = resp.status().as_u16();
+                let body: Value = resp.json().await.unwrap();
+                (status, body)
+            })
+        })
+        .collect();
+    let mut admitted = 0;
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        match status {
+            200 => admitted += 1,
+            402 => {
+                assert_eq!(body["error"]["code"], "budget_exceeded");
+                assert_eq!(body["error"]["type"], "insufficient_quota");
+            }
+            other => panic!("unexpected status {other}: {body}"),
+        }
+    }
+    assert_eq!(
+        admitted, K,
+        "exactly the requests the cap pays for are admitted"
+    );
+    // The budget endpoint tells the truth, and it agrees with the audit log.
+    let b = budget(&gw, &key).await;
+    let daily = &b["windows"][0];
+    assert_eq!(daily["window"], "daily");
+    assert_eq!(daily["cap_micro_usd"], K * 3000);
+    assert_eq!(daily["spent_micro_usd"], K * 3000);
+    assert_eq!(daily["reserved_micro_usd"], 0);
+    assert_eq!(daily["remaining_micro_usd"], 0);
+    assert_eq!(audited_spend(&gw, &admin).await, K * 3000);
+    assert_eq!(
+        up.hits() as u64,
+        K,
+        "refused requests never reach the upstream"
+    );
+    let metrics = gw
+        .http
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "sluice_admission_rejections_total{{reason=\"budget\"}} {}",
+            1000 - K
+        )),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("admission"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_tokens_is_clamped_to_the_budget_and_sent_upstream() {
+    let up = Upstream::ok().await;
+    let routing = format!(
+        "{}{}",
+        openai_provider("up", &up.url, ""),
+        deployment("small", "up", "m")
+    );
+    let gw = TestGateway::start(&routing).await;
+    let (tenant, _, key) = gw.tenant_key("acme").await;
+    // $1 in, $2 out per Mtok. "Say hello" is bounded by 9 bytes + 8 per message = 17 prompt tokens: 17
+    // micro-USD. A 100 micro-USD cap leaves 83 for output: 41 tokens.
+    gw.admin(
+        Method::PUT,
+        &format!("/admin/v1/tenants/{tenant}/budget"),
+        Some(json!({"daily_usd": 0.0001, "monthly_usd": 10.0})),
+    )
+    .await;
+    let mut body = chat_body("small");
+    body["max_tokens"] = json!(1000);
+    assert_eq!(
+        gw.post("/v1/chat/completions", &key, body).await.status(),
+        200
+    );
+    // 17 were spent (11 prompt + 3 completion tokens at $1 and $2): (100 - 17 - 17) / 2 = 33 output tokens.
+    let mut body = chat_body("small");
+    body["max_completion_tokens"] = json!(500);
+    assert_eq!(
+        gw.post("/v1/chat/completions", &key, body).await.status(),
+        200
+    );
+    let seen = up.requests();
+    assert_eq!(seen[0].body["max_tokens"], 41);
+    assert_eq!(seen[1].body["max_completion_tokens"], 33);
+    assert!(seen[1].body.get("max_tokens").is_none());
+
+    // No max_tokens and plenty of budget: the deployment's default output cap is requested, so the
+    // reservation is a true bound.
+    let (rich, _, rich_key) = gw.tenant_key("rich").await;
+    gw.admin(
+        Method::PUT,
+        &format!("/admin/v1/tenants/{rich}/budget"),
+        Some(json!({"monthly_usd": 100.0})),
+    )
+    .await;
+    assert_eq!(
+        gw.post("/v1/chat/completions", &rich_key, chat_body("small"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(up.requests()[2].body["max_tokens"], 4096);
+    // Without a budget the request passes through untouched.
+    let (_, _, free_key) = gw.tenant_key("free").await;
+    assert_eq!(
+        gw.post("/v1/chat/completions", &free_key, chat_body("small"))
+            .await
+            .status(),
+        200
+    );
+    assert!(up.requests()[3].body.get("max_tokens").is_none());
+
+    // A budget that cannot pay for the prompt: 402 with the numbers and the reset time.
+    let (poor, _, poor_key) = gw.tenant_key("poor").await;
+    gw.admin(
+        Method::PUT,
+        &format!("/admin/v1/tenants/{poor}/budget"),
+        Some(json!({"daily_usd": 0.00001})),
+    )
+    .await;
+    let (status, err) = error_of(
+        gw.post("/v1/chat/completions", &poor_key, chat_body("small"))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 402);
+    assert_eq!(err["code"], "budget_exceeded");
+    let msg = err["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("the tenant's daily budget has $0.000010 left and this request needs at least $0.000017; the window resets at "),
+        "{msg}"
+    );
+    assert_eq!(
+        up.hits(),
+        4,
+        "the refused request never reached the upstream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_cut_by_the_client_is_billed_for_what_it_generated() {
+    let pieces = ["abcd"; 40];
+    let up = Upstream::stream(&pieces, Duration::from_millis(40)).await;
+    let routing = format!(
+        "{}{}",
+        openai_provider("up", &up.url, ""),
+        deployment("small", "up", "m")
+    );
+    let gw = TestGateway::start(&routing).await;
+    let (tenant, _, key) = gw.tenant_key("acme").await;
+    let admin = admin_key(&gw, &tenant, "admin").await;
+    gw.admin(
+        Method::PUT,
+        &format!("/admin/v1/tenants/{tenant}/budget"),
+        Some(json!({"daily_usd": 1.0})),
+    )
+    .await;
+    let mut body = chat_body("small");
+    body["stream"] = json!(true);
+    let mut resp = gw.post("/v1/chat/completions", &key, body).await;
+    assert_eq!(resp.status(), 200);
+    let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let mut seen = String::new();
+    while seen.matches("abcd").count() < 3 {
+        let chunk = resp.chunk().await.unwrap().expect("the stream goes on");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(resp);
+    // The gateway settles in the background once the upstream request is cancelled.
+    let mut entry = Value::Null;
+    for _ in 0..200 {
+        let entries: Value = gw
+            .http
+            .get(gw.url("/v1/audit/entries?limit=1000"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(e) = entries["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["fields"]["request_id"] == request_id.as_str())
+        {
+            entry = e["fields"].clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(entry["error_code"], "client_disconnected", "{entry}");
+    assert_eq!(entry["subject"], "usage:estimated");
+    // The prompt's upper bound, and at least the 12 bytes of text the client saw, at most what was sent.
+    assert_eq!(entry["prompt_tokens"], 17);
+    let completion = entry["completion_tokens"].as_u64().unwrap();
+    assert!((12..160).contains(&completion), "{completion}");
+    let cost = entry["cost_micro_usd"].as_u64().unwrap();
+    assert_eq!(cost, 17 + 2 * completion);
+    let b = budget(&gw, &key).await;
+    assert_eq!(b["windows"][0]["spent_micro_usd"], cost);
+    assert_eq!(b["windows"][0]["reserved_micro_usd"], 0);
+    assert!(up.cancelled_streams() >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_answer_429_with_retry_after_and_ratelimit_headers() {
+    let up = Upstream::ok().await;
+    let routing = format!(
+        "{}{}",
+        openai_provider("up", &up.url, ""),
+        deployment("small", "up", "m")
+    );
+    let gw = TestGateway::start(&routing).await;
+    let (tenant, key_id, key) = gw.tenant_key("acme").await;
+    let resp = gw
+        .admin(
+            Method::PUT,
+            &format!("/admin/v1/tenants/{tenant}/limits"),
+            Some(json!({"requests_per_minute": 600, "tokens_per_minute": 100000, "max_concurrent": 32,
+                        "endpoints": {"embeddings": {"requests_per_minute": 1}}})),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let doc: Value = resp.json().await.unwrap();
+    assert_eq!(doc["requests_per_minute"], 600);
+    assert_eq!(doc["endpoints"]["embeddings"]["requests_per_minute"], 1);
+    let resp = gw
+        .admin(
+            Method::PUT,
+            &format!("/admin/v1/keys/{key_id}/limits"),
+            Some(json!({"requests_per_minute": 2})),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+
+    let ok = gw
+        .post("/v1/chat/completions", &key, chat_body("small"))
+        .await;
+    assert_eq!(ok.status(), 200);
+    let h = ok.headers();
+    assert_eq!(
+        h["x-ratelimit-limit-requests"], "2",
+        "the tightest limit is reported"
+    );
+    assert_eq!(h["x-ratelimit-remaining-requests"], "1");
+    assert_eq!(h["x-ratelimit-reset-requests"], "30s");
+    assert_eq!(h["x-ratelimit-limit-tokens"], "100000");
+    assert_eq!(
+        gw.post("/v1/chat/completions", &key, chat_body("small"))
+            .await
+            .status(),
+        200
+    );
+    let refused = gw
+        .post("/v1/chat/completions", &key, chat_body("small"))
+        .await;
+    assert_eq!(refused.headers()["retry-after"], "30");
+    assert_eq!(refused.headers()["x-ratelimit-remaining-requests"], "0");
+    assert_eq!(refused.headers()["x-ratelimit-reset-requests"], "1m0s");
+    let (status, err) = error_of(refused).await;
+    assert_eq!(status, 429);
+    assert_eq!(err["code"], "rate_limited");
+    assert_eq!(err["type"], "rate_limit_error");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("rate limit reached: the key allows 2 requests per minute")
+    );
+
+    // Another key of the tenant is not held back by the first key's limit, only by the tenant's.
+    let other = admin_key(&gw, &tenant, "member").await;
+    assert_eq!(
+        gw.post("/v1/chat/completions", &other, chat_body("small"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(up.hits(), 3);
+    // The embeddings endpoint has its own limit of one per minute; the rejection names the scope.
+    let routing_emb = json!({"model": "small", "input": "x"});
+    let first = gw.post("/v1/embeddings", &other, routing_emb.clone()).await;
+    assert_ne!(first.status(), 429);
+    let (status, err) = error_of(gw.post("/v1/embeddings", &other, routing_emb).await).await;
+    assert_eq!(status, 429);
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("the endpoint allows 1 requests per minute")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_concurrency_limit_holds_under_a_burst() {
+    let up = Upstream::slow(Duration::from_millis(300)).await;
+    let routing = format!(
+        "{}{}",
+        openai_provider("up", &up.url, ""),
+        deployment("small", "up", "m")
+    );
+    let gw = TestGateway::start(&routing).await;
+    let (tenant, _, key) = gw.tenant_key("acme").await;
+    gw.admin(
+        Method::PUT,
+        &format!("/admin/v1/tenants/{tenant}/limits"),
+        Some(json!({"max_concurrent": 4})),
+    )
+    .await;
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let (http, url, key) = (gw.http.clone(), gw.url("/v1/chat/completions"), key.clone());
+            tokio::spawn(async move {
+                let resp = http
+                    .post(url)
+                    .bearer_auth(key)
+                    .json(&chat_body("small"))
+                    .send()
+                    .await
+                    .unwrap();
+                (
+                    resp.status().as_u16(),
+                    resp.headers().get("retry-after").cloned(),
+                )
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            (200, _) => {}
+            (429, retry) => {
+                assert_eq!(retry.unwrap(), "1");
+                refused += 1;
+            }
+            (other, _) => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(refused > 0, "a burst of 40 against 4 slots refuses some");
+    assert!(
+        up.max_in_flight() <= 4,
+        "the upstream saw {} at once",
+        up.max_in_flight()
+    );
+    assert_eq!(up.hits(), 40 - refused);
+    // The slots come back: a later request is admitted.
+    assert_eq!(
+        gw.post("/v1/chat/completions", &key, chat_body("small"))
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_endpoints_validate_and_respect_roles() {
+    let up = Upstream::ok().await;
+    let routing = format!(
+        "{}{}",
+        openai_provider("up", &up.url, ""),
+        deployment("small", "up", "m")
+    );
+    let gw = TestGateway::start(&routing).await;
+    let (tenant, member_id, member) = gw.tenant_key("acme").await;
+    let owner = admin_key(&gw, &tenant, "owner").await;
+    let admin = admin_key(&gw, &tenant, "admin").await;
+    let path = format!("/admin/v1/tenants/{tenant}/budget");
+    for (bad, param) in [
+        (json!({"daily_usd": -1.0}), "daily_usd"),
+        (json!({"monthly_usd": "ten"}), "monthly_usd"),
+        (json!({"weekly_usd": 1.0}), ""),
+    ] {
+        let (status, err) = error_of(gw.admin(Method::PUT, &path, Some(bad.clone())).await).await;
+        assert_eq!(status, 400, "{bad}");
+        assert_eq!(err["code"], "invalid_request");
+        if !param.is_empty() {
+            assert_eq!(err["param"], param, "{bad}");
+        }
+    }
+    let (status, _) = error_of(
+        gw.admin(
+            Method::PUT,
+            "/admin/v1/tenants/nope/budget",
+            Some(json!({"daily_usd": 1.0})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, err) = error_of(
+        gw.admin(
+            Method::PUT,
+            &format!("/admin/v1/tenants/{tenant}/limits"),
+            Some(json!({"requests_per_minute": 0})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, err["param"].as_str()),
+        (400, Some("requests_per_minute"))
+    );
+    let (status, err) = error_of(
+        gw.admin(
+            Method::PUT,
+            &format!("/admin/v1/tenants/{tenant}/limits"),
+            Some(json!({"endpoints": {"images": {"max_concurrent": 1}}})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, err["param"].as_str()),
+        (400, Some("endpoints.images"))
+    );
+    assert_eq!(
+        gw.admin(
+            Method::PUT,
+            &path,
+            Some(json!({"daily_usd": 5.0, "monthly_usd": 100.0}))
+        )
+        .await
+        .status(),
+        200
+    );
+
+    // Any key of the tenant reads the budget; the document shows caps and windows.
+    let b = budget(&gw, &member).await;
+    assert_eq!(b["tenant_id"], tenant.as_str());
+    assert_eq!(b["daily_usd"], 5.0);
+    assert_eq!(b["monthly_usd"], 100.0);
+    assert_eq!(b["windows"][0]["cap_micro_usd"], 5_000_000);
+    assert_eq!(b["windows"][1]["window"], "monthly");
+    assert!(
+        b["windows"][0]["resets_at"]
+            .as_str()
+            .unwrap()
+            .ends_with("T00:00:00Z")
+    );
+    assert_eq!(b["key"]["id"], member_id.as_str());
+
+    // Only an owner sets a key's budget, and only for the tenant's own keys.
+    let key_budget = |key: &str, target: &str| {
+        gw.http
+            .put(gw.url(&format!("/v1/keys/{target}/budget")))
+            .bearer_auth(key.to_owned())
+            .json(&json!({"daily_usd": 0.00002}))
+            .send()
+    };
+    assert_eq!(key_budget(&admin, &member_id).await.unwrap().status(), 403);
+    assert_eq!(key_budget(&owner, &member_id).await.unwrap().status(), 200);
+    let (other_tenant, other_key_id, _) = gw.tenant_key("other").await;
+    assert_eq!(
+        key_budget(&owner, &other_key_id).await.unwrap().status(),
+        404
+    );
+    assert!(!other_tenant.is_empty());
+    // The key's cap (20 micro-USD) now binds: one request (17 prompt + up to 1 output token fits), then 402.
+    assert_eq!(
+        gw.post("/v1/chat/completions", &member, chat_body("small"))
+            .await
+            .status(),
+        200
+    );
+    let (status, err) = error_of(
+        gw.post("/v1/chat/completions", &member, chat_body("small"))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 402);
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("the key's daily budget")
+    );
+    // The owner's change is in the tenant's audit log with its values.
+    let entries: Value = gw
+        .http
+        .get(gw.url("/v1/audit/entries?limit=1000"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let set = entries["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["fields"]["endpoint"] == "keys.budget_set" && e["fields"]["status"] == 200)
+        .expect("the change is audited");
+    assert_eq!(
+        set["fields"]["subject"],
+        format!("key:{member_id} daily_micro_usd=20 monthly_micro_usd=none")
+    );
+
+    // Usage: admin and owner only, per day and key.
+    let usage = gw
+        .http
+        .get(gw.url("/v1/usage?days=7"))
+        .bearer_auth(&member)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(usage.status(), 403);
+    let usage: Value = gw
+        .http
+        .get(gw.url("/v1/usage?days=7"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(usage["total"]["requests"], 2, "{usage}");
+    assert_eq!(usage["total"]["prompt_tokens"], 11);
+    assert_eq!(usage["total"]["cost_micro_usd"], 17);
+    let bad = gw
+        .http
+        .get(gw.url("/v1/usage?days=0"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_between_reserve_and_settle_is_charged_at_restart() {
+    use crate::cli::{run, spawn_serve};
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, stdout, stderr) = run(dir.path(), &["init", "--config", "sluice.toml"], &[]);
+    assert!(ok, "{stderr}");
+    let token = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("export SLUICE_ADMIN_TOKEN="))
+        .unwrap()
+        .to_owned();
+    let path = dir.path().join("sluice.toml");
+    // A second, slow fake deployment: its requests are still in flight when the gateway is killed.
+    let config = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("127.0.0.1:8080", "127.0.0.1:0")
+        + "\n[[providers]]\nname = \"stuck\"\nkind = \"fake\"\nlatency_ms = 600000\n\
+           first_byte_timeout_ms = 600000\n\n[[deployments]]\nname = \"stuck\"\nprovider = \"stuck\"\n\
+           model = \"stuck-1\"\nprice = { input_per_mtok = 1.0, output_per_mtok = 2.0 }\n";
+    std::fs::write(&path, config).unwrap();
+
+    let (mut child, gateway) = spawn_serve(dir.path());
+    let client = reqwest::Client::new();
+    let admin = |method: Method, p: &str, body: Value| {
+        client
+            .request(method, format!("{gateway}{p}"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let tenant: Value = admin(Method::POST, "/admin/v1/tenants", json!({"name": "acme"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tenant = tenant["id"].as_str().unwrap().to_owned();
+    let key: Value = admin(
+        Method::POST,
+        &format!("/admin/v1/tenants/{tenant}/keys"),
+        json!({"name": "k", "role": "admin"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let key = key["key"].as_str().unwrap().to_owned();
+    let resp = admin(
+        Method::PUT,
+        &format!("/admin/v1/tenants/{tenant}/budget"),
+        json!({"daily_usd": 1.0}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    let chat = |model: &str, max: u32| {
+        client
+            .post(format!("{gateway}/v1/chat/completions"))
+            .bearer_auth(&key)
+            .header("x-request-id", format!("req-{model}"))
+            .json(&json!({"model": model, "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": max}))
+            .send()
+    };
+    // One request completes and is settled at its actual cost.
+    let done = chat("fake-small", 50).await.unwrap();
+    assert_eq!(done.status(), 200);
+    let settled = budget_at(&client, &gateway, &key).await["windows"][0]["spent_micro_usd"]
+        .as_u64()
+        .unwrap();
+    assert!(settled > 0);
+    // Another is reserved (17 prompt tokens at $1 + 100 output tokens at $2 = 217 micro-USD) and still
+    // waiting for its upstream when the gateway dies.
+    let pending = tokio::spawn(chat("stuck", 100));
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("sluice.db").display()
+    ))
+    .await
+    .unwrap();
+    let mut durable = None;
+    for _ in 0..400 {
+        durable = sqlx::query_scalar::<_, i64>("SELECT micro_usd FROM spend_reservations")
+            .fetch_optional(&db)
+            .await
+            .unwrap();
+        if durable.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        durable,
+        Some(217),
+        "the reservation is durable before the request is forwarded"
+    );
+    db.close().await;
+    child.kill().unwrap(); // SIGKILL: nothing settles
+    child.wait().unwrap();
+    assert!(
+        pending.await.unwrap().is_err(),
+        "the client lost its connection"
+    );
+
+    let (mut second, gateway) = spawn_serve(dir.path());
+    let b = budget_at(&client, &gateway, &key).await;
+    assert_eq!(b["daily_usd"], 1.0, "caps survive a restart");
+    assert_eq!(
+        b["windows"][0]["spent_micro_usd"].as_u64().unwrap(),
+        settled + 217,
+        "the interrupted request is charged its full reservation"
+    );
+    assert_eq!(b["windows"][0]["reserved_micro_usd"], 0);
+    let export: Value = client
+        .get(format!("{gateway}/v1/audit/export"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entries: Vec<&Value> = export["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["fields"])
+        .filter(|f| f["request_id"] == "req-stuck")
+        .collect();
+    assert_eq!(
+        entries.len(),
+        1,
+        "exactly one entry for the interrupted request"
+    );
+    assert_eq!(entries[0]["error_code"], "interrupted");
+    assert_eq!(entries[0]["subject"], "usage:reservation");
+    assert_eq!(entries[0]["cost_micro_usd"], 217);
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("sluice.db").display()
+    ))
+    .await
+    .unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM spend_reservations")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    db.close().await;
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &second.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    second.wait().unwrap();
+}
+
+async fn budget_at(client: &reqwest::Client, gateway: &str, key: &str) -> Value {
+    client
+        .get(format!("{gateway}/v1/budget"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
