@@ -1,10 +1,13 @@
 //! Criterion benches of the per-request hot pieces: key authentication, request parsing and validation,
-//! the re-encoding for the upstream, SSE pass-through decoding, and pricing.
+//! the re-encoding for the upstream, SSE pass-through decoding, pricing, and admission (limits, budget
+//! reservation and settlement).
 
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use sluice::admission::cost_micro_usd;
+use sluice::admission::{
+    Admission, BudgetAsk, BudgetSet, Demand, LimitSet, Scope, SystemClock, cost_micro_usd,
+};
 use sluice::auth::{KeyStore, Role, keys};
 use sluice::config::Price;
 use sluice::providers::Usage;
@@ -104,6 +107,64 @@ fn benches(c: &mut Criterion) {
                 }),
                 price,
             ))
+        })
+    });
+    // Admission of one request with every kind of limit set: tenant request and token rates and in-flight
+    // cap, a key request rate, tenant and key budgets; then the budget reservation and the settlement.
+    // 1,000 tenants, so the tenant map is not a one-entry toy.
+    let admission = Admission::new(std::sync::Arc::new(SystemClock));
+    for t in 0..1_000 {
+        let tenant = format!("tenant-{t}");
+        admission.set_limits(
+            &tenant,
+            &Scope::Tenant,
+            LimitSet {
+                requests_per_second: Some(u32::MAX),
+                requests_per_minute: Some(u32::MAX),
+                tokens_per_minute: Some(u64::MAX / 2),
+                tokens_per_day: Some(u64::MAX / 2),
+                max_concurrent: Some(1_000),
+            },
+        );
+        admission.set_limits(
+            &tenant,
+            &Scope::Key("key-1".to_owned()),
+            LimitSet {
+                requests_per_minute: Some(u32::MAX),
+                ..LimitSet::default()
+            },
+        );
+        let budget = BudgetSet {
+            daily_micro_usd: Some(u64::MAX / 4),
+            monthly_micro_usd: Some(u64::MAX / 4),
+        };
+        admission.set_budget(&tenant, None, budget);
+        admission.set_budget(&tenant, Some("key-1"), budget);
+    }
+    let ask = BudgetAsk {
+        prompt_tokens: 1_200,
+        requested_output: Some(500),
+        default_output: 4096,
+        price,
+        generates: true,
+    };
+    c.bench_function("admission/admit_reserve_settle", |b| {
+        b.iter(|| {
+            let ticket = admission
+                .admit(
+                    black_box("tenant-500"),
+                    &Demand {
+                        key_id: "key-1",
+                        endpoint: "chat",
+                        tokens: 1_700,
+                    },
+                )
+                .ok();
+            if let Some(t) = ticket {
+                let hold = t.reserve_budget(black_box(&ask));
+                t.settle(black_box(900), black_box(1_500));
+                black_box(hold.ok());
+            }
         })
     });
 }
