@@ -812,3 +812,45 @@ async fn budget_at(client: &reqwest::Client, gateway: &str, key: &str) -> Value 
         .await
         .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_built_in_router_moves_to_a_cheaper_deployment_as_the_budget_runs_low() {
+    let up = Upstream::ok().await;
+    // `large` bills the prompt at $20,000/Mtok: the fake upstream's 11 prompt tokens cost 220,000 micro-USD,
+    // and the worst case of a "Say hello" prompt (17 tokens) is 340,000.
+    let routing = format!(
+        "{}[[deployments]]\nname = \"large\"\nprovider = \"up\"\nmodel = \"l\"\ntier = \"complex\"\n\
+         price = {{ input_per_mtok = 20000.0, output_per_mtok = 0.0 }}\n{}\
+         [[models]]\nname = \"default\"\ndeployments = [\"large\", \"small\"]\n",
+        openai_provider("up", &up.url, ""),
+        deployment("small", "up", "m")
+    );
+    let gw = TestGateway::start(&routing).await;
+    let (tenant, _, key) = gw.tenant_key("acme").await;
+    gw.admin(
+        Method::PUT,
+        &format!("/admin/v1/tenants/{tenant}/budget"),
+        Some(json!({"daily_usd": 1.0})),
+    )
+    .await;
+    let mut served = Vec::new();
+    for _ in 0..6 {
+        let mut body = chat_body("default");
+        body["max_tokens"] = json!(3);
+        let resp = gw.post("/v1/chat/completions", &key, body).await;
+        assert_eq!(resp.status(), 200);
+        served.push(
+            resp.headers()["x-sluice-deployment"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    // 1,000,000 left, then 780,000, 560,000 and 340,000 cover `large`; 120,000 does not.
+    assert_eq!(
+        served,
+        ["large", "large", "large", "large", "small", "small"]
+    );
+    let b = budget(&gw, &key).await;
+    assert_eq!(b["windows"][0]["spent_micro_usd"], 4 * 220_000 + 2 * 17);
+}

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use crate::auth::Principal;
-use crate::config::{DeploymentKind, Tier};
+use crate::config::{DeploymentKind, Price, Tier};
 use crate::error::{ApiError, ErrorCode};
 use crate::providers::{Deployment, RoutingSnapshot};
 
@@ -63,5 +63,169 @@ pub fn classify(route: &Route) -> Classification {
             .deployments
             .first()
             .map_or(Tier::Standard, |d| d.config.tier),
+    }
+}
+
+/// What the router knows of a request's cost and the budget left.
+#[derive(Debug, Clone, Copy)]
+pub struct BudgetHint {
+    /// What the tightest budget still allows, in micro-USD.
+    pub remaining_micro_usd: u64,
+    pub prompt_tokens: u64,
+    /// The output cap the client asked for; `None` means each deployment's `max_output_tokens`.
+    pub output_tokens: Option<u32>,
+}
+
+/// The worst-case cost of a request that may go to any of `set`, priced the way the budget reservation
+/// prices it: the highest input and output prices, and the smallest default output cap.
+fn worst_case(set: &[&Deployment], hint: &BudgetHint) -> u64 {
+    let price = set.iter().fold(Price::default(), |p, d| Price {
+        input_micro_usd_per_mtok: p
+            .input_micro_usd_per_mtok
+            .max(d.config.price.input_micro_usd_per_mtok),
+        output_micro_usd_per_mtok: p
+            .output_micro_usd_per_mtok
+            .max(d.config.price.output_micro_usd_per_mtok),
+    });
+    let output = hint.output_tokens.unwrap_or_else(|| {
+        set.iter()
+            .map(|d| d.config.max_output_tokens)
+            .min()
+            .unwrap_or(crate::config::DEFAULT_MAX_OUTPUT_TOKENS)
+    });
+    crate::admission::cost_micro_usd(
+        crate::providers::Usage {
+            prompt_tokens: hint.prompt_tokens,
+            completion_tokens: output.into(),
+        },
+        price,
+    )
+}
+
+/// Built-in degradation as a budget runs low: deployments the remaining budget can no longer pay for are
+/// dropped from the route, so the request goes to a cheaper one instead of being refused. Deployments are
+/// kept in order while the worst case over those kept still fits (the reservation prices that same set). If
+/// none fits, only the cheapest stays (the reservation then lowers `max_tokens`, or refuses with 402).
+pub fn fit_budget(route: Route, hint: &BudgetHint) -> Route {
+    let mut kept: Vec<&Deployment> = Vec::with_capacity(route.deployments.len());
+    let mut keep = Vec::with_capacity(route.deployments.len());
+    for d in route.deployments.iter() {
+        kept.push(d);
+        if worst_case(&kept, hint) <= hint.remaining_micro_usd {
+            keep.push(d.clone());
+        } else {
+            kept.pop();
+        }
+    }
+    if keep.len() == route.deployments.len() {
+        return route;
+    }
+    if keep.is_empty() {
+        keep.extend(
+            route
+                .deployments
+                .iter()
+                .min_by_key(|d| worst_case(&[d], hint))
+                .cloned(),
+        );
+    }
+    Route {
+        deployments: keep.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn snapshot() -> RoutingSnapshot {
+        let text = r#"
+version = 1
+[admin]
+token_sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+[auth]
+pepper_env = "P"
+[audit]
+signing_key_env = "S"
+master_key_env = "M"
+[[providers]]
+name = "f"
+kind = "fake"
+[[deployments]]
+name = "big"
+provider = "f"
+model = "b"
+price = { input_per_mtok = 10.0, output_per_mtok = 30.0 }
+[[deployments]]
+name = "mid"
+provider = "f"
+model = "m"
+price = { input_per_mtok = 1.0, output_per_mtok = 3.0 }
+max_output_tokens = 100
+[[deployments]]
+name = "tiny"
+provider = "f"
+model = "t"
+price = { input_per_mtok = 0.1, output_per_mtok = 0.3 }
+[[models]]
+name = "chain"
+deployments = ["big", "mid", "tiny"]
+"#;
+        let env = std::collections::HashMap::from([
+            ("P".to_owned(), "p".repeat(32)),
+            (
+                "S".to_owned(),
+                "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=".to_owned(),
+            ),
+            (
+                "M".to_owned(),
+                "CAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg=".to_owned(),
+            ),
+        ]);
+        let config = Config::from_toml(text, std::path::Path::new("."), &env).unwrap();
+        RoutingSnapshot::build(&config.routing).unwrap()
+    }
+
+    fn names(route: &Route) -> Vec<&str> {
+        route
+            .deployments
+            .iter()
+            .map(|d| d.config.name.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn a_low_budget_drops_the_deployments_it_cannot_pay_for() {
+        let snap = snapshot();
+        let route = || route(&snap, "chain", DeploymentKind::Chat).unwrap();
+        let hint = |remaining| BudgetHint {
+            remaining_micro_usd: remaining,
+            prompt_tokens: 1_000,
+            output_tokens: None,
+        };
+        // Alone: big 10,000 + 4,096 * 30 = 132,880; mid 1,000 + 100 * 3 = 1,300; tiny 100 + 4,096 * 0.3 =
+        // 1,329. Together they are priced at the highest prices and the smallest default output (100).
+        assert_eq!(
+            names(&fit_budget(route(), &hint(200_000))),
+            ["big", "mid", "tiny"]
+        );
+        assert_eq!(names(&fit_budget(route(), &hint(100_000))), ["mid", "tiny"]);
+        assert_eq!(names(&fit_budget(route(), &hint(1_300))), ["mid", "tiny"]);
+        // Nothing fits: the cheapest worst case stays, for the reservation to clamp or refuse.
+        assert_eq!(names(&fit_budget(route(), &hint(1_299))), ["mid"]);
+        // With the output cap given: big costs 10,300 at most, and big with mid is priced at big's prices.
+        let capped = |remaining| BudgetHint {
+            output_tokens: Some(10),
+            ..hint(remaining)
+        };
+        assert_eq!(
+            names(&fit_budget(route(), &capped(10_300))),
+            ["big", "mid", "tiny"]
+        );
+        assert_eq!(
+            names(&fit_budget(route(), &capped(10_299))),
+            ["mid", "tiny"]
+        );
     }
 }

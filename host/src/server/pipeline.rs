@@ -666,6 +666,24 @@ async fn after_auth(
     let route = timed(app, "route", || {
         policy::route(&snapshot, &inference.model, kind)
     })?;
+    // The built-in router degrades as the budget runs low: deployments it can no longer pay for are dropped.
+    let route = match app
+        .admission
+        .remaining_budget(&finished.principal.tenant_id, &finished.principal.key_id)
+    {
+        Some(remaining) => policy::fit_budget(
+            route,
+            &policy::BudgetHint {
+                remaining_micro_usd: remaining,
+                prompt_tokens: inference.prompt_tokens,
+                output_tokens: match inference.endpoint {
+                    Endpoint::Chat => inference.max_output,
+                    Endpoint::Embeddings => Some(0),
+                },
+            },
+        ),
+        None => route,
+    };
     // 5b. reserve the worst-case cost. It needs the prices of the deployments the request may reach, so it
     // runs once the route is known, and before anything is forwarded.
     reserve(app, ctx, finished, &route, &mut inference, &ticket).await?;
