@@ -178,10 +178,14 @@ async fn max_tokens_is_clamped_to_the_budget_and_sent_upstream() {
     .await;
     let mut body = chat_body("small");
     body["max_tokens"] = json!(1000);
+    let first = gw.post("/v1/chat/completions", &key, body).await;
+    assert_eq!(first.status(), 200);
+    let first: Value = first.json().await.unwrap();
     assert_eq!(
-        gw.post("/v1/chat/completions", &key, body).await.status(),
-        200
+        first["usage"]["cost_micro_usd"], 17,
+        "the cost is in the response's usage"
     );
+    assert_eq!(first["usage"]["prompt_tokens"], 11);
     // 17 were spent (11 prompt + 3 completion tokens at $1 and $2): (100 - 17 - 17) / 2 = 33 output tokens.
     let mut body = chat_body("small");
     body["max_completion_tokens"] = json!(500);
@@ -219,6 +223,23 @@ async fn max_tokens_is_clamped_to_the_budget_and_sent_upstream() {
         200
     );
     assert!(up.requests()[3].body.get("max_tokens").is_none());
+    // A stream whose client asked for usage gets the cost in the usage chunk (7 + 3 tokens: 7 + 6).
+    let mut body = chat_body("small");
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let text = gw
+        .post("/v1/chat/completions", &free_key, body)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let usage_event = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .find(|v| v["usage"].is_object())
+        .expect("a usage chunk");
+    assert_eq!(usage_event["usage"]["cost_micro_usd"], 13, "{text}");
 
     // A budget that cannot pay for the prompt: 402 with the numbers and the reset time.
     let (poor, _, poor_key) = gw.tenant_key("poor").await;
@@ -242,7 +263,7 @@ async fn max_tokens_is_clamped_to_the_budget_and_sent_upstream() {
     );
     assert_eq!(
         up.hits(),
-        4,
+        5,
         "the refused request never reached the upstream"
     );
 }

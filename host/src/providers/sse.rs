@@ -88,6 +88,18 @@ pub fn data_event(json: &[u8]) -> Bytes {
     out.freeze()
 }
 
+/// Adds `usage.cost_micro_usd` (the request's cost at the deployment's prices) to an OpenAI response or
+/// chunk that carries a `usage` object. `None` when there is none to extend.
+pub fn with_usage_cost(json: &[u8], cost_micro_usd: u64) -> Option<Vec<u8>> {
+    let mut v: serde_json::Value = serde_json::from_slice(json).ok()?;
+    let usage = v.get_mut("usage")?.as_object_mut()?;
+    usage.insert(
+        "cost_micro_usd".to_owned(),
+        serde_json::Value::from(cost_micro_usd),
+    );
+    serde_json::to_vec(&v).ok()
+}
+
 /// The OpenAI end-of-stream marker.
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
 

@@ -715,6 +715,13 @@ async fn after_auth(
         UpstreamReply::Complete { body, usage } => {
             // 12. cache store: no cache in this build.
             drop(permit);
+            // The cost travels in the response's usage, as `usage.cost_micro_usd`.
+            let body = usage
+                .and_then(|u| {
+                    let cost = crate::admission::cost_micro_usd(u, deployment.config.price);
+                    crate::providers::sse::with_usage_cost(&body, cost)
+                })
+                .map_or(body, Bytes::from);
             let mut resp = json_response(StatusCode::OK, body.clone());
             routing_headers(&mut resp, &deployment, finished.cache, Some(&ticket));
             Ok(Answer::Complete(resp, usage, body))

@@ -42,6 +42,8 @@ pub(super) struct SseBody {
     state: State,
     finished: Finished,
     usage: Option<Usage>,
+    /// Set when the usage arrived: the next event carrying it gets its `usage.cost_micro_usd`.
+    cost_pending: bool,
     /// The events sent so far (cheap `Bytes` handles), when the tenant keeps content.
     sent: Option<Vec<Bytes>>,
     /// The deployment's concurrency slot, released when the stream ends.
@@ -66,6 +68,7 @@ impl SseBody {
             state: State::Streaming(upstream),
             finished,
             usage: None,
+            cost_pending: false,
             _permit: permit,
         }
     }
@@ -88,6 +91,21 @@ impl SseBody {
                 .audit
                 .append_settling(entry, content, self.finished.release()),
         )
+    }
+
+    /// The usage event as the client gets it: with the request's cost in `usage.cost_micro_usd`.
+    fn with_cost(&self, event: Bytes) -> Bytes {
+        let (Some(usage), Some(dep)) = (self.usage, &self.finished.deployment) else {
+            return event;
+        };
+        let cost = crate::admission::cost_micro_usd(usage, dep.config.price);
+        event
+            .strip_prefix(b"data: ")
+            .map(|json| json.trim_ascii_end())
+            .and_then(|json| crate::providers::sse::with_usage_cost(json, cost))
+            .map_or(event.clone(), |json| {
+                crate::providers::sse::data_event(&json)
+            })
     }
 
     fn start_audit(&mut self, last: Last) {
@@ -139,7 +157,11 @@ impl Body for SseBody {
                         Poll::Ready(item) => item,
                     };
                     match item {
-                        Some(Ok(StreamItem::Chunk(bytes))) => {
+                        Some(Ok(StreamItem::Chunk(mut bytes))) => {
+                            if self.cost_pending {
+                                self.cost_pending = false;
+                                bytes = self.with_cost(bytes);
+                            }
                             self.finished.generated_bytes +=
                                 crate::providers::sse::generated_text_bytes(&bytes);
                             if let Some(sent) = &mut self.sent {
@@ -147,7 +169,10 @@ impl Body for SseBody {
                             }
                             return Poll::Ready(Some(Ok(Frame::data(bytes))));
                         }
-                        Some(Ok(StreamItem::Usage(u))) => self.usage = Some(u),
+                        Some(Ok(StreamItem::Usage(u))) => {
+                            self.usage = Some(u);
+                            self.cost_pending = true;
+                        }
                         Some(Ok(StreamItem::Done)) => self.start_audit(Last::Done),
                         Some(Err(e)) => {
                             tracing::warn!(request_id = %self.finished.request_id, error = %e, "upstream stream failed");
