@@ -1,6 +1,7 @@
 //! Load harness: added latency (p50, p99) at one client and throughput at 32 clients of the real `sluice`
 //! binary against a direct call to the same instant upstream, measured in one run; plus the gateway's
-//! idle and after-load RSS.
+//! idle and after-load RSS. A second tenant with limits and a spend cap measures the full admission path,
+//! durable budget reservation included, in the same run.
 //!
 //! `cargo bench --bench load` (set `SLUICE_LOAD_SECONDS` to change the 32-client phase length, default 5;
 //! `SLUICE_LOAD_REQUESTS` for the 1-client phase, default 5000; `SLUICE_LOAD_DURABILITY=os` for the
@@ -263,6 +264,46 @@ model = "fake-model"
         .await
         .unwrap();
         let key = k["key"].as_str().unwrap().to_owned();
+        // A second tenant with every admission feature on: rate, token and in-flight limits, and a spend
+        // cap, so each request also makes its budget reservation durable before it is forwarded.
+        let t2 = sluice::api::client::call(
+            &gateway,
+            token,
+            http::Method::POST,
+            "/admin/v1/tenants",
+            Some(serde_json::json!({"name": "capped"})),
+        )
+        .await
+        .unwrap();
+        let t2 = t2["id"].as_str().unwrap().to_owned();
+        for (path, body) in [
+            ("budget", serde_json::json!({"daily_usd": 1_000_000.0, "monthly_usd": 1_000_000.0})),
+            (
+                "limits",
+                serde_json::json!({"requests_per_second": 1_000_000, "tokens_per_minute": 1_000_000_000_000u64,
+                                   "max_concurrent": 10_000}),
+            ),
+        ] {
+            sluice::api::client::call(
+                &gateway,
+                token,
+                http::Method::PUT,
+                &format!("/admin/v1/tenants/{t2}/{path}"),
+                Some(body),
+            )
+            .await
+            .unwrap();
+        }
+        let k2 = sluice::api::client::call(
+            &gateway,
+            token,
+            http::Method::POST,
+            &format!("/admin/v1/tenants/{t2}/keys"),
+            Some(serde_json::json!({"name": "load", "role": "member"})),
+        )
+        .await
+        .unwrap();
+        let capped_key = k2["key"].as_str().unwrap().to_owned();
         tokio::time::sleep(Duration::from_millis(300)).await;
         let idle_rss = rss_kib(pid);
 
@@ -272,6 +313,7 @@ model = "fake-model"
         let direct = latencies(&client, &direct_url, None, BODY, requests).await;
         let via = latencies(&client, &gateway_url, Some(&key), BODY, requests).await;
         let fake = latencies(&client, &gateway_url, Some(&key), FAKE_BODY, requests).await;
+        let capped = latencies(&client, &gateway_url, Some(&capped_key), BODY, requests).await;
         let (d50, d99) = (percentile(&direct, 0.5), percentile(&direct, 0.99));
         let (g50, g99) = (percentile(&via, 0.5), percentile(&via, 0.99));
         println!("1 client, {requests} sequential requests each (keep-alive):");
@@ -295,13 +337,25 @@ model = "fake-model"
             (g50.as_secs_f64() - d50.as_secs_f64()) * 1e6,
             (g99.as_secs_f64() - d99.as_secs_f64()) * 1e6
         );
+        let (c50, c99) = (percentile(&capped, 0.5), percentile(&capped, 0.99));
+        println!(
+            "  tenant with limits and a spend cap (durable reservation): p50 {:>8.1} µs   p99 {:>8.1} µs   added p50 {:>8.1} µs",
+            c50.as_secs_f64() * 1e6,
+            c99.as_secs_f64() * 1e6,
+            (c50.as_secs_f64() - d50.as_secs_f64()) * 1e6
+        );
         let direct_rps = throughput(&direct_url, None, 32, seconds).await;
         let gateway_rps = throughput(&gateway_url, Some(&key), 32, seconds).await;
+        let capped_rps = throughput(&gateway_url, Some(&capped_key), 32, seconds).await;
         println!("32 clients, {seconds} s each:");
         println!("  direct   {direct_rps:>10.0} req/s");
         println!(
             "  gateway  {gateway_rps:>10.0} req/s   ({:.2} of direct)",
             gateway_rps / direct_rps
+        );
+        println!(
+            "  gateway, tenant with limits and a spend cap  {capped_rps:>10.0} req/s   ({:.2} of direct)",
+            capped_rps / direct_rps
         );
         println!(
             "gateway RSS: idle {:.1} MiB, after load {:.1} MiB",
