@@ -40,15 +40,7 @@ async fn tenant(gw: &TestGateway) -> (String, String, String) {
 }
 
 async fn export(gw: &TestGateway, admin_key: &str) -> Export {
-    let resp = gw
-        .http
-        .get(gw.url("/v1/audit/export"))
-        .bearer_auth(admin_key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.json().await.unwrap()
+    gw.get_json("/v1/audit/export", admin_key).await
 }
 
 fn entries(e: &Export) -> Vec<Entry> {

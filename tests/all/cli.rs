@@ -274,6 +274,25 @@ async fn init_serve_create_key_and_call() {
     }
 }
 
+/// `sluice init` in `dir`, with the listener moved to a free port; returns the operator token it printed.
+pub(crate) fn init_on_any_port(dir: &std::path::Path) -> String {
+    let (ok, stdout, stderr) = run(dir, &["init", "--config", "sluice.toml"], &[]);
+    assert!(ok, "{stderr}");
+    let path = dir.join("sluice.toml");
+    std::fs::write(
+        &path,
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("127.0.0.1:8080", "127.0.0.1:0"),
+    )
+    .unwrap();
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("export SLUICE_ADMIN_TOKEN="))
+        .unwrap()
+        .to_owned()
+}
+
 /// Starts `sluice serve` in `dir` (config already there) and returns it with its address.
 pub(crate) fn spawn_serve(dir: &std::path::Path) -> (std::process::Child, String) {
     let mut child = Command::new(BIN)
@@ -302,22 +321,7 @@ pub(crate) fn spawn_serve(dir: &std::path::Path) -> (std::process::Child, String
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_under_load_loses_no_answered_request() {
     let dir = tempfile::tempdir().unwrap();
-    let (ok, stdout, stderr) = run(dir.path(), &["init", "--config", "sluice.toml"], &[]);
-    assert!(ok, "{stderr}");
-    let token = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("export SLUICE_ADMIN_TOKEN="))
-        .unwrap()
-        .to_owned();
-    let path = dir.path().join("sluice.toml");
-    std::fs::write(
-        &path,
-        std::fs::read_to_string(&path)
-            .unwrap()
-            .replace("127.0.0.1:8080", "127.0.0.1:0"),
-    )
-    .unwrap();
-
+    let token = init_on_any_port(dir.path());
     let (mut child, gateway) = spawn_serve(dir.path());
     let client = reqwest::Client::new();
     let tenant: serde_json::Value = client

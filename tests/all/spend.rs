@@ -20,6 +20,28 @@ fn pricey(url: &str) -> String {
     )
 }
 
+/// A gateway with one chat deployment, `small` ($1 in, $2 out per Mtok), on `up`.
+async fn small_gateway(up: &Upstream) -> TestGateway {
+    let routing = format!(
+        "{}{}",
+        openai_provider("up", &up.url, ""),
+        deployment("small", "up", "m")
+    );
+    TestGateway::start(&routing).await
+}
+
+/// Sets a tenant's budget through the operator API.
+async fn set_budget(gw: &TestGateway, tenant: &str, body: Value) {
+    let resp = gw
+        .admin(
+            Method::PUT,
+            &format!("/admin/v1/tenants/{tenant}/budget"),
+            Some(body),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+}
+
 async fn admin_key(gw: &TestGateway, tenant: &str, role: &str) -> String {
     let k: Value = gw
         .admin(
@@ -35,29 +57,12 @@ async fn admin_key(gw: &TestGateway, tenant: &str, role: &str) -> String {
 }
 
 async fn budget(gw: &TestGateway, key: &str) -> Value {
-    let resp = gw
-        .http
-        .get(gw.url("/v1/budget"))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.json().await.unwrap()
+    gw.get_json("/v1/budget", key).await
 }
 
 /// The sum of the costs recorded in the tenant's audit log (the durable record of spend).
 async fn audited_spend(gw: &TestGateway, admin: &str) -> u64 {
-    let export: Value = gw
-        .http
-        .get(gw.url("/v1/audit/export"))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let export: Value = gw.get_json("/v1/audit/export", admin).await;
     export["entries"]
         .as_array()
         .unwrap()
@@ -74,14 +79,7 @@ async fn a_burst_of_1000_concurrent_requests_never_overshoots_the_budget() {
     let admin = admin_key(&gw, &tenant, "admin").await;
     // Each request reserves, and costs, 3 output tokens at $1,000/Mtok: 3,000 micro-USD. The cap admits K.
     const K: u64 = 137;
-    let resp = gw
-        .admin(
-            Method::PUT,
-            &format!("/admin/v1/tenants/{tenant}/budget"),
-            Some(json!({"daily_usd": K as f64 * 0.003})),
-        )
-        .await;
-    assert_eq!(resp.status(), 200);
+    set_budget(&gw, &tenant, json!({"daily_usd": K as f64 * 0.003})).await;
     let body = json!({"model": "pricey", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3});
     let tasks: Vec<_> = (0..1000)
         .map(|_| {
@@ -161,19 +159,14 @@ async fn a_burst_of_1000_concurrent_requests_never_overshoots_the_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_tokens_is_clamped_to_the_budget_and_sent_upstream() {
     let up = Upstream::ok().await;
-    let routing = format!(
-        "{}{}",
-        openai_provider("up", &up.url, ""),
-        deployment("small", "up", "m")
-    );
-    let gw = TestGateway::start(&routing).await;
+    let gw = small_gateway(&up).await;
     let (tenant, _, key) = gw.tenant_key("acme").await;
     // $1 in, $2 out per Mtok. "Say hello" is bounded by 9 bytes + 8 per message = 17 prompt tokens: 17
     // micro-USD. A 100 micro-USD cap leaves 83 for output: 41 tokens.
-    gw.admin(
-        Method::PUT,
-        &format!("/admin/v1/tenants/{tenant}/budget"),
-        Some(json!({"daily_usd": 0.0001, "monthly_usd": 10.0})),
+    set_budget(
+        &gw,
+        &tenant,
+        json!({"daily_usd": 0.0001, "monthly_usd": 10.0}),
     )
     .await;
     let mut body = chat_body("small");
@@ -201,12 +194,7 @@ async fn max_tokens_is_clamped_to_the_budget_and_sent_upstream() {
     // No max_tokens and plenty of budget: the deployment's default output cap is requested, so the
     // reservation is a true bound.
     let (rich, _, rich_key) = gw.tenant_key("rich").await;
-    gw.admin(
-        Method::PUT,
-        &format!("/admin/v1/tenants/{rich}/budget"),
-        Some(json!({"monthly_usd": 100.0})),
-    )
-    .await;
+    set_budget(&gw, &rich, json!({"monthly_usd": 100.0})).await;
     assert_eq!(
         gw.post("/v1/chat/completions", &rich_key, chat_body("small"))
             .await
@@ -243,12 +231,7 @@ async fn max_tokens_is_clamped_to_the_budget_and_sent_upstream() {
 
     // A budget that cannot pay for the prompt: 402 with the numbers and the reset time.
     let (poor, _, poor_key) = gw.tenant_key("poor").await;
-    gw.admin(
-        Method::PUT,
-        &format!("/admin/v1/tenants/{poor}/budget"),
-        Some(json!({"daily_usd": 0.00001})),
-    )
-    .await;
+    set_budget(&gw, &poor, json!({"daily_usd": 0.00001})).await;
     let (status, err) = error_of(
         gw.post("/v1/chat/completions", &poor_key, chat_body("small"))
             .await,
@@ -272,20 +255,10 @@ async fn max_tokens_is_clamped_to_the_budget_and_sent_upstream() {
 async fn a_stream_cut_by_the_client_is_billed_for_what_it_generated() {
     let pieces = ["abcd"; 40];
     let up = Upstream::stream(&pieces, Duration::from_millis(40)).await;
-    let routing = format!(
-        "{}{}",
-        openai_provider("up", &up.url, ""),
-        deployment("small", "up", "m")
-    );
-    let gw = TestGateway::start(&routing).await;
+    let gw = small_gateway(&up).await;
     let (tenant, _, key) = gw.tenant_key("acme").await;
     let admin = admin_key(&gw, &tenant, "admin").await;
-    gw.admin(
-        Method::PUT,
-        &format!("/admin/v1/tenants/{tenant}/budget"),
-        Some(json!({"daily_usd": 1.0})),
-    )
-    .await;
+    set_budget(&gw, &tenant, json!({"daily_usd": 1.0})).await;
     let mut body = chat_body("small");
     body["stream"] = json!(true);
     let mut resp = gw.post("/v1/chat/completions", &key, body).await;
@@ -300,16 +273,7 @@ async fn a_stream_cut_by_the_client_is_billed_for_what_it_generated() {
     // The gateway settles in the background once the upstream request is cancelled.
     let mut entry = Value::Null;
     for _ in 0..200 {
-        let entries: Value = gw
-            .http
-            .get(gw.url("/v1/audit/entries?limit=1000"))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let entries: Value = gw.get_json("/v1/audit/entries?limit=1000", &admin).await;
         if let Some(e) = entries["data"]
             .as_array()
             .unwrap()
@@ -338,12 +302,7 @@ async fn a_stream_cut_by_the_client_is_billed_for_what_it_generated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_answer_429_with_retry_after_and_ratelimit_headers() {
     let up = Upstream::ok().await;
-    let routing = format!(
-        "{}{}",
-        openai_provider("up", &up.url, ""),
-        deployment("small", "up", "m")
-    );
-    let gw = TestGateway::start(&routing).await;
+    let gw = small_gateway(&up).await;
     let (tenant, key_id, key) = gw.tenant_key("acme").await;
     let resp = gw
         .admin(
@@ -427,12 +386,7 @@ async fn rate_limits_answer_429_with_retry_after_and_ratelimit_headers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_concurrency_limit_holds_under_a_burst() {
     let up = Upstream::slow(Duration::from_millis(300)).await;
-    let routing = format!(
-        "{}{}",
-        openai_provider("up", &up.url, ""),
-        deployment("small", "up", "m")
-    );
-    let gw = TestGateway::start(&routing).await;
+    let gw = small_gateway(&up).await;
     let (tenant, _, key) = gw.tenant_key("acme").await;
     gw.admin(
         Method::PUT,
@@ -488,12 +442,7 @@ async fn the_concurrency_limit_holds_under_a_burst() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn budget_endpoints_validate_and_respect_roles() {
     let up = Upstream::ok().await;
-    let routing = format!(
-        "{}{}",
-        openai_provider("up", &up.url, ""),
-        deployment("small", "up", "m")
-    );
-    let gw = TestGateway::start(&routing).await;
+    let gw = small_gateway(&up).await;
     let (tenant, member_id, member) = gw.tenant_key("acme").await;
     let owner = admin_key(&gw, &tenant, "owner").await;
     let admin = admin_key(&gw, &tenant, "admin").await;
@@ -608,16 +557,7 @@ async fn budget_endpoints_validate_and_respect_roles() {
             .contains("the key's daily budget")
     );
     // The owner's change is in the tenant's audit log with its values.
-    let entries: Value = gw
-        .http
-        .get(gw.url("/v1/audit/entries?limit=1000"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let entries: Value = gw.get_json("/v1/audit/entries?limit=1000", &admin).await;
     let set = entries["data"]
         .as_array()
         .unwrap()
@@ -638,16 +578,7 @@ async fn budget_endpoints_validate_and_respect_roles() {
         .await
         .unwrap();
     assert_eq!(usage.status(), 403);
-    let usage: Value = gw
-        .http
-        .get(gw.url("/v1/usage?days=7"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let usage: Value = gw.get_json("/v1/usage?days=7", &admin).await;
     assert_eq!(usage["total"]["requests"], 2, "{usage}");
     assert_eq!(usage["total"]["prompt_tokens"], 11);
     assert_eq!(usage["total"]["cost_micro_usd"], 17);
@@ -663,20 +594,12 @@ async fn budget_endpoints_validate_and_respect_roles() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_between_reserve_and_settle_is_charged_at_restart() {
-    use crate::cli::{run, spawn_serve};
+    use crate::cli::{init_on_any_port, spawn_serve};
     let dir = tempfile::tempdir().unwrap();
-    let (ok, stdout, stderr) = run(dir.path(), &["init", "--config", "sluice.toml"], &[]);
-    assert!(ok, "{stderr}");
-    let token = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("export SLUICE_ADMIN_TOKEN="))
-        .unwrap()
-        .to_owned();
+    let token = init_on_any_port(dir.path());
     let path = dir.path().join("sluice.toml");
     // A second, slow fake deployment: its requests are still in flight when the gateway is killed.
-    let config = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("127.0.0.1:8080", "127.0.0.1:0")
+    let config = std::fs::read_to_string(&path).unwrap()
         + "\n[[providers]]\nname = \"stuck\"\nkind = \"fake\"\nlatency_ms = 600000\n\
            first_byte_timeout_ms = 600000\n\n[[deployments]]\nname = \"stuck\"\nprovider = \"stuck\"\n\
            model = \"stuck-1\"\nprice = { input_per_mtok = 1.0, output_per_mtok = 2.0 }\n";
@@ -848,12 +771,7 @@ async fn the_built_in_router_moves_to_a_cheaper_deployment_as_the_budget_runs_lo
     );
     let gw = TestGateway::start(&routing).await;
     let (tenant, _, key) = gw.tenant_key("acme").await;
-    gw.admin(
-        Method::PUT,
-        &format!("/admin/v1/tenants/{tenant}/budget"),
-        Some(json!({"daily_usd": 1.0})),
-    )
-    .await;
+    set_budget(&gw, &tenant, json!({"daily_usd": 1.0})).await;
     let mut served = Vec::new();
     for _ in 0..6 {
         let mut body = chat_body("default");

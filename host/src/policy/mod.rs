@@ -76,27 +76,34 @@ pub struct BudgetHint {
     pub output_tokens: Option<u32>,
 }
 
-/// The worst-case cost of a request that may go to any of `set`, priced the way the budget reservation
-/// prices it: the highest input and output prices, and the smallest default output cap.
+/// How the budget reservation prices a request that may go to any of `set` (failover): the highest input
+/// and output prices, and the smallest default output cap.
+pub fn reservation_terms<'a>(set: impl IntoIterator<Item = &'a Deployment>) -> (Price, u32) {
+    set.into_iter().fold(
+        (Price::default(), crate::config::DEFAULT_MAX_OUTPUT_TOKENS),
+        |(p, out), d| {
+            (
+                Price {
+                    input_micro_usd_per_mtok: p
+                        .input_micro_usd_per_mtok
+                        .max(d.config.price.input_micro_usd_per_mtok),
+                    output_micro_usd_per_mtok: p
+                        .output_micro_usd_per_mtok
+                        .max(d.config.price.output_micro_usd_per_mtok),
+                },
+                out.min(d.config.max_output_tokens),
+            )
+        },
+    )
+}
+
+/// The worst-case cost of a request that may go to any of `set`, priced as the reservation prices it.
 fn worst_case(set: &[&Deployment], hint: &BudgetHint) -> u64 {
-    let price = set.iter().fold(Price::default(), |p, d| Price {
-        input_micro_usd_per_mtok: p
-            .input_micro_usd_per_mtok
-            .max(d.config.price.input_micro_usd_per_mtok),
-        output_micro_usd_per_mtok: p
-            .output_micro_usd_per_mtok
-            .max(d.config.price.output_micro_usd_per_mtok),
-    });
-    let output = hint.output_tokens.unwrap_or_else(|| {
-        set.iter()
-            .map(|d| d.config.max_output_tokens)
-            .min()
-            .unwrap_or(crate::config::DEFAULT_MAX_OUTPUT_TOKENS)
-    });
+    let (price, default_output) = reservation_terms(set.iter().copied());
     crate::admission::cost_micro_usd(
         crate::providers::Usage {
             prompt_tokens: hint.prompt_tokens,
-            completion_tokens: output.into(),
+            completion_tokens: hint.output_tokens.unwrap_or(default_output).into(),
         },
         price,
     )

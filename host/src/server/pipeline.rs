@@ -21,7 +21,7 @@ use crate::audit::content::Content;
 use crate::audit::entry::{ContentMark, Entry, EntryKind};
 use crate::auth::{AuthError, Principal};
 use crate::cache::{self, CacheStatus};
-use crate::config::{DeploymentKind, Price};
+use crate::config::DeploymentKind;
 use crate::error::{ApiError, ErrorCode};
 use crate::policy::{self, Route};
 use crate::providers::{
@@ -564,26 +564,11 @@ async fn reserve(
     inference: &mut Inference,
     ticket: &Ticket,
 ) -> Result<(), ApiError> {
-    let price = route
-        .deployments
-        .iter()
-        .fold(Price::default(), |p, d| Price {
-            input_micro_usd_per_mtok: p
-                .input_micro_usd_per_mtok
-                .max(d.config.price.input_micro_usd_per_mtok),
-            output_micro_usd_per_mtok: p
-                .output_micro_usd_per_mtok
-                .max(d.config.price.output_micro_usd_per_mtok),
-        });
+    let (price, default_output) = policy::reservation_terms(route.deployments.iter().map(|d| &**d));
     let ask = BudgetAsk {
         prompt_tokens: inference.prompt_tokens,
         requested_output: inference.max_output,
-        default_output: route
-            .deployments
-            .iter()
-            .map(|d| d.config.max_output_tokens)
-            .min()
-            .unwrap_or(crate::config::DEFAULT_MAX_OUTPUT_TOKENS),
+        default_output,
         price,
         generates: inference.endpoint == Endpoint::Chat,
     };

@@ -145,6 +145,19 @@ impl TestGateway {
         )
     }
 
+    /// GETs a tenant path with a key, expecting 200, and returns the JSON body.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str, key: &str) -> T {
+        let resp = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "GET {path}");
+        resp.json().await.unwrap()
+    }
+
     /// POSTs JSON to a data-plane path with a key.
     pub async fn post(&self, path: &str, key: &str, body: serde_json::Value) -> reqwest::Response {
         self.http
