@@ -4,6 +4,9 @@
 //! they land, each slot has a fixed built-in behaviour, stated on each function; the pipeline already
 //! calls the three slots in their final order.
 
+pub mod builtin;
+pub mod wasm;
+
 use std::sync::Arc;
 
 use crate::auth::Principal;

@@ -1,0 +1,318 @@
+//! The Wasm policy runtime: wasmtime 48 with the component model only, a pooling allocator that keeps memory
+//! resident so a fresh instance costs microseconds, epoch interruption for per-call deadlines, store limits,
+//! a 256 KiB wasm stack, and no WASI at all: the only import a policy gets is the host `log`; anything else it
+//! imports (the WASI interfaces Rust's std pulls in) traps when called.
+//!
+//! Every call gets a fresh `Store` from a pre-linked `InstancePre`, so nothing survives between requests.
+//! This is the one `bindgen!` of the host.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Store,
+    StoreLimits, StoreLimitsBuilder, Trap,
+};
+
+mod bindings {
+    wasmtime::component::bindgen!({ path: "wit", world: "any-policy" });
+}
+
+pub use bindings::exports::sluice::policy::auth::Decision as AuthDecision;
+pub use bindings::exports::sluice::policy::classifier::Classification;
+pub use bindings::exports::sluice::policy::router::{Decision as RouteDecision, RoutingInput};
+pub use bindings::sluice::policy::types as wit;
+
+use bindings::exports::sluice::policy::{auth, classifier, router};
+use bindings::sluice::policy::log;
+
+/// Most log lines a call may emit, and the longest line kept; the rest is dropped.
+pub const MAX_LOG_LINES: usize = 32;
+pub const MAX_LOG_LINE_BYTES: usize = 1024;
+
+/// Limits of every call.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Wall-clock deadline of one call (epoch ticks of 1 ms).
+    pub deadline: Duration,
+    /// Linear memory a call may use.
+    pub max_memory_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            deadline: Duration::from_millis(5),
+            max_memory_bytes: 32 << 20,
+        }
+    }
+}
+
+/// Why a policy could not be loaded or did not decide.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyFailure {
+    #[error("not a Wasm component: {0}")]
+    NotAComponent(String),
+    #[error("the component cannot be linked: {0}")]
+    Link(String),
+    #[error("the component does not export the `{0}` slot")]
+    MissingSlot(&'static str),
+    #[error("the policy ran past its deadline of {0:?}")]
+    Timeout(Duration),
+    #[error("the policy trapped: {0}")]
+    Trap(String),
+    #[error("the policy reported an error: {0}")]
+    Policy(String),
+    #[error("the policy runtime could not start: {0}")]
+    Engine(String),
+}
+
+/// Per-call state: the limits and the log lines the policy emitted.
+struct State {
+    limits: StoreLimits,
+    log: Vec<String>,
+}
+
+impl log::Host for State {
+    fn emit(&mut self, _level: log::Level, message: String) {
+        if self.log.len() >= MAX_LOG_LINES {
+            return;
+        }
+        let mut end = message.len().min(MAX_LOG_LINE_BYTES);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.log.push(message[..end].to_owned());
+    }
+}
+
+/// A loaded policy: pre-linked, with the slots it exports.
+pub struct Policy {
+    pre: InstancePre<State>,
+    auth: Option<auth::GuestIndices>,
+    classifier: Option<classifier::GuestIndices>,
+    router: Option<router::GuestIndices>,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("auth", &self.auth.is_some())
+            .field("classifier", &self.classifier.is_some())
+            .field("router", &self.router.is_some())
+            .finish()
+    }
+}
+
+/// What a call returned, with the policy's log lines.
+#[derive(Debug)]
+pub struct Outcome<T> {
+    pub value: T,
+    pub log: Vec<String>,
+}
+
+/// The engine, the base linker and the epoch ticker.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<State>,
+    limits: Limits,
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn engine_err(e: impl std::fmt::Display) -> PolicyFailure {
+    PolicyFailure::Engine(e.to_string())
+}
+
+impl Runtime {
+    pub fn new(limits: Limits) -> Result<Runtime, PolicyFailure> {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(256)
+            .total_core_instances(1024)
+            .total_memories(256)
+            .total_tables(512)
+            .max_memory_size(limits.max_memory_bytes)
+            // Keep the first pages resident (reset with memset instead of a fresh mapping): most small
+            // policies never touch more, and this is what makes a fresh instance cost microseconds.
+            .linear_memory_keep_resident(1 << 20)
+            .table_keep_resident(64 << 10)
+            .pagemap_scan(Enabled::Auto);
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(256 << 10)
+            .cranelift_opt_level(OptLevel::Speed)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(engine_err)?;
+        let mut linker = Linker::new(&engine);
+        log::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(engine_err)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(1));
+                    engine.increment_epoch();
+                }
+            }
+        };
+        std::thread::Builder::new()
+            .name("sluice-epoch".to_owned())
+            .spawn(ticker)
+            .map_err(engine_err)?;
+        Ok(Runtime {
+            engine,
+            linker,
+            limits,
+            stop,
+        })
+    }
+
+    /// Compiles and pre-links a component. Imports other than `log` are linked as traps.
+    pub fn load(&self, bytes: &[u8]) -> Result<Policy, PolicyFailure> {
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| PolicyFailure::NotAComponent(format!("{e:#}")))?;
+        let mut linker = self.linker.clone();
+        linker
+            .define_unknown_imports_as_traps(&component)
+            .map_err(|e| PolicyFailure::Link(format!("{e:#}")))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| PolicyFailure::Link(format!("{e:#}")))?;
+        Ok(Policy {
+            auth: auth::GuestIndices::new(&pre).ok(),
+            classifier: classifier::GuestIndices::new(&pre).ok(),
+            router: router::GuestIndices::new(&pre).ok(),
+            pre,
+        })
+    }
+
+    fn store(&self, deadline: Duration) -> Store<State> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.limits.max_memory_bytes)
+            .instances(16)
+            .tables(16)
+            .memories(4)
+            .trap_on_grow_failure(true)
+            .build();
+        let mut store = Store::new(
+            &self.engine,
+            State {
+                limits,
+                log: Vec::new(),
+            },
+        );
+        store.limiter(|s| &mut s.limits);
+        // One tick is 1 ms; one more so a call never gets less than its deadline.
+        let ticks = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX).max(1) + 1;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    fn failure(&self, e: &wasmtime::Error, deadline: Duration) -> PolicyFailure {
+        if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            PolicyFailure::Timeout(deadline)
+        } else {
+            PolicyFailure::Trap(format!("{e:#}"))
+        }
+    }
+
+    /// Runs the `classify` slot in a fresh instance.
+    pub fn classify(
+        &self,
+        policy: &Policy,
+        req: &wit::Request,
+        deadline: Option<Duration>,
+    ) -> Result<Outcome<Classification>, PolicyFailure> {
+        let indices = policy
+            .classifier
+            .as_ref()
+            .ok_or(PolicyFailure::MissingSlot("classify"))?;
+        let deadline = deadline.unwrap_or(self.limits.deadline);
+        let mut store = self.store(deadline);
+        let result = policy
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| indices.load(&mut store, &instance))
+            .and_then(|guest| guest.call_classify(&mut store, req));
+        finish(self, store, result, deadline)
+    }
+
+    /// Runs the `route` slot in a fresh instance.
+    pub fn route(
+        &self,
+        policy: &Policy,
+        input: &RoutingInput,
+        deadline: Option<Duration>,
+    ) -> Result<Outcome<RouteDecision>, PolicyFailure> {
+        let indices = policy
+            .router
+            .as_ref()
+            .ok_or(PolicyFailure::MissingSlot("route"))?;
+        let deadline = deadline.unwrap_or(self.limits.deadline);
+        let mut store = self.store(deadline);
+        let result = policy
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| indices.load(&mut store, &instance))
+            .and_then(|guest| guest.call_route(&mut store, input));
+        finish(self, store, result, deadline)
+    }
+
+    /// Runs the `authorize` slot in a fresh instance.
+    pub fn authorize(
+        &self,
+        policy: &Policy,
+        req: &wit::Request,
+        deadline: Option<Duration>,
+    ) -> Result<Outcome<AuthDecision>, PolicyFailure> {
+        let indices = policy
+            .auth
+            .as_ref()
+            .ok_or(PolicyFailure::MissingSlot("authorize"))?;
+        let deadline = deadline.unwrap_or(self.limits.deadline);
+        let mut store = self.store(deadline);
+        let result = policy
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| indices.load(&mut store, &instance))
+            .and_then(|guest| guest.call_authorize(&mut store, req));
+        finish(self, store, result, deadline)
+    }
+}
+
+fn finish<T>(
+    runtime: &Runtime,
+    store: Store<State>,
+    result: wasmtime::Result<Result<T, wit::PolicyError>>,
+    deadline: Duration,
+) -> Result<Outcome<T>, PolicyFailure> {
+    match result {
+        Ok(Ok(value)) => Ok(Outcome {
+            value,
+            log: store.into_data().log,
+        }),
+        Ok(Err(e)) => Err(PolicyFailure::Policy(e.message)),
+        Err(e) => Err(runtime.failure(&e, deadline)),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,203 @@
+//! The runtime against real components: the built-in policies, and a hostile test program that loops,
+//! allocates, recurses, reaches for WASI, floods its output and panics on request.
+
+use std::sync::OnceLock;
+
+use super::wit::{Deployment, Endpoint, Health, Label, Message, Request, Role, Tier};
+use super::*;
+use crate::policy::builtin;
+
+fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| Runtime::new(Limits::default()).unwrap())
+}
+
+fn request(model: &str, text: &str) -> Request {
+    Request {
+        request_id: "req-1".to_owned(),
+        tenant_id: "t".to_owned(),
+        key_id: "k".to_owned(),
+        key_role: Role::Member,
+        endpoint: Endpoint::Chat,
+        model: model.to_owned(),
+        messages: vec![Message {
+            role: "user".to_owned(),
+            text: text.to_owned(),
+        }],
+        max_tokens: None,
+        temperature: None,
+        stream: false,
+        has_tools: false,
+        metadata: Vec::new(),
+        prompt_tokens: u64::try_from(text.len()).unwrap() + 8,
+        labels: Vec::new(),
+    }
+}
+
+fn deployment(name: &str, tier: Tier, region: &str, input: u64, output: u64) -> Deployment {
+    Deployment {
+        name: name.to_owned(),
+        tier,
+        region: region.to_owned(),
+        input_micro_usd_per_mtok: input,
+        output_micro_usd_per_mtok: output,
+        health: Health::Healthy,
+        recent_latency_ms: None,
+    }
+}
+
+#[test]
+fn the_builtin_classifier_tells_simple_from_complex() {
+    let policy = runtime().load(builtin::CLASSIFIER).unwrap();
+    let simple = runtime()
+        .classify(&policy, &request("auto", "What is the capital of France?"), None)
+        .unwrap();
+    assert_eq!(simple.value.tier, Tier::Simple, "score {}", simple.value.score);
+    let hard = "Prove that the integral of x^2 from 0 to 3 equals 9, step by step. Then write a Rust \
+                function `fn integrate(f: impl Fn(f64) -> f64, a: f64, b: f64) -> f64` that must use \
+                exactly 1000 trapezoids, and do not use any crate. Format the answer as Markdown with ``` \
+                code blocks.";
+    let complex = runtime()
+        .classify(&policy, &request("auto", hard), None)
+        .unwrap();
+    assert_eq!(complex.value.tier, Tier::Complex, "score {}", complex.value.score);
+    assert!(complex.value.score > simple.value.score);
+    assert_eq!(complex.value.labels[0].key, "complexity");
+}
+
+fn catalog() -> Vec<Deployment> {
+    vec![
+        deployment("small-eu", Tier::Simple, "eu", 100_000, 400_000),
+        deployment("small-us", Tier::Simple, "us", 50_000, 200_000),
+        deployment("mid", Tier::Standard, "eu", 1_000_000, 3_000_000),
+        deployment("large", Tier::Complex, "eu", 2_500_000, 10_000_000),
+        deployment("huge", Tier::Complex, "us", 15_000_000, 60_000_000),
+    ]
+}
+
+fn route(tier: Tier, candidates: Vec<Deployment>, budget: Option<u64>, req: Request) -> Vec<String> {
+    let policy = runtime().load(builtin::ROUTER).unwrap();
+    let input = RoutingInput {
+        req,
+        tier,
+        candidates,
+        budget: wit::Budget {
+            remaining_micro_usd: budget,
+        },
+    };
+    match runtime().route(&policy, &input, None).unwrap().value {
+        RouteDecision::Route(names) => names,
+        RouteDecision::Reject(why) => panic!("rejected: {why}"),
+    }
+}
+
+#[test]
+fn the_builtin_router_picks_by_tier_region_health_and_budget() {
+    let hi = || request("auto", "hi");
+    // Simple: the cheapest simple deployment first, the other simple one next, then the rest by price.
+    assert_eq!(
+        route(Tier::Simple, catalog(), None, hi()),
+        ["small-us", "small-eu", "mid", "large", "huge"]
+    );
+    // Complex: the best complex deployment.
+    assert_eq!(route(Tier::Complex, catalog(), None, hi())[0], "huge");
+    // A region in the metadata restricts the choice to that region.
+    let mut eu = hi();
+    eu.metadata.push(Label {
+        key: "region".to_owned(),
+        value: "eu".to_owned(),
+    });
+    assert_eq!(
+        route(Tier::Complex, catalog(), None, eu.clone()),
+        ["large", "small-eu", "mid"]
+    );
+    // A deployment that is down is never chosen.
+    let mut down = catalog();
+    down[4].health = Health::Down;
+    assert_eq!(route(Tier::Complex, down, None, hi())[0], "large");
+    // The budget runs low: `huge` (1,024 output tokens: 61,440 µUSD) and then `large` no longer fit.
+    assert_eq!(route(Tier::Complex, catalog(), Some(20_000), hi())[0], "large");
+    assert_eq!(route(Tier::Complex, catalog(), Some(5_000), hi())[0], "mid");
+    assert_eq!(route(Tier::Complex, catalog(), Some(100), hi())[0], "small-us");
+}
+
+fn hostile() -> Policy {
+    runtime().load(builtin::TEST_HOSTILE).unwrap()
+}
+
+#[test]
+fn a_policy_that_loops_forever_is_stopped_at_its_deadline() {
+    let err = runtime()
+        .classify(&hostile(), &request("loop", ""), Some(Duration::from_millis(5)))
+        .unwrap_err();
+    assert_eq!(err, PolicyFailure::Timeout(Duration::from_millis(5)));
+}
+
+#[test]
+fn a_policy_that_allocates_without_bound_traps_at_the_memory_limit() {
+    let err = runtime().classify(&hostile(), &request("alloc", ""), None).unwrap_err();
+    assert!(matches!(err, PolicyFailure::Trap(_)), "{err:?}");
+}
+
+#[test]
+fn a_policy_that_recurses_without_end_traps_on_its_stack_limit() {
+    let err = runtime().classify(&hostile(), &request("stack", ""), None).unwrap_err();
+    let PolicyFailure::Trap(why) = err else {
+        panic!("expected a trap, got {err:?}");
+    };
+    assert!(why.contains("stack"), "{why}");
+}
+
+#[test]
+fn a_policy_cannot_read_files_the_environment_or_the_network() {
+    for what in ["file", "env", "net"] {
+        let err = runtime()
+            .classify(&hostile(), &request(what, ""), None)
+            .unwrap_err();
+        // The WASI imports std reaches for are linked as traps: no capability exists to call.
+        let PolicyFailure::Trap(why) = err else {
+            panic!("{what}: expected a trap, got {err:?}");
+        };
+        assert!(why.contains("unknown import"), "{what}: {why}");
+    }
+}
+
+#[test]
+fn log_lines_are_capped_in_number_and_length() {
+    let out = runtime().classify(&hostile(), &request("log", ""), None).unwrap();
+    assert_eq!(out.log.len(), MAX_LOG_LINES);
+    assert!(out.log.iter().all(|l| l.len() == MAX_LOG_LINE_BYTES));
+}
+
+#[test]
+fn errors_and_panics_are_failures_not_decisions() {
+    let err = runtime().classify(&hostile(), &request("error", ""), None).unwrap_err();
+    assert_eq!(err, PolicyFailure::Policy("refusing on purpose".to_owned()));
+    let err = runtime().classify(&hostile(), &request("panic", ""), None).unwrap_err();
+    assert!(matches!(err, PolicyFailure::Trap(_)), "{err:?}");
+    // The same runtime goes on serving other policies after a trap.
+    let policy = runtime().load(builtin::CLASSIFIER).unwrap();
+    assert!(runtime().classify(&policy, &request("auto", "hi"), None).is_ok());
+}
+
+#[test]
+fn only_components_load_and_slots_must_be_exported() {
+    // A core module (the 8-byte empty module), and bytes that are not Wasm at all.
+    for bytes in [&b"\0asm\x01\0\0\0"[..], b"#!/bin/sh\necho hi\n"] {
+        let err = runtime().load(bytes).unwrap_err();
+        assert!(matches!(err, PolicyFailure::NotAComponent(_)), "{err:?}");
+    }
+    let classifier = runtime().load(builtin::CLASSIFIER).unwrap();
+    let input = RoutingInput {
+        req: request("auto", "hi"),
+        tier: Tier::Simple,
+        candidates: catalog(),
+        budget: wit::Budget {
+            remaining_micro_usd: None,
+        },
+    };
+    assert_eq!(
+        runtime().route(&classifier, &input, None).unwrap_err(),
+        PolicyFailure::MissingSlot("route")
+    );
+}

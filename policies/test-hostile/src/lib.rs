@@ -1,0 +1,84 @@
+//! A test program, never embedded: a policy that misbehaves as the request's `model` asks, so the runtime's
+//! tests can check each defence (deadline, memory limit, stack limit, no WASI, capped output).
+
+wit_bindgen::generate!({ path: "../../wit", world: "any-policy" });
+
+use exports::sluice::policy::auth::{Decision as AuthDecision, Guest as Auth};
+use exports::sluice::policy::classifier::{Classification, Guest as Classifier};
+use exports::sluice::policy::router::{Decision, Guest as Router, RoutingInput};
+use sluice::policy::log::{Level, emit};
+use sluice::policy::types::{Label, PolicyError, Request, Tier};
+
+#[inline(never)]
+fn recurse(n: u64) -> u64 {
+    if n == u64::MAX {
+        return 0;
+    }
+    // The black box keeps the recursion from being turned into a loop.
+    std::hint::black_box(recurse(n + 1)) + 1
+}
+
+fn misbehave(req: &Request) -> Result<Vec<Label>, PolicyError> {
+    match req.model.as_str() {
+        "loop" => loop {
+            std::hint::black_box(&req.model);
+        },
+        "alloc" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1u8; 1 << 20]);
+                std::hint::black_box(&hoard);
+            }
+        }
+        "stack" => Ok(vec![Label {
+            key: "depth".to_owned(),
+            value: recurse(0).to_string(),
+        }]),
+        "file" => std::fs::read("/etc/passwd")
+            .map(|b| vec![Label { key: "file".to_owned(), value: String::from_utf8_lossy(&b).into_owned() }])
+            .map_err(|e| PolicyError { message: e.to_string() }),
+        "env" => Ok(std::env::vars()
+            .map(|(k, v)| Label { key: k, value: v })
+            .collect()),
+        "net" => std::net::TcpStream::connect("127.0.0.1:5432")
+            .map(|_| Vec::new())
+            .map_err(|e| PolicyError { message: e.to_string() }),
+        "labels" => Ok((0..10_000)
+            .map(|i| Label { key: format!("k{i}"), value: "x".repeat(1_000) })
+            .collect()),
+        "log" => {
+            for _ in 0..10_000 {
+                emit(Level::Info, &"y".repeat(100_000));
+            }
+            Ok(Vec::new())
+        }
+        "error" => Err(PolicyError { message: "refusing on purpose".to_owned() }),
+        "panic" => panic!("a policy bug"),
+        _ => Ok(Vec::new()),
+    }
+}
+
+struct Hostile;
+
+impl Auth for Hostile {
+    fn authorize(req: Request) -> Result<AuthDecision, PolicyError> {
+        misbehave(&req).map(AuthDecision::Allow)
+    }
+}
+
+impl Classifier for Hostile {
+    fn classify(req: Request) -> Result<Classification, PolicyError> {
+        let labels = misbehave(&req)?;
+        Ok(Classification { tier: Tier::Simple, score: 0.0, labels })
+    }
+}
+
+impl Router for Hostile {
+    fn route(input: RoutingInput) -> Result<Decision, PolicyError> {
+        misbehave(&input.req)?;
+        // Names a deployment that does not exist, and one outside any catalog.
+        Ok(Decision::Route(vec!["no-such-deployment".to_owned()]))
+    }
+}
+
+export!(Hostile);
