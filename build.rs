@@ -14,7 +14,14 @@ fn main() {
     let target_dir = out.join("policies-target");
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root.join("policies"))
-        .args(["build", "--release", "--locked", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(&target_dir);
     // The outer build's settings are for the host; the policies build for wasm.
     for var in [
@@ -42,7 +49,9 @@ fn main() {
         "sluice_policy_router",
         "sluice_policy_test_hostile",
     ] {
-        let built = target_dir.join("wasm32-wasip2/release").join(format!("{name}.wasm"));
+        let built = target_dir
+            .join("wasm32-wasip2/release")
+            .join(format!("{name}.wasm"));
         if let Err(e) = std::fs::copy(&built, out.join(format!("{name}.wasm"))) {
             println!("cargo:warning=cannot copy {}: {e}", built.display());
             std::process::exit(1);

@@ -220,7 +220,10 @@ impl Runtime {
         );
         store.limiter(|s| &mut s.limits);
         // One tick is 1 ms; one more so a call never gets less than its deadline.
-        let ticks = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX).max(1) + 1;
+        let ticks = u64::try_from(deadline.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+            + 1;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
         store

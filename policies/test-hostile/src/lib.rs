@@ -47,8 +47,8 @@ fn misbehave(req: &Request) -> Result<Vec<Label>, PolicyError> {
             .map(|i| Label { key: format!("k{i}"), value: "x".repeat(1_000) })
             .collect()),
         "log" => {
-            for _ in 0..10_000 {
-                emit(Level::Info, &"y".repeat(100_000));
+            for _ in 0..1_000 {
+                emit(Level::Info, &"y".repeat(10_000));
             }
             Ok(Vec::new())
         }

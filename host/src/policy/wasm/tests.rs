@@ -50,9 +50,18 @@ fn deployment(name: &str, tier: Tier, region: &str, input: u64, output: u64) -> 
 fn the_builtin_classifier_tells_simple_from_complex() {
     let policy = runtime().load(builtin::CLASSIFIER).unwrap();
     let simple = runtime()
-        .classify(&policy, &request("auto", "What is the capital of France?"), None)
+        .classify(
+            &policy,
+            &request("auto", "What is the capital of France?"),
+            None,
+        )
         .unwrap();
-    assert_eq!(simple.value.tier, Tier::Simple, "score {}", simple.value.score);
+    assert_eq!(
+        simple.value.tier,
+        Tier::Simple,
+        "score {}",
+        simple.value.score
+    );
     let hard = "Prove that the integral of x^2 from 0 to 3 equals 9, step by step. Then write a Rust \
                 function `fn integrate(f: impl Fn(f64) -> f64, a: f64, b: f64) -> f64` that must use \
                 exactly 1000 trapezoids, and do not use any crate. Format the answer as Markdown with ``` \
@@ -60,7 +69,12 @@ fn the_builtin_classifier_tells_simple_from_complex() {
     let complex = runtime()
         .classify(&policy, &request("auto", hard), None)
         .unwrap();
-    assert_eq!(complex.value.tier, Tier::Complex, "score {}", complex.value.score);
+    assert_eq!(
+        complex.value.tier,
+        Tier::Complex,
+        "score {}",
+        complex.value.score
+    );
     assert!(complex.value.score > simple.value.score);
     assert_eq!(complex.value.labels[0].key, "complexity");
 }
@@ -75,7 +89,12 @@ fn catalog() -> Vec<Deployment> {
     ]
 }
 
-fn route(tier: Tier, candidates: Vec<Deployment>, budget: Option<u64>, req: Request) -> Vec<String> {
+fn route(
+    tier: Tier,
+    candidates: Vec<Deployment>,
+    budget: Option<u64>,
+    req: Request,
+) -> Vec<String> {
     let policy = runtime().load(builtin::ROUTER).unwrap();
     let input = RoutingInput {
         req,
@@ -116,9 +135,15 @@ fn the_builtin_router_picks_by_tier_region_health_and_budget() {
     down[4].health = Health::Down;
     assert_eq!(route(Tier::Complex, down, None, hi())[0], "large");
     // The budget runs low: `huge` (1,024 output tokens: 61,440 µUSD) and then `large` no longer fit.
-    assert_eq!(route(Tier::Complex, catalog(), Some(20_000), hi())[0], "large");
+    assert_eq!(
+        route(Tier::Complex, catalog(), Some(20_000), hi())[0],
+        "large"
+    );
     assert_eq!(route(Tier::Complex, catalog(), Some(5_000), hi())[0], "mid");
-    assert_eq!(route(Tier::Complex, catalog(), Some(100), hi())[0], "small-us");
+    assert_eq!(
+        route(Tier::Complex, catalog(), Some(100), hi())[0],
+        "small-us"
+    );
 }
 
 fn hostile() -> Policy {
@@ -128,20 +153,33 @@ fn hostile() -> Policy {
 #[test]
 fn a_policy_that_loops_forever_is_stopped_at_its_deadline() {
     let err = runtime()
-        .classify(&hostile(), &request("loop", ""), Some(Duration::from_millis(5)))
+        .classify(
+            &hostile(),
+            &request("loop", ""),
+            Some(Duration::from_millis(5)),
+        )
         .unwrap_err();
     assert_eq!(err, PolicyFailure::Timeout(Duration::from_millis(5)));
 }
 
 #[test]
 fn a_policy_that_allocates_without_bound_traps_at_the_memory_limit() {
-    let err = runtime().classify(&hostile(), &request("alloc", ""), None).unwrap_err();
+    // A generous deadline, so the memory limit is what stops it.
+    let err = runtime()
+        .classify(
+            &hostile(),
+            &request("alloc", ""),
+            Some(Duration::from_secs(5)),
+        )
+        .unwrap_err();
     assert!(matches!(err, PolicyFailure::Trap(_)), "{err:?}");
 }
 
 #[test]
 fn a_policy_that_recurses_without_end_traps_on_its_stack_limit() {
-    let err = runtime().classify(&hostile(), &request("stack", ""), None).unwrap_err();
+    let err = runtime()
+        .classify(&hostile(), &request("stack", ""), None)
+        .unwrap_err();
     let PolicyFailure::Trap(why) = err else {
         panic!("expected a trap, got {err:?}");
     };
@@ -164,20 +202,34 @@ fn a_policy_cannot_read_files_the_environment_or_the_network() {
 
 #[test]
 fn log_lines_are_capped_in_number_and_length() {
-    let out = runtime().classify(&hostile(), &request("log", ""), None).unwrap();
+    let out = runtime()
+        .classify(
+            &hostile(),
+            &request("log", ""),
+            Some(Duration::from_secs(5)),
+        )
+        .unwrap();
     assert_eq!(out.log.len(), MAX_LOG_LINES);
     assert!(out.log.iter().all(|l| l.len() == MAX_LOG_LINE_BYTES));
 }
 
 #[test]
 fn errors_and_panics_are_failures_not_decisions() {
-    let err = runtime().classify(&hostile(), &request("error", ""), None).unwrap_err();
+    let err = runtime()
+        .classify(&hostile(), &request("error", ""), None)
+        .unwrap_err();
     assert_eq!(err, PolicyFailure::Policy("refusing on purpose".to_owned()));
-    let err = runtime().classify(&hostile(), &request("panic", ""), None).unwrap_err();
+    let err = runtime()
+        .classify(&hostile(), &request("panic", ""), None)
+        .unwrap_err();
     assert!(matches!(err, PolicyFailure::Trap(_)), "{err:?}");
     // The same runtime goes on serving other policies after a trap.
     let policy = runtime().load(builtin::CLASSIFIER).unwrap();
-    assert!(runtime().classify(&policy, &request("auto", "hi"), None).is_ok());
+    assert!(
+        runtime()
+            .classify(&policy, &request("auto", "hi"), None)
+            .is_ok()
+    );
 }
 
 #[test]
