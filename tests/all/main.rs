@@ -9,6 +9,7 @@ mod cli;
 mod compat;
 mod data_plane;
 mod ops;
+mod policy;
 mod spend;
 mod support;
 mod tls;

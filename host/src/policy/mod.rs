@@ -69,6 +69,153 @@ pub fn classify(route: &Route) -> Classification {
     }
 }
 
+/// The built-in policies, compiled once at start from the components embedded in the binary.
+pub struct Builtins {
+    pub runtime: wasm::Runtime,
+    classifier: wasm::Policy,
+    router: wasm::Policy,
+}
+
+impl std::fmt::Debug for Builtins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builtins").finish_non_exhaustive()
+    }
+}
+
+impl Builtins {
+    pub fn load(limits: wasm::Limits) -> Result<Builtins, wasm::PolicyFailure> {
+        let runtime = wasm::Runtime::new(limits)?;
+        Ok(Builtins {
+            classifier: runtime.load(builtin::CLASSIFIER)?,
+            router: runtime.load(builtin::ROUTER)?,
+            runtime,
+        })
+    }
+}
+
+fn to_wit_tier(t: Tier) -> wasm::wit::Tier {
+    match t {
+        Tier::Simple => wasm::wit::Tier::Simple,
+        Tier::Standard => wasm::wit::Tier::Standard,
+        Tier::Complex => wasm::wit::Tier::Complex,
+    }
+}
+
+fn from_wit_tier(t: wasm::wit::Tier) -> Tier {
+    match t {
+        wasm::wit::Tier::Simple => Tier::Simple,
+        wasm::wit::Tier::Standard => Tier::Standard,
+        wasm::wit::Tier::Complex => Tier::Complex,
+    }
+}
+
+/// How an `auto` request was decided, for the audit entry's `policy` field.
+pub const POLICY_WASM: &str = "builtin-wasm";
+pub const POLICY_FALLBACK: &str = "builtin-fallback";
+
+/// `model: "auto"`: the built-in classifier picks a tier and the built-in router orders the tenant's chat
+/// deployments. The host checks the decision: only names among the candidates count, each once. A policy
+/// failure, or a decision naming nothing valid, falls back to the cheapest deployments of the classified
+/// tier first (recorded as `builtin-fallback`); a rejection is 403 `policy_denied`.
+pub fn auto_route(
+    builtins: &Builtins,
+    snapshot: &RoutingSnapshot,
+    req: &wasm::wit::Request,
+    budget: Option<u64>,
+) -> Result<(Route, Tier, &'static str), ApiError> {
+    let mut candidates: Vec<Arc<Deployment>> = Vec::new();
+    for (_, deps) in snapshot.catalog() {
+        for d in deps.iter() {
+            if d.config.kind == DeploymentKind::Chat
+                && !candidates.iter().any(|c| c.config.name == d.config.name)
+            {
+                candidates.push(d.clone());
+            }
+        }
+    }
+    if candidates.is_empty() {
+        return Err(ApiError::invalid(
+            "model",
+            "`auto` needs at least one chat deployment",
+        ));
+    }
+    let mut policy = POLICY_WASM;
+    let tier = match builtins.runtime.classify(&builtins.classifier, req, None) {
+        Ok(out) => from_wit_tier(out.value.tier),
+        Err(e) => {
+            tracing::warn!(error = %e, "built-in classifier failed; using the standard tier");
+            policy = POLICY_FALLBACK;
+            Tier::Standard
+        }
+    };
+    let input = wasm::RoutingInput {
+        req: req.clone(),
+        tier: to_wit_tier(tier),
+        candidates: candidates
+            .iter()
+            .map(|d| wasm::wit::Deployment {
+                name: d.config.name.clone(),
+                tier: to_wit_tier(d.config.tier),
+                region: d.config.region.clone(),
+                input_micro_usd_per_mtok: d.config.price.input_micro_usd_per_mtok,
+                output_micro_usd_per_mtok: d.config.price.output_micro_usd_per_mtok,
+                health: wasm::wit::Health::Healthy,
+                recent_latency_ms: None,
+            })
+            .collect(),
+        budget: wasm::wit::Budget {
+            remaining_micro_usd: budget,
+        },
+    };
+    let chosen: Vec<Arc<Deployment>> = match builtins.runtime.route(&builtins.router, &input, None)
+    {
+        Ok(out) => match out.value {
+            wasm::RouteDecision::Reject(reason) => {
+                return Err(ApiError::new(ErrorCode::PolicyDenied, reason));
+            }
+            wasm::RouteDecision::Route(names) => {
+                let mut picked: Vec<Arc<Deployment>> = Vec::new();
+                for name in names {
+                    match candidates.iter().find(|c| c.config.name == name) {
+                        Some(d) if !picked.iter().any(|p| p.config.name == name) => {
+                            picked.push(d.clone());
+                        }
+                        Some(_) => {}
+                        None => {
+                            tracing::warn!(deployment = %name, "the router named a deployment outside the candidates; ignored");
+                        }
+                    }
+                }
+                picked
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "built-in router failed; falling back");
+            Vec::new()
+        }
+    };
+    let deployments = if chosen.is_empty() {
+        policy = POLICY_FALLBACK;
+        let mut all = candidates;
+        all.sort_by_key(|d| {
+            (
+                d.config.tier != tier,
+                d.config.price.input_micro_usd_per_mtok + d.config.price.output_micro_usd_per_mtok,
+            )
+        });
+        all
+    } else {
+        chosen
+    };
+    Ok((
+        Route {
+            deployments: deployments.into(),
+        },
+        tier,
+        policy,
+    ))
+}
+
 /// What the router knows of a request's cost and the budget left.
 #[derive(Debug, Clone, Copy)]
 pub struct BudgetHint {

@@ -46,6 +46,8 @@ pub enum StartError {
     Tls(String),
     #[error("audit log: {0}")]
     Audit(String),
+    #[error("policies: {0}")]
+    Policy(String),
 }
 
 /// Where the running config came from, so SIGHUP can read it again.
@@ -65,6 +67,8 @@ pub struct App {
     pub audit: AuditLog,
     /// Rate limits, concurrency, token caps and budgets, in memory.
     pub admission: Admission,
+    /// The built-in Wasm policies (classifier and router for `model: "auto"`).
+    pub policies: crate::policy::Builtins,
     /// Work that outlives its request (audit entries of streams whose client left); awaited on shutdown.
     pub background: TaskTracker,
     admin_token_sha256: [u8; 32],
@@ -254,6 +258,8 @@ impl Gateway {
             config.audit.checkpoint_interval,
         )
         .await?;
+        let policies = crate::policy::Builtins::load(crate::policy::wasm::Limits::default())
+            .map_err(|e| StartError::Policy(e.to_string()))?;
         let admission = Admission::new(clock);
         restore_admission(&storage, &audit, &admission).await?;
         let tls = config.server.tls.as_ref().map(load_tls).transpose()?;
@@ -271,6 +277,7 @@ impl Gateway {
             metrics: Metrics::new(),
             audit,
             admission,
+            policies,
             background: TaskTracker::new(),
             admin_token_sha256: config.admin.token_sha256,
             draining: AtomicBool::new(false),

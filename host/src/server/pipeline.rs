@@ -268,6 +268,8 @@ pub struct Finished {
     pub estimate_missing_usage: bool,
     /// What a tenant API call changed, recorded in its entry.
     pub subject: String,
+    /// Which policy decided the route (`builtin`, `builtin-wasm`, `builtin-fallback`).
+    pub policy: &'static str,
 }
 
 impl Finished {
@@ -295,6 +297,7 @@ impl Finished {
             release: None,
             estimate_missing_usage: false,
             subject: String::new(),
+            policy: "builtin",
         }
     }
 
@@ -384,7 +387,7 @@ impl Finished {
             tier: dep.map(|d| d.tier.as_str().to_owned()).unwrap_or_default(),
             region: dep.map(|d| d.region.clone()).unwrap_or_default(),
             cache: self.cache.as_str().to_owned(),
-            policy: "builtin".to_owned(),
+            policy: self.policy.to_owned(),
             status,
             error_code: error_code.unwrap_or_default().to_owned(),
             prompt_tokens: usage.map_or(0, |u| u.prompt_tokens),
@@ -430,8 +433,62 @@ pub fn audit_unavailable(app: &App, e: &crate::audit::AuditError) -> ApiError {
 
 // ---- POST /v1/chat/completions and /v1/embeddings -------------------------------------------------
 
+/// What a policy sees of a chat request for `model: "auto"`, taken before the body is re-encoded.
+struct AutoFacts {
+    messages: Vec<policy::wasm::wit::Message>,
+    temperature: Option<f64>,
+    has_tools: bool,
+    /// `x-sluice-meta-<name>` headers and the OpenAI `user` field.
+    metadata: Vec<policy::wasm::wit::Label>,
+}
+
+/// Longest metadata value passed to policies.
+const MAX_META_VALUE: usize = 256;
+
+fn auto_facts(chat: &ChatRequest, headers: &HeaderMap) -> AutoFacts {
+    let messages = chat
+        .messages
+        .iter()
+        .map(|m| policy::wasm::wit::Message {
+            role: serde_json::to_value(m.role)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            text: wire::content_text(m.content.as_ref())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        })
+        .collect();
+    let mut metadata: Vec<policy::wasm::wit::Label> = headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let key = name.as_str().strip_prefix("x-sluice-meta-")?;
+            let value = value.to_str().ok()?;
+            Some(policy::wasm::wit::Label {
+                key: key.to_owned(),
+                value: value.chars().take(MAX_META_VALUE).collect(),
+            })
+        })
+        .take(32)
+        .collect();
+    if let Some(user) = &chat.user {
+        metadata.push(policy::wasm::wit::Label {
+            key: "user".to_owned(),
+            value: user.chars().take(MAX_META_VALUE).collect(),
+        });
+    }
+    AutoFacts {
+        messages,
+        temperature: chat.temperature,
+        has_tools: chat.tools.as_ref().is_some_and(|t| !t.is_empty()),
+        metadata,
+    }
+}
+
 /// What the phases after `validate` need of a request, whatever its endpoint.
 struct Inference {
+    /// For `model: "auto"`: what the classifier and router see.
+    auto: Option<AutoFacts>,
     /// Upper bound of the prompt tokens any upstream bills.
     prompt_tokens: u64,
     /// The output cap the client asked for.
@@ -466,6 +523,7 @@ pub async fn chat(
         body["stream_options"]["include_usage"] = serde_json::Value::Bool(true);
     }
     let inference = Inference {
+        auto: (chat.model == "auto").then(|| auto_facts(&chat, &headers)),
         prompt_tokens: wire::prompt_token_upper_bound(&chat),
         max_output: chat.max_output_tokens(),
         prompt,
@@ -486,6 +544,7 @@ pub async fn embeddings(
     let (headers, emb, prompt): (_, EmbeddingsRequest, _) = validate(app, req).await?;
     emb.validate()?;
     let inference = Inference {
+        auto: None,
         prompt_tokens: wire::embeddings_token_upper_bound(&emb),
         max_output: None,
         prompt,
@@ -648,9 +707,44 @@ async fn after_auth(
         Endpoint::Embeddings => DeploymentKind::Embeddings,
     };
     let snapshot = app.routing.load();
-    let route = timed(app, "route", || {
-        policy::route(&snapshot, &inference.model, kind)
-    })?;
+    // 6 + 8 for `model: "auto"`: the built-in classifier and router (Wasm) choose over the whole catalog.
+    // Other names resolve to their configured deployments.
+    let mut auto_tier = None;
+    let route = match &inference.auto {
+        Some(facts) => {
+            let p = &finished.principal;
+            let req = policy::wasm::wit::Request {
+                request_id: finished.request_id.clone(),
+                tenant_id: p.tenant_id.to_string(),
+                key_id: p.key_id.to_string(),
+                key_role: match p.role {
+                    crate::auth::Role::Owner => policy::wasm::wit::Role::Owner,
+                    crate::auth::Role::Admin => policy::wasm::wit::Role::Admin,
+                    crate::auth::Role::Member => policy::wasm::wit::Role::Member,
+                },
+                endpoint: policy::wasm::wit::Endpoint::Chat,
+                model: inference.model.clone(),
+                messages: facts.messages.clone(),
+                max_tokens: inference.max_output,
+                temperature: facts.temperature,
+                stream: inference.stream,
+                has_tools: facts.has_tools,
+                metadata: facts.metadata.clone(),
+                prompt_tokens: inference.prompt_tokens,
+                labels: Vec::new(),
+            };
+            let budget = app.admission.remaining_budget(&p.tenant_id, &p.key_id);
+            let (route, tier, decided_by) = timed(app, "route", || {
+                policy::auto_route(&app.policies, &snapshot, &req, budget)
+            })?;
+            auto_tier = Some(tier);
+            finished.policy = decided_by;
+            route
+        }
+        None => timed(app, "route", || {
+            policy::route(&snapshot, &inference.model, kind)
+        })?,
+    };
     // The built-in router degrades as the budget runs low: deployments it can no longer pay for are dropped.
     let route = match app
         .admission
@@ -673,7 +767,10 @@ async fn after_auth(
     // runs once the route is known, and before anything is forwarded.
     reserve(app, ctx, finished, &route, &mut inference, &ticket).await?;
     // 6. classify.
-    let class = timed(app, "classify", || policy::classify(&route));
+    let class = match auto_tier {
+        Some(tier) => policy::Classification { tier },
+        None => timed(app, "classify", || policy::classify(&route)),
+    };
     // 7. cache.
     finished.cache = cache::lookup();
     // 9. forward.
