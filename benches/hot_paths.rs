@@ -169,5 +169,66 @@ fn benches(c: &mut Criterion) {
     });
 }
 
-criterion_group!(hot, benches);
+/// Fresh-instance policy calls (instantiate + call + drop) of the built-in components.
+fn policies(c: &mut Criterion) {
+    use sluice::policy::wasm::{Limits, RoutingInput, Runtime, wit};
+    let runtime = Runtime::new(Limits::default()).unwrap();
+    let classifier = runtime.load(sluice::policy::builtin::CLASSIFIER).unwrap();
+    let router = runtime.load(sluice::policy::builtin::ROUTER).unwrap();
+    let req = wit::Request {
+        request_id: "req".to_owned(),
+        tenant_id: "t".to_owned(),
+        key_id: "k".to_owned(),
+        key_role: wit::Role::Member,
+        endpoint: wit::Endpoint::Chat,
+        model: "auto".to_owned(),
+        messages: vec![wit::Message {
+            role: "user".to_owned(),
+            text: "Write a haiku about the sea, in exactly three lines.".to_owned(),
+        }],
+        max_tokens: Some(200),
+        temperature: None,
+        stream: false,
+        has_tools: false,
+        metadata: Vec::new(),
+        prompt_tokens: 60,
+        labels: Vec::new(),
+    };
+    c.bench_function("policy/classify_builtin_fresh_instance", |b| {
+        b.iter(|| {
+            black_box(
+                runtime
+                    .classify(&classifier, black_box(&req), None)
+                    .unwrap(),
+            )
+        })
+    });
+    let deployment = |name: &str, tier, price: u64| wit::Deployment {
+        name: name.to_owned(),
+        tier,
+        region: "eu".to_owned(),
+        input_micro_usd_per_mtok: price,
+        output_micro_usd_per_mtok: price * 4,
+        health: wit::Health::Healthy,
+        recent_latency_ms: None,
+    };
+    let input = RoutingInput {
+        req: req.clone(),
+        tier: wit::Tier::Simple,
+        candidates: vec![
+            deployment("a", wit::Tier::Simple, 100_000),
+            deployment("b", wit::Tier::Simple, 150_000),
+            deployment("c", wit::Tier::Standard, 1_000_000),
+            deployment("d", wit::Tier::Complex, 2_500_000),
+        ],
+        budget: wit::Budget {
+            remaining_micro_usd: Some(1_000_000),
+        },
+    };
+    c.bench_function("policy/route_builtin_fresh_instance", |b| {
+        b.iter(|| black_box(runtime.route(&router, black_box(&input), None).unwrap()))
+    });
+}
+
+criterion_group!(hot, benches, policies);
 criterion_main!(hot);
