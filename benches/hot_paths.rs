@@ -170,6 +170,10 @@ fn benches(c: &mut Criterion) {
 }
 
 /// Fresh-instance policy calls (instantiate + call + drop) of the built-in components.
+#[expect(
+    clippy::unwrap_used,
+    reason = "a benchmark: a built-in that does not load or decide must stop it"
+)]
 fn policies(c: &mut Criterion) {
     use sluice::policy::wasm::{Limits, RoutingInput, Runtime, wit};
     let runtime = Runtime::new(Limits::default()).unwrap();
