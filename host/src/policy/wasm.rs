@@ -237,6 +237,36 @@ impl Runtime {
         }
     }
 
+    /// Instantiates the policy in a fresh store and runs one slot, under the limits and the deadline.
+    fn call<I, T>(
+        &self,
+        policy: &Policy,
+        indices: Option<&I>,
+        slot: &'static str,
+        deadline: Option<Duration>,
+        run: impl FnOnce(
+            &I,
+            &mut Store<State>,
+            &wasmtime::component::Instance,
+        ) -> wasmtime::Result<Result<T, wit::PolicyError>>,
+    ) -> Result<Outcome<T>, PolicyFailure> {
+        let indices = indices.ok_or(PolicyFailure::MissingSlot(slot))?;
+        let deadline = deadline.unwrap_or(self.limits.deadline);
+        let mut store = self.store(deadline);
+        let result = policy
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| run(indices, &mut store, &instance));
+        match result {
+            Ok(Ok(value)) => Ok(Outcome {
+                value,
+                log: store.into_data().log,
+            }),
+            Ok(Err(e)) => Err(PolicyFailure::Policy(e.message)),
+            Err(e) => Err(self.failure(&e, deadline)),
+        }
+    }
+
     /// Runs the `classify` slot in a fresh instance.
     pub fn classify(
         &self,
@@ -244,18 +274,14 @@ impl Runtime {
         req: &wit::Request,
         deadline: Option<Duration>,
     ) -> Result<Outcome<Classification>, PolicyFailure> {
-        let indices = policy
-            .classifier
-            .as_ref()
-            .ok_or(PolicyFailure::MissingSlot("classify"))?;
-        let deadline = deadline.unwrap_or(self.limits.deadline);
-        let mut store = self.store(deadline);
-        let result = policy
-            .pre
-            .instantiate(&mut store)
-            .and_then(|instance| indices.load(&mut store, &instance))
-            .and_then(|guest| guest.call_classify(&mut store, req));
-        finish(self, store, result, deadline)
+        let indices = policy.classifier.as_ref();
+        self.call(
+            policy,
+            indices,
+            "classify",
+            deadline,
+            |ix, store, instance| ix.load(&mut *store, instance)?.call_classify(store, req),
+        )
     }
 
     /// Runs the `route` slot in a fresh instance.
@@ -265,18 +291,10 @@ impl Runtime {
         input: &RoutingInput,
         deadline: Option<Duration>,
     ) -> Result<Outcome<RouteDecision>, PolicyFailure> {
-        let indices = policy
-            .router
-            .as_ref()
-            .ok_or(PolicyFailure::MissingSlot("route"))?;
-        let deadline = deadline.unwrap_or(self.limits.deadline);
-        let mut store = self.store(deadline);
-        let result = policy
-            .pre
-            .instantiate(&mut store)
-            .and_then(|instance| indices.load(&mut store, &instance))
-            .and_then(|guest| guest.call_route(&mut store, input));
-        finish(self, store, result, deadline)
+        let indices = policy.router.as_ref();
+        self.call(policy, indices, "route", deadline, |ix, store, instance| {
+            ix.load(&mut *store, instance)?.call_route(store, input)
+        })
     }
 
     /// Runs the `authorize` slot in a fresh instance.
@@ -286,34 +304,14 @@ impl Runtime {
         req: &wit::Request,
         deadline: Option<Duration>,
     ) -> Result<Outcome<AuthDecision>, PolicyFailure> {
-        let indices = policy
-            .auth
-            .as_ref()
-            .ok_or(PolicyFailure::MissingSlot("authorize"))?;
-        let deadline = deadline.unwrap_or(self.limits.deadline);
-        let mut store = self.store(deadline);
-        let result = policy
-            .pre
-            .instantiate(&mut store)
-            .and_then(|instance| indices.load(&mut store, &instance))
-            .and_then(|guest| guest.call_authorize(&mut store, req));
-        finish(self, store, result, deadline)
-    }
-}
-
-fn finish<T>(
-    runtime: &Runtime,
-    store: Store<State>,
-    result: wasmtime::Result<Result<T, wit::PolicyError>>,
-    deadline: Duration,
-) -> Result<Outcome<T>, PolicyFailure> {
-    match result {
-        Ok(Ok(value)) => Ok(Outcome {
-            value,
-            log: store.into_data().log,
-        }),
-        Ok(Err(e)) => Err(PolicyFailure::Policy(e.message)),
-        Err(e) => Err(runtime.failure(&e, deadline)),
+        let indices = policy.auth.as_ref();
+        self.call(
+            policy,
+            indices,
+            "authorize",
+            deadline,
+            |ix, store, instance| ix.load(&mut *store, instance)?.call_authorize(store, req),
+        )
     }
 }
 
