@@ -1,29 +1,28 @@
 //! Builds the built-in policies (`policies/`, a workspace of its own) as `wasm32-wasip2` components, so the
-//! gateway can embed them (`host/src/policy/builtin.rs` includes them from `OUT_DIR`).
+//! gateway can embed them (`host/src/policy/builtin.rs` includes them from `OUT_DIR`), and the example tenant
+//! policy (`examples/custom-router`, a crate of its own on the guest SDK), so the tests can run it.
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn main() {
-    let root = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
-    let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
-    for watched in ["policies", "wit"] {
-        println!("cargo:rerun-if-changed={}", root.join(watched).display());
-    }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let target_dir = out.join("policies-target");
+/// Builds the Cargo project at `dir` for wasm32-wasip2 in release mode into `target_dir`, or exits with a
+/// build warning naming `what`.
+fn build_wasm(cargo: &OsString, dir: &Path, target_dir: &Path, what: &str) {
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(root.join("policies"))
+    cmd.current_dir(dir)
+        .arg("build")
+        .arg("--manifest-path")
+        .arg(dir.join("Cargo.toml"))
         .args([
-            "build",
             "--release",
             "--locked",
             "--target",
             "wasm32-wasip2",
             "--target-dir",
         ])
-        .arg(&target_dir);
-    // The outer build's settings are for the host; the policies build for wasm.
+        .arg(target_dir);
+    // The outer build's settings are for the host; these builds are for wasm.
     for var in [
         "RUSTFLAGS",
         "CARGO_ENCODED_RUSTFLAGS",
@@ -39,22 +38,73 @@ fn main() {
         Ok(s) if s.success() => {}
         other => {
             println!(
-                "cargo:warning=building the built-in policies failed ({other:?}); is the wasm32-wasip2 target installed? (rustup target add wasm32-wasip2)"
+                "cargo:warning=building {what} failed ({other:?}); is the wasm32-wasip2 target installed? (rustup target add wasm32-wasip2)"
             );
             std::process::exit(1);
         }
     }
+}
+
+/// Copies `target_dir`'s release build of `name`.wasm to `out` as `copy`.
+fn copy_wasm(target_dir: &Path, name: &str, out: &Path, copy: &str) {
+    let built = target_dir
+        .join("wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    if let Err(e) = std::fs::copy(&built, out.join(copy)) {
+        println!("cargo:warning=cannot copy {}: {e}", built.display());
+        std::process::exit(1);
+    }
+}
+
+fn main() {
+    let root = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
+    // The SDK and the example by their sources only: a developer's `target/` inside them must not rerun this.
+    for watched in [
+        "policies/Cargo.toml",
+        "policies/Cargo.lock",
+        "policies/classifier",
+        "policies/router",
+        "policies/test-hostile",
+        "wit",
+        "guest-sdk/src",
+        "guest-sdk/Cargo.toml",
+        "guest-sdk/Cargo.lock",
+        "examples/custom-router/src",
+        "examples/custom-router/Cargo.toml",
+        "examples/custom-router/Cargo.lock",
+    ] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+
+    // One target folder for both: they share wit-bindgen and the SDK, compiled once.
+    let policies_target = out.join("wasm-target");
+    build_wasm(
+        &cargo,
+        &root.join("policies"),
+        &policies_target,
+        "the built-in policies",
+    );
     for name in [
         "sluice_policy_classifier",
         "sluice_policy_router",
         "sluice_policy_test_hostile",
     ] {
-        let built = target_dir
-            .join("wasm32-wasip2/release")
-            .join(format!("{name}.wasm"));
-        if let Err(e) = std::fs::copy(&built, out.join(format!("{name}.wasm"))) {
-            println!("cargo:warning=cannot copy {}: {e}", built.display());
-            std::process::exit(1);
-        }
+        copy_wasm(&policies_target, name, &out, &format!("{name}.wasm"));
     }
+
+    let examples_target = &policies_target;
+    build_wasm(
+        &cargo,
+        &root.join("examples/custom-router"),
+        examples_target,
+        "the example policy examples/custom-router",
+    );
+    copy_wasm(
+        examples_target,
+        "custom_router",
+        &out,
+        "example_custom_router.wasm",
+    );
 }

@@ -232,6 +232,25 @@ fn policies(c: &mut Criterion) {
     c.bench_function("policy/route_builtin_fresh_instance", |b| {
         b.iter(|| black_box(runtime.route(&router, black_box(&input), None).unwrap()))
     });
+    // The three slots of one request, each in a fresh instance: an `auth` policy that allows (the test
+    // program's default path), then the built-in classifier and router.
+    let auth = runtime
+        .load(include_bytes!(concat!(
+            env!("OUT_DIR"),
+            "/sluice_policy_test_hostile.wasm"
+        )))
+        .unwrap();
+    c.bench_function("policy/three_slots_fresh_instances", |b| {
+        b.iter(|| {
+            black_box(runtime.authorize(&auth, black_box(&req), None).unwrap());
+            black_box(
+                runtime
+                    .classify(&classifier, black_box(&req), None)
+                    .unwrap(),
+            );
+            black_box(runtime.route(&router, black_box(&input), None).unwrap())
+        })
+    });
 }
 
 criterion_group!(hot, benches, policies);

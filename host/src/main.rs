@@ -66,6 +66,97 @@ enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Test a policy offline; push, list, activate and roll back a tenant's policies.
+    Policy {
+        #[command(subcommand)]
+        action: PolicyAction,
+    },
+}
+
+#[derive(clap::Args)]
+struct TenantRemote {
+    /// Base URL of the running gateway.
+    #[arg(long, env = "SLUICE_GATEWAY", default_value = "http://127.0.0.1:8080")]
+    gateway: String,
+    /// A tenant key with the admin or owner role.
+    #[arg(long, env = "SLUICE_API_KEY", hide_env_values = true)]
+    api_key: String,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SlotArg {
+    Auth,
+    Classify,
+    Route,
+}
+
+impl SlotArg {
+    fn slot(self) -> sluice::policy::Slot {
+        match self {
+            SlotArg::Auth => sluice::policy::Slot::Auth,
+            SlotArg::Classify => sluice::policy::Slot::Classify,
+            SlotArg::Route => sluice::policy::Slot::Route,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum PolicyAction {
+    /// Run a policy component offline against a request (and a catalog) and print its decision and time.
+    Test {
+        /// The component (`.wasm`, built for wasm32-wasip2).
+        file: PathBuf,
+        /// The slot to run; default: the first the component exports.
+        #[arg(long, value_enum)]
+        slot: Option<SlotArg>,
+        /// An OpenAI chat-completions request body (JSON file).
+        #[arg(long)]
+        request: PathBuf,
+        /// The deployments the router sees (JSON array); default: the starter config's.
+        #[arg(long)]
+        catalog: Option<PathBuf>,
+        /// Request metadata, as the `x-sluice-meta-NAME` header would pass it (repeatable).
+        #[arg(long = "meta", value_name = "NAME=VALUE")]
+        meta: Vec<String>,
+        /// The tier the router is told; default: the built-in classifier's.
+        #[arg(long)]
+        tier: Option<String>,
+        /// The remaining budget the router is told, in micro-USD; default: no cap.
+        #[arg(long)]
+        budget_micro_usd: Option<u64>,
+        /// Deadline of a call in milliseconds (the gateway's default is 5).
+        #[arg(long, default_value_t = 5)]
+        deadline_ms: u64,
+    },
+    /// Upload a component for a slot of the key's tenant and activate it.
+    Push {
+        file: PathBuf,
+        #[arg(long, value_enum)]
+        slot: SlotArg,
+        #[command(flatten)]
+        remote: TenantRemote,
+    },
+    /// Show each slot's active version and every stored version.
+    List {
+        #[command(flatten)]
+        remote: TenantRemote,
+    },
+    /// Activate a stored version of a slot.
+    Activate {
+        #[arg(long, value_enum)]
+        slot: SlotArg,
+        #[arg(long)]
+        version: u32,
+        #[command(flatten)]
+        remote: TenantRemote,
+    },
+    /// Activate the version below the active one (from the first version: the built-in policy).
+    Rollback {
+        #[arg(long, value_enum)]
+        slot: SlotArg,
+        #[command(flatten)]
+        remote: TenantRemote,
+    },
 }
 
 #[derive(Subcommand)]
@@ -258,7 +349,125 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         Command::Audit { action } => return audit(action).await,
+        Command::Policy { action } => return policy(action).await,
     }
+    Ok(())
+}
+
+fn pairs(items: &[String], what: &str) -> anyhow::Result<Vec<(String, String)>> {
+    items
+        .iter()
+        .map(|item| {
+            item.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .with_context(|| format!("{what} `{item}` is not NAME=VALUE"))
+        })
+        .collect()
+}
+
+async fn policy(action: PolicyAction) -> anyhow::Result<()> {
+    use sluice::policy::offline;
+    let tenant_call = |remote: &TenantRemote, method, path: String, body| {
+        let (gateway, key) = (remote.gateway.clone(), remote.api_key.clone());
+        async move {
+            if key.is_empty() {
+                bail!("set SLUICE_API_KEY to a tenant key with the admin or owner role");
+            }
+            Ok::<_, anyhow::Error>(
+                sluice::api::client::send(&gateway, &key, method, &path, body).await?,
+            )
+        }
+    };
+    let out = match action {
+        PolicyAction::Test {
+            file,
+            slot,
+            request,
+            catalog,
+            meta,
+            tier,
+            budget_micro_usd,
+            deadline_ms,
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let request = std::fs::read_to_string(&request)
+                .with_context(|| format!("reading {}", request.display()))?;
+            let catalog = catalog
+                .map(|p| {
+                    let text = std::fs::read_to_string(&p)
+                        .with_context(|| format!("reading {}", p.display()))?;
+                    offline::catalog(&text).map_err(anyhow::Error::from)
+                })
+                .transpose()?;
+            let tier = tier
+                .map(|t| match t.as_str() {
+                    "simple" => Ok(sluice::config::Tier::Simple),
+                    "standard" => Ok(sluice::config::Tier::Standard),
+                    "complex" => Ok(sluice::config::Tier::Complex),
+                    other => Err(anyhow::anyhow!(
+                        "--tier `{other}` is not one of simple, standard, complex"
+                    )),
+                })
+                .transpose()?;
+            let inputs = offline::Inputs {
+                request,
+                metadata: pairs(&meta, "--meta")?,
+                catalog,
+                tier,
+                budget_micro_usd,
+                labels: Vec::new(),
+            };
+            let limits = sluice::policy::wasm::Limits {
+                deadline: std::time::Duration::from_millis(deadline_ms.max(1)),
+                ..sluice::policy::wasm::Limits::default()
+            };
+            let report = offline::run(&bytes, slot.map(SlotArg::slot), &inputs, limits, 101)?;
+            println!("slot: {}", report.slot.as_str());
+            for line in &report.log {
+                println!("log: {line}");
+            }
+            match &report.decision {
+                Ok(v) => println!("decision: {}", serde_json::to_string_pretty(v)?),
+                Err(e) => println!("failed: {e}"),
+            }
+            println!(
+                "time: {} µs per call (median of {} fresh-instance calls); compile {} ms",
+                report.call_median.as_micros(),
+                report.calls,
+                report.compile.as_millis()
+            );
+            if report.decision.is_err() {
+                std::process::exit(1);
+            }
+            return Ok(());
+        }
+        PolicyAction::Push { file, slot, remote } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let path = format!("/v1/policies/{}", slot.slot().as_str());
+            let body = Some(("application/wasm", bytes::Bytes::from(bytes)));
+            tenant_call(&remote, http::Method::PUT, path, body).await?
+        }
+        PolicyAction::List { remote } => {
+            tenant_call(&remote, http::Method::GET, "/v1/policies".to_owned(), None).await?
+        }
+        PolicyAction::Activate {
+            slot,
+            version,
+            remote,
+        } => {
+            let path = format!("/v1/policies/{}/activate", slot.slot().as_str());
+            let body = serde_json::json!({ "version": version }).to_string();
+            let body = Some(("application/json", bytes::Bytes::from(body)));
+            tenant_call(&remote, http::Method::POST, path, body).await?
+        }
+        PolicyAction::Rollback { slot, remote } => {
+            let path = format!("/v1/policies/{}/rollback", slot.slot().as_str());
+            tenant_call(&remote, http::Method::POST, path, None).await?
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }
 

@@ -258,8 +258,25 @@ async fn init_serve_create_key_and_call() {
         !logs.contains(&plaintext) && !logs.contains(&secret),
         "the key appears in the logs"
     );
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        let path = entry.unwrap().path();
+    // Every file, the compiled-policy cache (`policy-cache/`) included.
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.path().to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    assert!(
+        files
+            .iter()
+            .any(|f| f.extension().is_some_and(|e| e == "cwasm"))
+    );
+    for path in files {
         let hay = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
         assert!(
             !hay.contains(&secret),

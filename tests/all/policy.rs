@@ -1,9 +1,13 @@
-//! The built-in Wasm policies behind `model: "auto"`: the classifier's tier and the router's choice show in
-//! the response headers and in the audit entry.
+//! Policies over real HTTP: the built-ins behind `model: "auto"` (tier and deployment in the headers and the
+//! audit entry), tenant uploads with their checks, versions, activation and rollback, the host's check of
+//! every decision, the failure rule of each slot, quarantine, and isolation between tenants.
 
 use serde_json::{Value, json};
 
 use crate::support::TestGateway;
+
+/// The test program that misbehaves on request (`policies/test-hostile`), built by the build script.
+const HOSTILE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sluice_policy_test_hostile.wasm"));
 
 const ROUTING: &str = r#"
 [[providers]]
@@ -77,10 +81,16 @@ async fn auto_sends_simple_and_complex_prompts_to_different_deployments() {
         .filter(|f| f["endpoint"] == "chat")
         .collect();
     assert_eq!(chats.len(), 2);
-    assert!(
-        chats.iter().all(|f| f["policy"] == "builtin-wasm"),
-        "{chats:?}"
-    );
+    // Both decided by the built-in classifier and router, named by digest, without a fallback.
+    for f in &chats {
+        let trail = f["policy"].as_str().unwrap();
+        assert!(
+            trail.starts_with("classify=builtin:sha256:")
+                && trail.contains(" route=builtin:sha256:")
+                && !trail.contains('!'),
+            "{trail}"
+        );
+    }
     assert_eq!(chats[1]["deployment"], "fake-large");
 
     // A named model is not re-routed.
@@ -116,4 +126,616 @@ async fn auto_respects_a_region_in_the_metadata() {
         .unwrap();
     assert_eq!(eu.status(), 200);
     assert_eq!(eu.headers()["x-sluice-deployment"], "fake-small");
+}
+
+/// A key of the given role for a tenant.
+async fn key_with_role(gw: &TestGateway, tenant: &str, role: &str) -> String {
+    let k: Value = gw
+        .admin(
+            reqwest::Method::POST,
+            &format!("/admin/v1/tenants/{tenant}/keys"),
+            Some(json!({"name": role, "role": role})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    k["key"].as_str().unwrap().to_owned()
+}
+
+async fn upload(gw: &TestGateway, key: &str, slot: &str, bytes: Vec<u8>) -> reqwest::Response {
+    gw.http
+        .put(gw.url(&format!("/v1/policies/{slot}")))
+        .bearer_auth(key)
+        .header("content-type", "application/wasm")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn chat(
+    gw: &TestGateway,
+    key: &str,
+    model: &str,
+    meta: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut req = gw
+        .http
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&json!({"model": model, "messages": [{"role": "user", "content": "hello"}]}));
+    for (k, v) in meta {
+        req = req.header(format!("x-sluice-meta-{k}"), *v);
+    }
+    req.send().await.unwrap()
+}
+
+async fn error_message(resp: reqwest::Response) -> (u16, String, String) {
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap();
+    (
+        status,
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+/// The policy trail of the tenant's chat entries, oldest first.
+async fn trails(gw: &TestGateway, admin_key: &str) -> Vec<String> {
+    let entries: Value = gw.get_json("/v1/audit/entries?limit=1000", admin_key).await;
+    entries["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["fields"])
+        .filter(|f| f["endpoint"] == "chat")
+        .map(|f| f["policy"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_are_checked_before_anything_is_stored() {
+    let gw = TestGateway::start(ROUTING).await;
+    let (tenant, _, member) = gw.tenant_key("acme").await;
+    let admin = key_with_role(&gw, &tenant, "admin").await;
+
+    // Members may not upload.
+    let (status, code, _) =
+        error_message(upload(&gw, &member, "route", HOSTILE.to_vec()).await).await;
+    assert_eq!((status, code.as_str()), (403, "forbidden"));
+    // The wrong content type.
+    let resp = gw
+        .http
+        .put(gw.url("/v1/policies/route"))
+        .bearer_auth(&admin)
+        .header("content-type", "application/octet-stream")
+        .body(HOSTILE.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_message(resp).await.0, 415);
+    // Not Wasm at all.
+    let (status, code, message) =
+        error_message(upload(&gw, &admin, "route", b"#!/bin/sh\necho hi\n".to_vec()).await).await;
+    assert_eq!((status, code.as_str()), (400, "invalid_request"));
+    assert!(message.contains("not a WebAssembly file"), "{message}");
+    // A core module (the smallest valid one), not a component.
+    let core = b"\0asm\x01\0\0\0".to_vec();
+    let (status, _, message) = error_message(upload(&gw, &admin, "route", core).await).await;
+    assert_eq!(status, 400);
+    assert!(message.contains("core WebAssembly module"), "{message}");
+    // A component header with garbage after it.
+    let mut broken = b"\0asm\x0d\0\x01\0".to_vec();
+    broken.extend_from_slice(&[0xff; 64]);
+    let (status, _, message) = error_message(upload(&gw, &admin, "route", broken).await).await;
+    assert_eq!(status, 400);
+    assert!(message.contains("not a Wasm component"), "{message}");
+    // A component for another world: the built-in classifier uploaded as a router.
+    let (status, _, message) = error_message(
+        upload(
+            &gw,
+            &admin,
+            "route",
+            sluice::policy::builtin::CLASSIFIER.to_vec(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        message.contains("does not export the `route` slot"),
+        "{message}"
+    );
+    // Over the size cap (4 MiB by default): refused on the declared length, before any of the body is sent
+    // (a raw socket, so the test sees the answer rather than the client's broken pipe).
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut sock = tokio::net::TcpStream::connect(gw.base.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        let head = format!(
+            "PUT /v1/policies/route HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {admin}\r\n\
+             content-type: application/wasm\r\ncontent-length: {}\r\n\r\n",
+            (4 << 20) + 1
+        );
+        sock.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        sock.read_to_end(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert!(answer.contains("payload_too_large"), "{answer}");
+    }
+    // An unknown slot.
+    let (status, _, message) =
+        error_message(upload(&gw, &admin, "rank", HOSTILE.to_vec()).await).await;
+    assert_eq!(status, 404);
+    assert!(message.contains("auth, classify and route"), "{message}");
+
+    // None of that stored anything: every slot is still the built-in.
+    let view: Value = gw.get_json("/v1/policies", &admin).await;
+    assert_eq!(view["versions"], json!([]));
+    for slot in ["auth", "classify", "route"] {
+        assert_eq!(view["slots"][slot]["source"], "builtin", "{view}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_activate_roll_back_and_survive_a_restart() {
+    let gw = TestGateway::start(ROUTING).await;
+    let (tenant, _, member) = gw.tenant_key("acme").await;
+    let admin = key_with_role(&gw, &tenant, "admin").await;
+    let router = sluice::policy::builtin::ROUTER.to_vec();
+
+    // v1: the hostile program as the router. It names `route-to` (or a deployment that does not exist).
+    let resp = upload(&gw, &admin, "route", HOSTILE.to_vec()).await;
+    assert_eq!(resp.status(), 201);
+    let v1: Value = resp.json().await.unwrap();
+    assert_eq!(v1["version"], 1);
+    let hostile_digest = v1["digest"].as_str().unwrap().to_owned();
+    assert_eq!(hostile_digest, sluice::policy::tenants::digest_of(HOSTILE));
+    let resp = chat(&gw, &member, "auto", &[("route-to", "fake-large")]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-sluice-deployment"], "fake-large");
+
+    // v2: the built-in router's component, uploaded as the tenant's own.
+    let v2: Value = upload(&gw, &admin, "route", router.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v2["version"], 2);
+    let resp = chat(&gw, &member, "auto", &[("route-to", "fake-large")]).await;
+    assert_eq!(resp.headers()["x-sluice-deployment"], "fake-small");
+
+    // Activate v1 again, then roll back: v1 -> the built-in (nothing below v1).
+    let resp = gw
+        .http
+        .post(gw.url("/v1/policies/route/activate"))
+        .bearer_auth(&admin)
+        .json(&json!({"version": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        chat(&gw, &member, "auto", &[("route-to", "fake-large")])
+            .await
+            .headers()["x-sluice-deployment"],
+        "fake-large"
+    );
+    // An unknown version is 404 and changes nothing.
+    let resp = gw
+        .http
+        .post(gw.url("/v1/policies/route/activate"))
+        .bearer_auth(&admin)
+        .json(&json!({"version": 9}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let view: Value = gw.get_json("/v1/policies", &admin).await;
+    assert_eq!(view["slots"]["route"]["version"], 1);
+    assert_eq!(view["versions"].as_array().unwrap().len(), 2);
+
+    // Restart on the same database: the active version is still v1.
+    let dir = gw.stop_keep_dir().await;
+    let gw = TestGateway::start_in(dir).await;
+    let resp = chat(&gw, &member, "auto", &[("route-to", "fake-large")]).await;
+    assert_eq!(resp.headers()["x-sluice-deployment"], "fake-large");
+
+    let resp = gw
+        .http
+        .post(gw.url("/v1/policies/route/rollback"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let view: Value = gw.get_json("/v1/policies", &admin).await;
+    assert_eq!(view["slots"]["route"]["source"], "builtin", "{view}");
+    assert_eq!(
+        chat(&gw, &member, "auto", &[("route-to", "fake-large")])
+            .await
+            .headers()["x-sluice-deployment"],
+        "fake-small"
+    );
+
+    // Every change is in the audit log, with the slot, the version and the digest.
+    let entries: Value = gw.get_json("/v1/audit/entries?limit=1000", &admin).await;
+    let subjects: Vec<String> = entries["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["fields"])
+        .filter(|f| f["endpoint"].as_str().unwrap().starts_with("policies."))
+        .map(|f| {
+            format!(
+                "{} {}",
+                f["endpoint"].as_str().unwrap(),
+                f["subject"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        subjects.contains(&format!(
+            "policies.upload policy:route version=1 {hostile_digest}"
+        )),
+        "{subjects:?}"
+    );
+    assert!(
+        subjects
+            .iter()
+            .any(|s| s.starts_with("policies.activate policy:route activate version=1"))
+    );
+    assert!(
+        subjects
+            .iter()
+            .any(|s| s == "policies.rollback policy:route builtin"),
+        "{subjects:?}"
+    );
+    // The chat entries name the tenant's router by digest while it decided.
+    let trails = trails(&gw, &admin).await;
+    assert!(
+        trails[0].contains(&format!("route={hostile_digest}")),
+        "{trails:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_checks_every_route_and_each_slot_fails_by_its_rule() {
+    let routing = format!(
+        "{ROUTING}\n[[deployments]]\nname = \"us-large\"\nprovider = \"fake\"\nmodel = \"l\"\ntier = \"complex\"\n\
+         region = \"us\"\nprice = {{ input_per_mtok = 1.0, output_per_mtok = 1.0 }}\n"
+    );
+    let gw = TestGateway::start(&routing).await;
+    let (tenant, _, member) = gw.tenant_key("acme").await;
+    let admin = key_with_role(&gw, &tenant, "admin").await;
+    // The operator keeps this tenant in the EU.
+    let resp = gw
+        .admin(
+            reqwest::Method::PUT,
+            &format!("/admin/v1/tenants/{tenant}/regions"),
+            Some(json!({"allowed_regions": ["eu"]})),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    for slot in ["auth", "classify", "route"] {
+        assert_eq!(
+            upload(&gw, &admin, slot, HOSTILE.to_vec()).await.status(),
+            201
+        );
+    }
+
+    // A route outside the allowed regions, or to a deployment that does not exist: not taken; the built-in
+    // router decides among the EU deployments.
+    for target in ["us-large", "no-such-deployment"] {
+        let resp = chat(&gw, &member, "auto", &[("route-to", target)]).await;
+        assert_eq!(resp.status(), 200);
+        let served = resp.headers()["x-sluice-deployment"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(served.starts_with("fake-"), "{target} -> {served}");
+    }
+    // A named model outside the regions is refused, not served.
+    let (status, code, _) = error_message(chat(&gw, &member, "us-large", &[]).await).await;
+    assert_eq!((status, code.as_str()), (403, "policy_denied"));
+    // The auth slot decides: a denial is 403 with the policy's reason.
+    let (status, code, message) =
+        error_message(chat(&gw, &member, "auto", &[("hostile", "deny")]).await).await;
+    assert_eq!((status, code.as_str()), (403, "policy_denied"));
+    assert!(
+        message.starts_with("denied by the tenant's policy"),
+        "{message}"
+    );
+
+    // The tenant may lengthen its deadline up to the operator's maximum (50 ms by default), not beyond.
+    let set = |ms: u64| {
+        gw.http
+            .put(gw.url("/v1/policies/settings"))
+            .bearer_auth(&admin)
+            .json(&json!({"deadline_ms": ms}))
+            .send()
+    };
+    assert_eq!(set(51).await.unwrap().status(), 400);
+    assert_eq!(set(50).await.unwrap().status(), 200);
+    // Megabytes of labels and log lines are capped, and the request is served.
+    for mode in ["labels", "log"] {
+        let resp = chat(&gw, &member, "auto", &[("hostile", mode)]).await;
+        let status = resp.status();
+        assert_eq!(status, 200, "{mode}: {}", resp.text().await.unwrap());
+    }
+    // Loops, runaway allocation, stack overflow, WASI reaches, errors and panics: auth fails closed, quickly,
+    // each for its own reason (the version is re-activated after each, so no quarantine gets in the way).
+    let expected = [
+        ("loop", "timeout"),
+        ("alloc", "trap"),
+        ("stack", "trap"),
+        ("file", "trap"),
+        ("env", "trap"),
+        ("net", "trap"),
+        ("error", "error"),
+        ("panic", "trap"),
+    ];
+    for (mode, reason) in expected {
+        let started = std::time::Instant::now();
+        let (status, code, _) =
+            error_message(chat(&gw, &member, "auto", &[("hostile", mode)]).await).await;
+        assert_eq!((status, code.as_str()), (403, "policy_denied"), "{mode}");
+        // Liveness, not speed: a 5 ms deadline cannot hold a request for seconds.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{mode}"
+        );
+        let last = trails(&gw, &admin).await.pop().unwrap();
+        assert!(
+            last.starts_with("auth=sha256:") && last.ends_with(&format!("!{reason}")),
+            "{mode}: {last}"
+        );
+        let resp = gw
+            .http
+            .post(gw.url("/v1/policies/auth/activate"))
+            .bearer_auth(&admin)
+            .json(&json!({"version": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let trails = trails(&gw, &admin).await;
+    assert!(
+        trails
+            .iter()
+            .any(|t| t.contains("route=sha256:") && t.contains("!invalid")),
+        "{trails:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_policy_is_quarantined_and_never_touches_another_tenant() {
+    let gw = TestGateway::start(ROUTING).await;
+    let (bad_tenant, _, bad) = gw.tenant_key("bad").await;
+    let (_, _, good) = gw.tenant_key("good").await;
+    let bad_admin = key_with_role(&gw, &bad_tenant, "admin").await;
+    assert_eq!(
+        upload(&gw, &bad_admin, "classify", HOSTILE.to_vec())
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(
+        upload(&gw, &bad_admin, "route", HOSTILE.to_vec())
+            .await
+            .status(),
+        201
+    );
+
+    // The bad tenant's policies loop on every request: each falls back to the built-ins and is answered,
+    // while the other tenant's requests go through the built-ins untouched, interleaved.
+    for _ in 0..6 {
+        let resp = chat(&gw, &bad, "auto", &[("hostile", "loop")]).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["x-sluice-deployment"], "fake-small");
+        let resp = chat(
+            &gw,
+            &good,
+            "auto",
+            &[("hostile", "loop"), ("route-to", "fake-large")],
+        )
+        .await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["x-sluice-deployment"], "fake-small");
+    }
+    // After five failures in a row (the default), the versions are quarantined: not run any more.
+    let view: Value = gw.get_json("/v1/policies", &bad_admin).await;
+    assert_eq!(view["slots"]["classify"]["quarantined"], true, "{view}");
+    assert_eq!(view["slots"]["route"]["quarantined"], true, "{view}");
+    let trails = trails(&gw, &bad_admin).await;
+    assert!(trails.first().unwrap().contains("!timeout"), "{trails:?}");
+    assert!(
+        trails.last().unwrap().contains("!quarantined"),
+        "{trails:?}"
+    );
+
+    // A new upload lifts the quarantine.
+    assert_eq!(
+        upload(&gw, &bad_admin, "route", HOSTILE.to_vec())
+            .await
+            .status(),
+        201
+    );
+    let view: Value = gw.get_json("/v1/policies", &bad_admin).await;
+    assert_eq!(view["slots"]["route"]["quarantined"], false, "{view}");
+    assert_eq!(view["slots"]["route"]["version"], 2, "{view}");
+    let resp = chat(&gw, &bad, "auto", &[("route-to", "fake-large")]).await;
+    assert_eq!(resp.headers()["x-sluice-deployment"], "fake-large");
+}
+
+/// The example tenant router (`examples/custom-router`), built by the build script.
+const EXAMPLE: &str = concat!(env!("OUT_DIR"), "/example_custom_router.wasm");
+
+const EXAMPLE_ROUTING: &str = r#"
+[[providers]]
+name = "fake"
+kind = "fake"
+
+[[deployments]]
+name = "eu-small"
+provider = "fake"
+model = "small"
+tier = "simple"
+region = "eu"
+price = { input_per_mtok = 0.10, output_per_mtok = 0.40 }
+
+[[deployments]]
+name = "eu-code"
+provider = "fake"
+model = "code"
+tier = "standard"
+region = "eu"
+price = { input_per_mtok = 0.50, output_per_mtok = 1.50 }
+
+[[deployments]]
+name = "eu-large"
+provider = "fake"
+model = "large"
+tier = "complex"
+region = "eu"
+price = { input_per_mtok = 5.00, output_per_mtok = 15.00 }
+
+[[deployments]]
+name = "us-large"
+provider = "fake"
+model = "large-us"
+tier = "complex"
+region = "us"
+price = { input_per_mtok = 2.50, output_per_mtok = 10.00 }
+"#;
+
+/// The README walk-through of `examples/custom-router`: `sluice policy test` offline, `sluice policy push`,
+/// then requests whose headers show the new routing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_router_is_tested_pushed_and_routes_as_its_readme_says() {
+    let example_dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/custom-router");
+    let bin = env!("CARGO_BIN_EXE_sluice");
+    let run = |args: Vec<String>, env: Vec<(String, String)>| {
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new(bin)
+                .args(&args)
+                .envs(env)
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+    };
+    // Offline, with the example's request (Rust code) and catalog.
+    let (ok, out, err) = run(
+        vec![
+            "policy".into(),
+            "test".into(),
+            EXAMPLE.into(),
+            "--slot".into(),
+            "route".into(),
+            "--request".into(),
+            example_dir.join("request.json").display().to_string(),
+            "--catalog".into(),
+            example_dir.join("catalog.json").display().to_string(),
+        ],
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("\"eu-code\""), "{out}");
+    assert!(!out.contains("us-large"), "{out}");
+    assert!(out.contains("µs per call"), "{out}");
+    assert!(
+        out.contains("log: custom-router: code in the request"),
+        "{out}"
+    );
+
+    // Pushed to a running gateway with an admin key of the tenant.
+    let gw = TestGateway::start(EXAMPLE_ROUTING).await;
+    let (tenant, _, member) = gw.tenant_key("acme").await;
+    let admin = key_with_role(&gw, &tenant, "admin").await;
+    let (ok, out, err) = run(
+        vec![
+            "policy".into(),
+            "push".into(),
+            EXAMPLE.into(),
+            "--slot".into(),
+            "route".into(),
+            "--gateway".into(),
+            gw.base.clone(),
+        ],
+        vec![("SLUICE_API_KEY".into(), admin.clone())],
+    )
+    .await
+    .unwrap();
+    assert!(ok, "{out}{err}");
+    let pushed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(pushed["version"], 1);
+    // A member key may not push.
+    let (ok, _, err) = run(
+        vec![
+            "policy".into(),
+            "push".into(),
+            EXAMPLE.into(),
+            "--slot".into(),
+            "route".into(),
+            "--gateway".into(),
+            gw.base.clone(),
+        ],
+        vec![("SLUICE_API_KEY".into(), member.clone())],
+    )
+    .await
+    .unwrap();
+    assert!(!ok && err.contains("403"), "{err}");
+
+    let ask = |text: &str, meta: Option<&str>| {
+        let mut req = gw
+            .http
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(&member)
+            .json(&json!({"model": "auto", "messages": [{"role": "user", "content": text}]}));
+        if let Some(tier) = meta {
+            req = req.header("x-sluice-meta-tier", tier);
+        }
+        req.send()
+    };
+    let code = ask(
+        "Why does this fail?\n```rust\nfn main() { let x: u8 = 300; }\n```",
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(code.headers()["x-sluice-deployment"], "eu-code");
+    let premium = ask("What is the capital of France?", Some("premium"))
+        .await
+        .unwrap();
+    assert_eq!(premium.headers()["x-sluice-deployment"], "eu-large");
+    assert_eq!(premium.headers()["x-sluice-tier"], "complex");
+    let plain = ask("What is the capital of France?", None).await.unwrap();
+    assert_eq!(plain.headers()["x-sluice-deployment"], "eu-small");
+    assert_eq!(plain.headers()["x-sluice-tier"], "simple");
+    // Without the policy, the built-in router sends a premium-looking hard prompt to the best complex model
+    // of any region; with it, never outside the EU.
+    let hard = ask(HARD, None).await.unwrap();
+    let served = hard.headers()["x-sluice-deployment"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(served.starts_with("eu-"), "{served}");
 }

@@ -1,5 +1,6 @@
 //! Operator endpoints under `/admin/v1`, guarded by the operator token:
-//! tenants (create, list), tenant keys (create, list) and key revocation.
+//! tenants (create, list), tenant keys (create, list) and key revocation, retention, budgets and limits,
+//! and the regions a tenant's requests may be routed to.
 
 use std::sync::Arc;
 
@@ -37,6 +38,13 @@ struct SetRetention {
 #[serde(deny_unknown_fields)]
 struct Prune {
     now: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetRegions {
+    /// Regions the tenant's requests may be routed to; `null` for any.
+    allowed_regions: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -262,6 +270,29 @@ pub async fn handle(
                 &spend::budget_view(app, &tenant_id, None),
             ))
         }
+        (Method::PUT, ["tenants", tenant_id, "regions"]) => {
+            let tenant_id = (*tenant_id).to_owned();
+            let body = read_json::<SetRegions>(req).await?;
+            if let Some(regions) = &body.allowed_regions
+                && (regions.is_empty()
+                    || regions.len() > 64
+                    || regions.iter().any(|r| r.is_empty() || r.len() > 64))
+            {
+                return Err(ApiError::invalid(
+                    "allowed_regions",
+                    "a list of 1 to 64 region labels (each 1 to 64 bytes), or null for any region",
+                ));
+            }
+            require_tenant(app, &tenant_id).await?;
+            let deadline = app.policies.tenant(&tenant_id).and_then(|t| t.deadline_ms);
+            app.policies
+                .set_settings(&tenant_id, deadline, body.allowed_regions.clone())
+                .await
+                .map_err(|e| ApiError::new(ErrorCode::Unavailable, e.to_string()))?;
+            let view = serde_json::json!({"tenant_id": tenant_id, "allowed_regions": body.allowed_regions});
+            audit_admin(app, ctx, &tenant_id, "admin.regions_set", &view.to_string()).await?;
+            Ok(json(StatusCode::OK, &view))
+        }
         (Method::GET, ["tenants", tenant_id, "budget"]) => {
             require_tenant(app, tenant_id).await?;
             Ok(json(
@@ -349,7 +380,7 @@ pub async fn handle(
             ["tenants"]
             | ["tenants", _, "keys"]
             | ["tenants", _, "retention"]
-            | ["tenants", _, "budget" | "limits"]
+            | ["tenants", _, "budget" | "limits" | "regions"]
             | ["keys", _, "budget" | "limits"]
             | ["audit", "prune"]
             | ["keys", _],

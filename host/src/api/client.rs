@@ -1,4 +1,5 @@
-//! A small HTTP client for the CLI: calls a running gateway's control plane with the operator token.
+//! A small HTTP client for the CLI: calls a running gateway's control plane (operator token) or tenant
+//! endpoints (tenant key).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -23,6 +24,18 @@ pub async fn call(
     path: &str,
     body: Option<serde_json::Value>,
 ) -> Result<serde_json::Value, ClientError> {
+    let body = body.map(|v| ("application/json", Bytes::from(v.to_string())));
+    send(gateway, token, method, path, body).await
+}
+
+/// Calls `method path` with a body of the given content type (e.g. a Wasm component); returns the JSON answer.
+pub async fn send(
+    gateway: &str,
+    token: &str,
+    method: http::Method,
+    path: &str,
+    body: Option<(&str, Bytes)>,
+) -> Result<serde_json::Value, ClientError> {
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_native_roots(std::sync::Arc::new(
             rustls::crypto::ring::default_provider(),
@@ -41,9 +54,9 @@ pub async fn call(
         .uri(uri)
         .header(http::header::AUTHORIZATION, format!("Bearer {token}"));
     let payload = match body {
-        Some(v) => {
-            builder = builder.header(http::header::CONTENT_TYPE, "application/json");
-            Bytes::from(v.to_string())
+        Some((content_type, bytes)) => {
+            builder = builder.header(http::header::CONTENT_TYPE, content_type);
+            bytes
         }
         None => Bytes::new(),
     };

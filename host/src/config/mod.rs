@@ -64,7 +64,20 @@ pub struct Config {
     pub auth: AuthConfig,
     pub logging: LoggingConfig,
     pub audit: AuditConfig,
+    pub policies: PolicyConfig,
     pub routing: RoutingConfig,
+}
+
+/// Limits of tenant policies (DESIGN 3.5).
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    pub default_deadline: Duration,
+    pub max_deadline: Duration,
+    pub max_memory_bytes: usize,
+    pub max_upload_bytes: usize,
+    pub compile_timeout: Duration,
+    pub quarantine_after: u32,
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// The audit log's signing key and batching.
@@ -367,6 +380,7 @@ fn validate(raw: RawConfig, base: &Path, env: &Env) -> Result<Config, ConfigErro
         filter: raw.logging.filter.unwrap_or_else(|| "info".to_owned()),
     };
     let audit = validate_audit(raw.audit, base, env)?;
+    let policies = validate_policies(raw.policies, base, &storage.url)?;
     let routing = validate_routing(raw.providers, raw.deployments, raw.models, base, env)?;
     Ok(Config {
         server,
@@ -375,8 +389,85 @@ fn validate(raw: RawConfig, base: &Path, env: &Env) -> Result<Config, ConfigErro
         auth: AuthConfig { pepper },
         logging,
         audit,
+        policies,
         routing,
     })
+}
+
+fn validate_policies(
+    raw: raw::RawPolicies,
+    base: &Path,
+    storage_url: &str,
+) -> Result<PolicyConfig, ConfigError> {
+    let ms = |field: &str, v: Option<u64>, default: u64, max: u64| {
+        let v = v.unwrap_or(default);
+        if v == 0 || v > max {
+            return Err(field_err(
+                format!("policies.{field}"),
+                format!("must be between 1 and {max}"),
+            ));
+        }
+        Ok(Duration::from_millis(v))
+    };
+    let default_deadline = ms("default_deadline_ms", raw.default_deadline_ms, 5, 1_000)?;
+    let max_deadline = ms("max_deadline_ms", raw.max_deadline_ms, 50, 1_000)?;
+    if default_deadline > max_deadline {
+        return Err(field_err(
+            "policies.default_deadline_ms",
+            "must not exceed policies.max_deadline_ms",
+        ));
+    }
+    let memory_mib = raw.max_memory_mib.unwrap_or(32);
+    if !(1..=1024).contains(&memory_mib) {
+        return Err(field_err(
+            "policies.max_memory_mib",
+            "must be between 1 and 1024",
+        ));
+    }
+    let max_upload = raw.max_upload_bytes.unwrap_or(4 << 20);
+    if !(1_024..=64 << 20).contains(&max_upload) {
+        return Err(field_err(
+            "policies.max_upload_bytes",
+            "must be between 1024 and 67108864",
+        ));
+    }
+    let compile_timeout = ms(
+        "compile_timeout_ms",
+        raw.compile_timeout_ms,
+        10_000,
+        600_000,
+    )?;
+    let quarantine_after = raw.quarantine_after.unwrap_or(5);
+    if quarantine_after == 0 {
+        return Err(field_err("policies.quarantine_after", "must be positive"));
+    }
+    let cache_dir = match raw.cache_dir {
+        Some(dir) => Some(base.join(dir)),
+        // Beside the database, which is opened as its URL says (relative to the working directory).
+        None => sqlite_file(storage_url).map(|db| {
+            Path::new(db)
+                .parent()
+                .map_or_else(|| PathBuf::from("policy-cache"), |p| p.join("policy-cache"))
+        }),
+    };
+    Ok(PolicyConfig {
+        default_deadline,
+        max_deadline,
+        max_memory_bytes: usize::try_from(memory_mib << 20).unwrap_or(usize::MAX),
+        max_upload_bytes: usize::try_from(max_upload).unwrap_or(usize::MAX),
+        compile_timeout,
+        quarantine_after,
+        cache_dir,
+    })
+}
+
+/// The file of a `sqlite:` URL, or `None` for an in-memory database.
+fn sqlite_file(url: &str) -> Option<&str> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next().unwrap_or(path);
+    (!path.is_empty() && path != ":memory:" && !path.contains("mode=memory")).then_some(path)
 }
 
 fn validate_server(raw: raw::RawServer, base: &Path) -> Result<ServerConfig, ConfigError> {
@@ -564,7 +655,7 @@ fn parse_base_url(
     Ok(uri)
 }
 
-fn price_micro(field: &str, usd: f64) -> Result<u64, ConfigError> {
+pub(crate) fn price_micro(field: &str, usd: f64) -> Result<u64, ConfigError> {
     if !usd.is_finite() || !(0.0..=1_000_000.0).contains(&usd) {
         return Err(field_err(
             field,

@@ -21,6 +21,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub audit: RawAudit,
     #[serde(default)]
+    pub policies: RawPolicies,
+    #[serde(default)]
     pub providers: Vec<RawProvider>,
     #[serde(default)]
     pub deployments: Vec<RawDeployment>,
@@ -113,6 +115,27 @@ pub struct RawAudit {
     pub batch_max: Option<u64>,
     /// Least time between two checkpoints of one log, in milliseconds. Default 1,000.
     pub checkpoint_interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicies {
+    /// Deadline of one policy call, in milliseconds, for tenants that set none. Default 5.
+    pub default_deadline_ms: Option<u64>,
+    /// Longest deadline a tenant may choose, in milliseconds. Default 50.
+    pub max_deadline_ms: Option<u64>,
+    /// Linear memory one policy call may use, in MiB. Default 32.
+    pub max_memory_mib: Option<u64>,
+    /// Largest component a tenant may upload, in bytes. Default 4 MiB (4194304).
+    pub max_upload_bytes: Option<u64>,
+    /// Longest compilation of an upload, in milliseconds, before it is refused. Default 10,000.
+    pub compile_timeout_ms: Option<u64>,
+    /// Consecutive failures (trap, timeout, error, invalid decision) after which a tenant's policy is
+    /// quarantined until a new version is uploaded or activated. Default 5.
+    pub quarantine_after: Option<u32>,
+    /// Folder of compiled policy artifacts, so restarts do not recompile. Default: `policy-cache` beside
+    /// the SQLite database; no cache for an in-memory database.
+    pub cache_dir: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,219 +1,34 @@
-//! Authorization, classification and routing decisions.
-//!
-//! Tenant-programmable Wasm policies (and the built-in ones compiled from `policies/`) plug in here. Until
-//! they land, each slot has a fixed built-in behaviour, stated on each function; the pipeline already
-//! calls the three slots in their final order.
+//! Authorization, classification and routing decisions: the Wasm runtime (`wasm`), the built-in policies
+//! (`builtin`), the compiled-artifact cache (`artifacts`), each tenant's uploaded versions and the decisions
+//! made with them (`tenants`), and the budget rules the router and the reservation share (below).
 
+pub mod artifacts;
 pub mod builtin;
+pub mod offline;
+pub mod tenants;
 pub mod wasm;
 
 use std::sync::Arc;
 
-use crate::auth::Principal;
-use crate::config::{DeploymentKind, Price, Tier};
-use crate::error::{ApiError, ErrorCode};
-use crate::providers::{Deployment, RoutingSnapshot};
+use crate::config::{Price, Tier};
+use crate::providers::Deployment;
 
-/// The `auth` slot's decision.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Authorization {
-    Allow,
-}
+pub use tenants::{AuthOutcome, Classified, Policies, Refused, TenantPolicies, Trail};
+pub use wasm::Slot;
 
-/// Built-in `auth`: any authenticated key of the tenant may use the data plane (roles gate the tenant
-/// self-service endpoints, not inference).
-pub fn authorize(_principal: &Principal) -> Result<Authorization, ApiError> {
-    Ok(Authorization::Allow)
-}
-
-/// The `classify` slot's result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Classification {
-    pub tier: Tier,
-}
-
-/// The deployments a request may go to, in fallback order, and the tier they serve.
+/// The deployments a request may go to, in fallback order.
 #[derive(Debug, Clone)]
 pub struct Route {
     pub deployments: Arc<[Arc<Deployment>]>,
 }
 
-/// Built-in `route`: the deployments configured for the requested name (a deployment, or a logical model's
-/// ordered list). `auto` needs the classifier and router policies, which are not in this build.
-pub fn route(
-    snapshot: &RoutingSnapshot,
-    model: &str,
-    kind: DeploymentKind,
-) -> Result<Route, ApiError> {
-    let not_found = || ApiError {
-        code: ErrorCode::ModelNotFound,
-        message: format!("the model `{model}` does not exist or you do not have access to it"),
-        param: Some("model".to_owned()),
-        headers: Vec::new(),
-    };
-    let deployments = snapshot.resolve(model).ok_or_else(not_found)?;
-    // A chat model named on the embeddings endpoint (or the reverse) is as unknown as a missing one.
-    if deployments.is_empty() || deployments.iter().any(|d| d.config.kind != kind) {
-        return Err(not_found());
-    }
-    Ok(Route { deployments })
-}
-
-/// Built-in `classify`: the tier of the first deployment the route names (no complexity scoring yet).
-pub fn classify(route: &Route) -> Classification {
-    Classification {
-        tier: route
-            .deployments
+impl Route {
+    /// The tier when no classifier ran: that of the first deployment the route names.
+    pub fn configured_tier(&self) -> Tier {
+        self.deployments
             .first()
-            .map_or(Tier::Standard, |d| d.config.tier),
+            .map_or(Tier::Standard, |d| d.config.tier)
     }
-}
-
-/// The built-in policies, compiled once at start from the components embedded in the binary.
-pub struct Builtins {
-    pub runtime: wasm::Runtime,
-    classifier: wasm::Policy,
-    router: wasm::Policy,
-}
-
-impl std::fmt::Debug for Builtins {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Builtins").finish_non_exhaustive()
-    }
-}
-
-impl Builtins {
-    pub fn load(limits: wasm::Limits) -> Result<Builtins, wasm::PolicyFailure> {
-        let runtime = wasm::Runtime::new(limits)?;
-        Ok(Builtins {
-            classifier: runtime.load(builtin::CLASSIFIER)?,
-            router: runtime.load(builtin::ROUTER)?,
-            runtime,
-        })
-    }
-}
-
-fn to_wit_tier(t: Tier) -> wasm::wit::Tier {
-    match t {
-        Tier::Simple => wasm::wit::Tier::Simple,
-        Tier::Standard => wasm::wit::Tier::Standard,
-        Tier::Complex => wasm::wit::Tier::Complex,
-    }
-}
-
-fn from_wit_tier(t: wasm::wit::Tier) -> Tier {
-    match t {
-        wasm::wit::Tier::Simple => Tier::Simple,
-        wasm::wit::Tier::Standard => Tier::Standard,
-        wasm::wit::Tier::Complex => Tier::Complex,
-    }
-}
-
-/// How an `auto` request was decided, for the audit entry's `policy` field.
-pub const POLICY_WASM: &str = "builtin-wasm";
-pub const POLICY_FALLBACK: &str = "builtin-fallback";
-
-/// `model: "auto"`: the built-in classifier picks a tier and the built-in router orders the tenant's chat
-/// deployments. The host checks the decision: only names among the candidates count, each once. A policy
-/// failure, or a decision naming nothing valid, falls back to the cheapest deployments of the classified
-/// tier first (recorded as `builtin-fallback`); a rejection is 403 `policy_denied`.
-pub fn auto_route(
-    builtins: &Builtins,
-    snapshot: &RoutingSnapshot,
-    req: &wasm::wit::Request,
-    budget: Option<u64>,
-) -> Result<(Route, Tier, &'static str), ApiError> {
-    let mut candidates: Vec<Arc<Deployment>> = Vec::new();
-    for (_, deps) in snapshot.catalog() {
-        for d in deps.iter() {
-            if d.config.kind == DeploymentKind::Chat
-                && !candidates.iter().any(|c| c.config.name == d.config.name)
-            {
-                candidates.push(d.clone());
-            }
-        }
-    }
-    if candidates.is_empty() {
-        return Err(ApiError::invalid(
-            "model",
-            "`auto` needs at least one chat deployment",
-        ));
-    }
-    let mut policy = POLICY_WASM;
-    let tier = match builtins.runtime.classify(&builtins.classifier, req, None) {
-        Ok(out) => from_wit_tier(out.value.tier),
-        Err(e) => {
-            tracing::warn!(error = %e, "built-in classifier failed; using the standard tier");
-            policy = POLICY_FALLBACK;
-            Tier::Standard
-        }
-    };
-    let input = wasm::RoutingInput {
-        req: req.clone(),
-        tier: to_wit_tier(tier),
-        candidates: candidates
-            .iter()
-            .map(|d| wasm::wit::Deployment {
-                name: d.config.name.clone(),
-                tier: to_wit_tier(d.config.tier),
-                region: d.config.region.clone(),
-                input_micro_usd_per_mtok: d.config.price.input_micro_usd_per_mtok,
-                output_micro_usd_per_mtok: d.config.price.output_micro_usd_per_mtok,
-                health: wasm::wit::Health::Healthy,
-                recent_latency_ms: None,
-            })
-            .collect(),
-        budget: wasm::wit::Budget {
-            remaining_micro_usd: budget,
-        },
-    };
-    let chosen: Vec<Arc<Deployment>> = match builtins.runtime.route(&builtins.router, &input, None)
-    {
-        Ok(out) => match out.value {
-            wasm::RouteDecision::Reject(reason) => {
-                return Err(ApiError::new(ErrorCode::PolicyDenied, reason));
-            }
-            wasm::RouteDecision::Route(names) => {
-                let mut picked: Vec<Arc<Deployment>> = Vec::new();
-                for name in names {
-                    match candidates.iter().find(|c| c.config.name == name) {
-                        Some(d) if !picked.iter().any(|p| p.config.name == name) => {
-                            picked.push(d.clone());
-                        }
-                        Some(_) => {}
-                        None => {
-                            tracing::warn!(deployment = %name, "the router named a deployment outside the candidates; ignored");
-                        }
-                    }
-                }
-                picked
-            }
-        },
-        Err(e) => {
-            tracing::warn!(error = %e, "built-in router failed; falling back");
-            Vec::new()
-        }
-    };
-    let deployments = if chosen.is_empty() {
-        policy = POLICY_FALLBACK;
-        let mut all = candidates;
-        all.sort_by_key(|d| {
-            (
-                d.config.tier != tier,
-                d.config.price.input_micro_usd_per_mtok + d.config.price.output_micro_usd_per_mtok,
-            )
-        });
-        all
-    } else {
-        chosen
-    };
-    Ok((
-        Route {
-            deployments: deployments.into(),
-        },
-        tier,
-        policy,
-    ))
 }
 
 /// What the router knows of a request's cost and the budget left.
@@ -294,7 +109,14 @@ pub fn fit_budget(route: Route, hint: &BudgetHint) -> Route {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::config::{Config, DeploymentKind};
+    use crate::providers::RoutingSnapshot;
+
+    fn route(snap: &RoutingSnapshot, model: &str, kind: DeploymentKind) -> Option<Route> {
+        Policies::candidates(snap, None, model, kind).map(|d| Route {
+            deployments: d.into(),
+        })
+    }
 
     fn snapshot() -> RoutingSnapshot {
         let text = r#"

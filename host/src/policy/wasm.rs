@@ -53,8 +53,18 @@ impl Default for Limits {
 /// Why a policy could not be loaded or did not decide.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyFailure {
+    #[error("not a WebAssembly file (no `\\0asm` header)")]
+    NotWasm,
+    #[error(
+        "a core WebAssembly module, not a component: build for the `wasm32-wasip2` target (or wrap the module with `wasm-tools component new`)"
+    )]
+    CoreModule,
     #[error("not a Wasm component: {0}")]
     NotAComponent(String),
+    #[error(
+        "the component imports `{0}`, which the gateway does not grant (policies may import `sluice:policy/*` and the WASI interfaces Rust's std links, which trap)"
+    )]
+    ForbiddenImport(String),
     #[error("the component cannot be linked: {0}")]
     Link(String),
     #[error("the component does not export the `{0}` slot")]
@@ -186,14 +196,23 @@ impl Runtime {
 
     /// Compiles and pre-links a component. Imports other than `log` are linked as traps.
     pub fn load(&self, bytes: &[u8]) -> Result<Policy, PolicyFailure> {
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| PolicyFailure::NotAComponent(format!("{e:#}")))?;
+        let component = compile(&self.engine, bytes)?;
+        self.link(&component)
+    }
+
+    /// The engine, to compile on another thread (`compile`) or to (de)serialize artifacts.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Pre-links a compiled component: `log` is the host's, other imports trap when called.
+    pub fn link(&self, component: &Component) -> Result<Policy, PolicyFailure> {
         let mut linker = self.linker.clone();
         linker
-            .define_unknown_imports_as_traps(&component)
+            .define_unknown_imports_as_traps(component)
             .map_err(|e| PolicyFailure::Link(format!("{e:#}")))?;
         let pre = linker
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .map_err(|e| PolicyFailure::Link(format!("{e:#}")))?;
         Ok(Policy {
             auth: auth::GuestIndices::new(&pre).ok(),
@@ -305,13 +324,102 @@ impl Runtime {
         deadline: Option<Duration>,
     ) -> Result<Outcome<AuthDecision>, PolicyFailure> {
         let indices = policy.auth.as_ref();
-        self.call(
-            policy,
-            indices,
-            "authorize",
-            deadline,
-            |ix, store, instance| ix.load(&mut *store, instance)?.call_authorize(store, req),
-        )
+        self.call(policy, indices, "auth", deadline, |ix, store, instance| {
+            ix.load(&mut *store, instance)?.call_authorize(store, req)
+        })
+    }
+}
+
+/// Interfaces a policy may import: the contract's own (`types`, `log`) and the WASI interfaces Rust's std
+/// links for `wasm32-wasip2`, which are all linked as traps (no capability behind them).
+fn granted_import(name: &str) -> bool {
+    name.starts_with("sluice:policy/") || name.starts_with("wasi:")
+}
+
+/// Checks the header, then compiles a component and checks its imports. Slow (Cranelift): callers off the
+/// request path only.
+pub fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, PolicyFailure> {
+    match bytes.get(..8) {
+        Some([0x00, b'a', b's', b'm', 0x01, 0x00, 0x00, 0x00]) => {
+            return Err(PolicyFailure::CoreModule);
+        }
+        Some([0x00, b'a', b's', b'm', ..]) => {}
+        _ => return Err(PolicyFailure::NotWasm),
+    }
+    let component = Component::new(engine, bytes)
+        .map_err(|e| PolicyFailure::NotAComponent(format!("{e:#}")))?;
+    check_imports(engine, &component)?;
+    Ok(component)
+}
+
+fn check_imports(engine: &Engine, component: &Component) -> Result<(), PolicyFailure> {
+    let ty = component.component_type();
+    if let Some((name, _)) = ty.imports(engine).find(|(name, _)| !granted_import(name)) {
+        return Err(PolicyFailure::ForbiddenImport(name.to_owned()));
+    }
+    Ok(())
+}
+
+/// A key of the engine's code generation settings (and this build): compiled artifacts are only valid for
+/// the same key.
+pub fn engine_key(engine: &Engine) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    env!("CARGO_PKG_VERSION").hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+impl Policy {
+    /// Whether the component exports a slot.
+    pub fn exports(&self, slot: Slot) -> bool {
+        match slot {
+            Slot::Auth => self.auth.is_some(),
+            Slot::Classify => self.classifier.is_some(),
+            Slot::Route => self.router.is_some(),
+        }
+    }
+}
+
+/// The three policy slots, in the order a request meets them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Slot {
+    Auth,
+    Classify,
+    Route,
+}
+
+impl Slot {
+    pub const ALL: [Slot; 3] = [Slot::Auth, Slot::Classify, Slot::Route];
+
+    /// The name in URLs, storage and audit entries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Slot::Auth => "auth",
+            Slot::Classify => "classify",
+            Slot::Route => "route",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Slot> {
+        Slot::ALL.into_iter().find(|slot| slot.as_str() == s)
+    }
+
+    /// The world a component for this slot targets.
+    pub fn world(self) -> &'static str {
+        match self {
+            Slot::Auth => "sluice:policy/auth-policy@0.1.0",
+            Slot::Classify => "sluice:policy/classifier-policy@0.1.0",
+            Slot::Route => "sluice:policy/router-policy@0.1.0",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        match self {
+            Slot::Auth => 0,
+            Slot::Classify => 1,
+            Slot::Route => 2,
+        }
     }
 }
 

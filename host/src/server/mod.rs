@@ -67,8 +67,8 @@ pub struct App {
     pub audit: AuditLog,
     /// Rate limits, concurrency, token caps and budgets, in memory.
     pub admission: Admission,
-    /// The built-in Wasm policies (classifier and router for `model: "auto"`).
-    pub policies: crate::policy::Builtins,
+    /// The Wasm runtime, the built-in policies and every tenant's uploaded ones.
+    pub policies: crate::policy::Policies,
     /// Work that outlives its request (audit entries of streams whose client left); awaited on shutdown.
     pub background: TaskTracker,
     admin_token_sha256: [u8; 32],
@@ -258,8 +258,13 @@ impl Gateway {
             config.audit.checkpoint_interval,
         )
         .await?;
-        let policies = crate::policy::Builtins::load(crate::policy::wasm::Limits::default())
-            .map_err(|e| StartError::Policy(e.to_string()))?;
+        let policies = crate::policy::Policies::load(
+            &config.policies,
+            config.auth.pepper.expose().as_bytes(),
+            Some(storage.clone()),
+        )
+        .await
+        .map_err(|e| StartError::Policy(e.to_string()))?;
         let admission = Admission::new(clock);
         restore_admission(&storage, &audit, &admission).await?;
         let tls = config.server.tls.as_ref().map(load_tls).transpose()?;

@@ -268,8 +268,8 @@ pub struct Finished {
     pub estimate_missing_usage: bool,
     /// What a tenant API call changed, recorded in its entry.
     pub subject: String,
-    /// Which policy decided the route (`builtin`, `builtin-wasm`, `builtin-fallback`).
-    pub policy: &'static str,
+    /// Which policies decided the request (`policy::Trail`).
+    pub policy: String,
 }
 
 impl Finished {
@@ -297,7 +297,7 @@ impl Finished {
             release: None,
             estimate_missing_usage: false,
             subject: String::new(),
-            policy: "builtin",
+            policy: String::new(),
         }
     }
 
@@ -387,7 +387,7 @@ impl Finished {
             tier: dep.map(|d| d.tier.as_str().to_owned()).unwrap_or_default(),
             region: dep.map(|d| d.region.clone()).unwrap_or_default(),
             cache: self.cache.as_str().to_owned(),
-            policy: self.policy.to_owned(),
+            policy: self.policy.clone(),
             status,
             error_code: error_code.unwrap_or_default().to_owned(),
             prompt_tokens: usage.map_or(0, |u| u.prompt_tokens),
@@ -433,62 +433,67 @@ pub fn audit_unavailable(app: &App, e: &crate::audit::AuditError) -> ApiError {
 
 // ---- POST /v1/chat/completions and /v1/embeddings -------------------------------------------------
 
-/// What a policy sees of a chat request for `model: "auto"`, taken before the body is re-encoded.
-struct AutoFacts {
-    messages: Vec<policy::wasm::wit::Message>,
-    temperature: Option<f64>,
-    has_tools: bool,
-    /// `x-sluice-meta-<name>` headers and the OpenAI `user` field.
-    metadata: Vec<policy::wasm::wit::Label>,
-}
-
-/// Longest metadata value passed to policies.
+/// Longest metadata value passed to policies, and most metadata entries.
 const MAX_META_VALUE: usize = 256;
+const MAX_META: usize = 32;
 
-fn auto_facts(chat: &ChatRequest, headers: &HeaderMap) -> AutoFacts {
-    let messages = chat
-        .messages
-        .iter()
-        .map(|m| policy::wasm::wit::Message {
-            role: serde_json::to_value(m.role)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
-            text: wire::content_text(m.content.as_ref())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        })
-        .collect();
-    let mut metadata: Vec<policy::wasm::wit::Label> = headers
+/// What the policies see of a request: plain data, nothing secret (DESIGN 3.5).
+fn policy_request(
+    finished: &Finished,
+    inference: &Inference,
+    headers: &HeaderMap,
+) -> policy::wasm::wit::Request {
+    use policy::wasm::wit;
+    let chat = inference.chat.as_ref();
+    let messages = chat.map(policy::offline::messages).unwrap_or_default();
+    let mut metadata: Vec<wit::Label> = headers
         .iter()
         .filter_map(|(name, value)| {
             let key = name.as_str().strip_prefix("x-sluice-meta-")?;
             let value = value.to_str().ok()?;
-            Some(policy::wasm::wit::Label {
+            Some(wit::Label {
                 key: key.to_owned(),
                 value: value.chars().take(MAX_META_VALUE).collect(),
             })
         })
-        .take(32)
+        .take(MAX_META)
         .collect();
-    if let Some(user) = &chat.user {
-        metadata.push(policy::wasm::wit::Label {
+    if let Some(user) = chat.and_then(|c| c.user.as_ref()) {
+        metadata.push(wit::Label {
             key: "user".to_owned(),
             value: user.chars().take(MAX_META_VALUE).collect(),
         });
     }
-    AutoFacts {
+    let p = &finished.principal;
+    wit::Request {
+        request_id: finished.request_id.clone(),
+        tenant_id: p.tenant_id.to_string(),
+        key_id: p.key_id.to_string(),
+        key_role: match p.role {
+            crate::auth::Role::Owner => wit::Role::Owner,
+            crate::auth::Role::Admin => wit::Role::Admin,
+            crate::auth::Role::Member => wit::Role::Member,
+        },
+        endpoint: match inference.endpoint {
+            Endpoint::Chat => wit::Endpoint::Chat,
+            Endpoint::Embeddings => wit::Endpoint::Embeddings,
+        },
+        model: inference.model.clone(),
         messages,
-        temperature: chat.temperature,
-        has_tools: chat.tools.as_ref().is_some_and(|t| !t.is_empty()),
+        max_tokens: inference.max_output,
+        temperature: chat.and_then(|c| c.temperature),
+        stream: inference.stream,
+        has_tools: chat.is_some_and(|c| c.tools.as_ref().is_some_and(|t| !t.is_empty())),
         metadata,
+        prompt_tokens: inference.prompt_tokens,
+        labels: Vec::new(),
     }
 }
 
 /// What the phases after `validate` need of a request, whatever its endpoint.
 struct Inference {
-    /// For `model: "auto"`: what the classifier and router see.
-    auto: Option<AutoFacts>,
+    /// The typed chat request, for what policies see of it.
+    chat: Option<ChatRequest>,
     /// Upper bound of the prompt tokens any upstream bills.
     prompt_tokens: u64,
     /// The output cap the client asked for.
@@ -523,15 +528,15 @@ pub async fn chat(
         body["stream_options"]["include_usage"] = serde_json::Value::Bool(true);
     }
     let inference = Inference {
-        auto: (chat.model == "auto").then(|| auto_facts(&chat, &headers)),
         prompt_tokens: wire::prompt_token_upper_bound(&chat),
         max_output: chat.max_output_tokens(),
         prompt,
         endpoint: Endpoint::Chat,
         client_wants_usage: chat.wants_usage_in_stream(),
-        model: chat.model,
+        model: chat.model.clone(),
         body,
         stream,
+        chat: Some(chat),
     };
     infer(app, ctx, &headers, inference).await
 }
@@ -544,7 +549,7 @@ pub async fn embeddings(
     let (headers, emb, prompt): (_, EmbeddingsRequest, _) = validate(app, req).await?;
     emb.validate()?;
     let inference = Inference {
-        auto: None,
+        chat: None,
         prompt_tokens: wire::embeddings_token_upper_bound(&emb),
         max_output: None,
         prompt,
@@ -573,7 +578,7 @@ async fn infer(
     let mut finished = Finished::new(ctx, principal, endpoint, inference.model.clone());
     finished.prompt = Some(inference.prompt.clone());
     finished.prompt_tokens_bound = inference.prompt_tokens;
-    let answer = after_auth(app, ctx, &mut finished, inference).await;
+    let answer = after_auth(app, ctx, &mut finished, headers, inference).await;
     // From here on the entry is written below or by the streaming body, never by the panic handler.
     ctx.audited = true;
     match answer {
@@ -683,10 +688,38 @@ async fn after_auth(
     app: &Arc<App>,
     ctx: &mut RequestCtx,
     finished: &mut Finished,
+    headers: &HeaderMap,
     mut inference: Inference,
 ) -> Result<Answer, ApiError> {
-    // 4. authorize.
-    timed(app, "authorize", || policy::authorize(&finished.principal))?;
+    let tenant = app.policies.tenant(&finished.principal.tenant_id);
+    let tenant = tenant.as_deref();
+    let kind = match inference.endpoint {
+        Endpoint::Chat => DeploymentKind::Chat,
+        Endpoint::Embeddings => DeploymentKind::Embeddings,
+    };
+    let auto = inference.model == "auto" && kind == DeploymentKind::Chat;
+    // Classify and route run for chat only: `auto`, or a tenant that uploaded a policy for them.
+    let routes = kind == DeploymentKind::Chat && policy::Policies::routes(tenant, auto);
+    let classifies = kind == DeploymentKind::Chat
+        && (routes || tenant.is_some_and(|t| t.active(policy::Slot::Classify).is_some()));
+    let authorizes = tenant.is_some_and(|t| t.active(policy::Slot::Auth).is_some());
+    // What the policies see; built only when one runs.
+    let mut req =
+        (authorizes || classifies || routes).then(|| policy_request(finished, &inference, headers));
+    let mut trail = policy::Trail::default();
+    // 4. authorize: the tenant's `auth` policy, if any; fail closed.
+    if authorizes && let Some(req) = req.as_mut() {
+        let outcome = timed(app, "authorize", || {
+            app.policies.authorize(tenant, req, &mut trail)
+        });
+        finished.policy = trail.as_str().to_owned();
+        match outcome {
+            policy::AuthOutcome::Allow(labels) => req.labels.extend(labels),
+            policy::AuthOutcome::Deny(reason) => {
+                return Err(ApiError::new(ErrorCode::PolicyDenied, reason));
+            }
+        }
+    }
     // 5. admit: request and token rates and in-flight limits, checked and taken at once.
     let demand = Demand {
         key_id: &finished.principal.key_id,
@@ -701,55 +734,82 @@ async fn after_auth(
     .map_err(|r| rejected(app, &r))?;
     let ticket = Arc::new(ticket);
     finished.ticket = Some(ticket.clone());
-    // Route resolution comes before classify here because the built-in classifier reads the route's tier.
-    let kind = match inference.endpoint {
-        Endpoint::Chat => DeploymentKind::Chat,
-        Endpoint::Embeddings => DeploymentKind::Embeddings,
-    };
     let snapshot = app.routing.load();
-    // 6 + 8 for `model: "auto"`: the built-in classifier and router (Wasm) choose over the whole catalog.
-    // Other names resolve to their configured deployments.
-    let mut auto_tier = None;
-    let route = match &inference.auto {
-        Some(facts) => {
-            let p = &finished.principal;
-            let req = policy::wasm::wit::Request {
-                request_id: finished.request_id.clone(),
-                tenant_id: p.tenant_id.to_string(),
-                key_id: p.key_id.to_string(),
-                key_role: match p.role {
-                    crate::auth::Role::Owner => policy::wasm::wit::Role::Owner,
-                    crate::auth::Role::Admin => policy::wasm::wit::Role::Admin,
-                    crate::auth::Role::Member => policy::wasm::wit::Role::Member,
-                },
-                endpoint: policy::wasm::wit::Endpoint::Chat,
-                model: inference.model.clone(),
-                messages: facts.messages.clone(),
-                max_tokens: inference.max_output,
-                temperature: facts.temperature,
-                stream: inference.stream,
-                has_tools: facts.has_tools,
-                metadata: facts.metadata.clone(),
-                prompt_tokens: inference.prompt_tokens,
-                labels: Vec::new(),
-            };
-            let budget = app.admission.remaining_budget(&p.tenant_id, &p.key_id);
-            let (route, tier, decided_by) = timed(app, "route", || {
-                policy::auto_route(&app.policies, &snapshot, &req, budget)
-            })?;
-            auto_tier = Some(tier);
-            finished.policy = decided_by;
-            route
+    let model = &inference.model;
+    let candidates =
+        policy::Policies::candidates(&snapshot, tenant, model, kind).ok_or_else(|| ApiError {
+            code: ErrorCode::ModelNotFound,
+            message: format!("the model `{model}` does not exist or you do not have access to it"),
+            param: Some("model".to_owned()),
+            headers: Vec::new(),
+        })?;
+    if candidates.is_empty() {
+        return Err(if auto {
+            ApiError::invalid(
+                "model",
+                "`auto` needs a chat deployment in an allowed region",
+            )
+        } else {
+            ApiError::new(
+                ErrorCode::PolicyDenied,
+                format!("no deployment serving `{model}` is in the tenant's allowed regions"),
+            )
+        });
+    }
+    // 6. classify: the tenant's classifier, or the built-in one when a router reads the tier.
+    let classified = match req.as_mut() {
+        Some(req) if classifies => {
+            let c = timed(app, "classify", || {
+                app.policies.classify(tenant, req, routes, &mut trail)
+            });
+            if let Some(c) = &c {
+                req.labels.extend(c.labels.iter().cloned());
+            }
+            c
         }
-        None => timed(app, "route", || {
-            policy::route(&snapshot, &inference.model, kind)
-        })?,
+        _ => None,
     };
-    // The built-in router degrades as the budget runs low: deployments it can no longer pay for are dropped.
-    let route = match app
+    // 7. cache.
+    finished.cache = cache::lookup();
+    // 8. route: a policy orders the candidates (the host keeps only candidates), or the configured order
+    // stands.
+    let remaining = app
         .admission
-        .remaining_budget(&finished.principal.tenant_id, &finished.principal.key_id)
-    {
+        .remaining_budget(&finished.principal.tenant_id, &finished.principal.key_id);
+    let route = match req {
+        Some(req) if routes => {
+            let input = policy::wasm::RoutingInput {
+                req,
+                tier: policy::tenants::wit_tier(
+                    classified
+                        .as_ref()
+                        .map_or(crate::config::Tier::Standard, |c| c.tier),
+                ),
+                candidates: candidates
+                    .iter()
+                    .map(|d| policy::tenants::wit_deployment(d))
+                    .collect(),
+                budget: policy::wasm::wit::Budget {
+                    remaining_micro_usd: remaining,
+                },
+            };
+            let decided = timed(app, "route", || {
+                app.policies.route(tenant, input, candidates, &mut trail)
+            });
+            finished.policy = trail.as_str().to_owned();
+            decided
+                .map_err(|policy::Refused(reason)| ApiError::new(ErrorCode::PolicyDenied, reason))?
+        }
+        _ => {
+            trail.configured();
+            Route {
+                deployments: candidates.into(),
+            }
+        }
+    };
+    finished.policy = trail.as_str().to_owned();
+    // The built-in degradation as the budget runs low: deployments it can no longer pay for are dropped.
+    let route = match remaining {
         Some(remaining) => policy::fit_budget(
             route,
             &policy::BudgetHint {
@@ -766,13 +826,7 @@ async fn after_auth(
     // 5b. reserve the worst-case cost. It needs the prices of the deployments the request may reach, so it
     // runs once the route is known, and before anything is forwarded.
     reserve(app, ctx, finished, &route, &mut inference, &ticket).await?;
-    // 6. classify.
-    let class = match auto_tier {
-        Some(tier) => policy::Classification { tier },
-        None => timed(app, "classify", || policy::classify(&route)),
-    };
-    // 7. cache.
-    finished.cache = cache::lookup();
+    let tier = classified.map_or_else(|| route.configured_tier(), |c| c.tier);
     // 9. forward.
     let tenant = finished.principal.tenant_id.clone();
     let forward_start = Instant::now();
@@ -784,7 +838,7 @@ async fn after_auth(
             request_id: &ctx.id,
             traceparent: &ctx.traceparent,
             tenant_id: &tenant,
-            tier: class.tier.as_str(),
+            tier: tier.as_str(),
         },
     };
     let (deployment, reply, permit) = forward(app, &route, &mut inference.body, &shape)

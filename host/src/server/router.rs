@@ -107,6 +107,7 @@ fn route_label(method: &Method, path: &str) -> &'static str {
         (_, p) if p.starts_with("/admin/") => "admin",
         (_, "/v1/budget" | "/v1/usage") => "tenant",
         (_, p) if p.starts_with("/v1/keys/") => "tenant",
+        (_, p) if p == "/v1/policies" || p.starts_with("/v1/policies/") => "policies",
         _ => "other",
     }
 }
@@ -268,6 +269,9 @@ async fn dispatch(
         p if p.starts_with("/v1/audit/") => crate::api::audit::handle(app, ctx, req).await,
         "/v1/budget" | "/v1/usage" => crate::api::tenant::handle(app, ctx, req).await,
         p if p.starts_with("/v1/keys/") => crate::api::tenant::handle(app, ctx, req).await,
+        p if p == "/v1/policies" || p.starts_with("/v1/policies/") => {
+            crate::api::policies::handle(app, ctx, req).await
+        }
         "/healthz"
         | "/readyz"
         | "/metrics"

@@ -2,10 +2,7 @@
 //! words, tools, requested output) go through a small linear model and a logistic function to a score in
 //! 0..1, and the score picks the tier.
 
-wit_bindgen::generate!({ path: "../../wit", world: "classifier-policy" });
-
-use exports::sluice::policy::classifier::{Classification, Guest};
-use sluice::policy::types::{Label, PolicyError, Request, Tier};
+use sluice_guest::prelude::*;
 
 /// The request's features, each scaled to about 0..1.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
@@ -81,20 +78,14 @@ fn tier(score: f32) -> Tier {
     }
 }
 
-struct Classifier;
-
-impl Guest for Classifier {
-    fn classify(req: Request) -> Result<Classification, PolicyError> {
-        let s = score(&features(&req));
-        Ok(Classification {
-            tier: tier(s),
-            score: s,
-            labels: vec![Label {
-                key: "complexity".to_owned(),
-                value: format!("{s:.3}"),
-            }],
-        })
-    }
+/// The classify slot.
+fn classify(req: Request) -> Result<Classification, PolicyError> {
+    let s = score(&features(&req));
+    Ok(Classification {
+        tier: tier(s),
+        score: s,
+        labels: vec![Label::new("complexity", format!("{s:.3}"))],
+    })
 }
 
-export!(Classifier);
+sluice_guest::export_classifier!(classify);

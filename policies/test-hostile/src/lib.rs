@@ -1,5 +1,6 @@
-//! A test program, never embedded: a policy that misbehaves as the request's `model` asks, so the runtime's
-//! tests can check each defence (deadline, memory limit, stack limit, no WASI, capped output).
+//! A test program, never served: a policy that misbehaves as the request asks (the `hostile` metadata value,
+//! else the `model`), so the tests can check each defence (deadline, memory limit, stack limit, no WASI,
+//! capped output, host-checked routes).
 
 wit_bindgen::generate!({ path: "../../wit", world: "any-policy" });
 
@@ -18,8 +19,15 @@ fn recurse(n: u64) -> u64 {
     std::hint::black_box(recurse(n + 1)) + 1
 }
 
+fn meta<'a>(req: &'a Request, key: &str) -> Option<&'a str> {
+    req.metadata
+        .iter()
+        .find(|l| l.key == key)
+        .map(|l| l.value.as_str())
+}
+
 fn misbehave(req: &Request) -> Result<Vec<Label>, PolicyError> {
-    match req.model.as_str() {
+    match meta(req, "hostile").unwrap_or(req.model.as_str()) {
         "loop" => loop {
             std::hint::black_box(&req.model);
         },
@@ -43,7 +51,7 @@ fn misbehave(req: &Request) -> Result<Vec<Label>, PolicyError> {
         "net" => std::net::TcpStream::connect("127.0.0.1:5432")
             .map(|_| Vec::new())
             .map_err(|e| PolicyError { message: e.to_string() }),
-        "labels" => Ok((0..10_000)
+        "labels" => Ok((0..4_000)
             .map(|i| Label { key: format!("k{i}"), value: "x".repeat(1_000) })
             .collect()),
         "log" => {
@@ -62,6 +70,11 @@ struct Hostile;
 
 impl Auth for Hostile {
     fn authorize(req: Request) -> Result<AuthDecision, PolicyError> {
+        if meta(&req, "hostile") == Some("deny") {
+            return Ok(AuthDecision::Deny(
+                "denied by the tenant's policy".to_owned(),
+            ));
+        }
         misbehave(&req).map(AuthDecision::Allow)
     }
 }
@@ -76,8 +89,9 @@ impl Classifier for Hostile {
 impl Router for Hostile {
     fn route(input: RoutingInput) -> Result<Decision, PolicyError> {
         misbehave(&input.req)?;
-        // Names a deployment that does not exist, and one outside any catalog.
-        Ok(Decision::Route(vec!["no-such-deployment".to_owned()]))
+        // `route-to`: exactly that name (in the catalog or not); otherwise one that does not exist.
+        let name = meta(&input.req, "route-to").unwrap_or("no-such-deployment");
+        Ok(Decision::Route(vec![name.to_owned()]))
     }
 }
 

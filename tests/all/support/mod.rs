@@ -33,8 +33,13 @@ pub fn base_config(db: &std::path::Path, server_extra: &str) -> String {
     format!(
         "version = 1\n[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n[storage]\nurl = \"sqlite://{}\"\n\
          # Tests read fresh checkpoints right after writing; the once-per-interval rule has its own test.\n\
-         [audit]\ncheckpoint_interval_ms = 0\n",
-        db.display()
+         [audit]\ncheckpoint_interval_ms = 0\n\
+         # Compiled policies are shared by every test gateway, as they would be across restarts.\n\
+         [policies]\ncache_dir = \"{}\"\n",
+        db.display(),
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("policy-cache")
+            .display()
     )
 }
 
@@ -66,8 +71,14 @@ impl TestGateway {
         let dir = tempfile::tempdir().unwrap();
         let db_path = dir.path().join("sluice.db");
         let text = format!("{}\n{routing}", base_config(&db_path, server_extra));
+        std::fs::write(dir.path().join("sluice.toml"), &text).unwrap();
+        TestGateway::start_in(dir).await
+    }
+
+    /// Starts a gateway from the config and database in `dir` (left by `stop_keep_dir`): a restart.
+    pub async fn start_in(dir: tempfile::TempDir) -> TestGateway {
+        let db_path = dir.path().join("sluice.db");
         let config_path = dir.path().join("sluice.toml");
-        std::fs::write(&config_path, &text).unwrap();
         let config = Config::load(&config_path, &env()).unwrap();
         let gateway = Gateway::bind(
             config,

@@ -235,9 +235,22 @@ fn errors_and_panics_are_failures_not_decisions() {
 #[test]
 fn only_components_load_and_slots_must_be_exported() {
     // A core module (the 8-byte empty module), and bytes that are not Wasm at all.
-    for bytes in [&b"\0asm\x01\0\0\0"[..], b"#!/bin/sh\necho hi\n"] {
-        let err = runtime().load(bytes).unwrap_err();
-        assert!(matches!(err, PolicyFailure::NotAComponent(_)), "{err:?}");
+    assert_eq!(
+        runtime().load(b"\0asm\x01\0\0\0").unwrap_err(),
+        PolicyFailure::CoreModule
+    );
+    assert_eq!(
+        runtime().load(b"#!/bin/sh\necho hi\n").unwrap_err(),
+        PolicyFailure::NotWasm
+    );
+    assert!(matches!(
+        runtime().load(b"\0asm\x0d\0\x01\0garbage").unwrap_err(),
+        PolicyFailure::NotAComponent(_)
+    ));
+    // Every import of the built-ins is granted (WASI, linked as traps, and the contract's own).
+    let engine = runtime().engine();
+    for bytes in [builtin::CLASSIFIER, builtin::ROUTER, builtin::TEST_HOSTILE] {
+        compile(engine, bytes).unwrap();
     }
     let classifier = runtime().load(builtin::CLASSIFIER).unwrap();
     let input = RoutingInput {
@@ -251,5 +264,28 @@ fn only_components_load_and_slots_must_be_exported() {
     assert_eq!(
         runtime().route(&classifier, &input, None).unwrap_err(),
         PolicyFailure::MissingSlot("route")
+    );
+}
+
+#[test]
+fn megabytes_of_labels_come_back_and_the_host_caps_what_it_keeps() {
+    let policy = runtime().load(builtin::TEST_HOSTILE).unwrap();
+    // 4 MB through the canonical ABI takes longer than the default 5 ms deadline in a debug build.
+    let out = runtime()
+        .authorize(
+            &policy,
+            &request("labels", ""),
+            Some(Duration::from_secs(1)),
+        )
+        .unwrap();
+    let AuthDecision::Allow(labels) = out.value else {
+        panic!("expected allow");
+    };
+    assert_eq!(labels.len(), 4_000);
+    let kept = crate::policy::tenants::cap_labels(labels);
+    assert_eq!(kept.len(), crate::policy::tenants::MAX_LABELS);
+    assert!(
+        kept.iter()
+            .all(|l| l.value.len() <= crate::policy::tenants::MAX_LABEL_VALUE)
     );
 }
