@@ -444,6 +444,10 @@ async fn the_host_checks_every_route_and_each_slot_fails_by_its_rule() {
             .to_owned();
         assert!(served.starts_with("fake-"), "{target} -> {served}");
     }
+    // A named model restricts the router to the deployments serving that name: naming another is dropped.
+    let resp = chat(&gw, &member, "fake-small", &[("route-to", "fake-large")]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-sluice-deployment"], "fake-small");
     // A named model outside the regions is refused, not served.
     let (status, code, _) = error_message(chat(&gw, &member, "us-large", &[]).await).await;
     assert_eq!((status, code.as_str()), (403, "policy_denied"));
