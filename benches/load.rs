@@ -1,7 +1,8 @@
 //! Load harness: added latency (p50, p99) at one client and throughput at 32 clients of the real `sluice`
 //! binary against a direct call to the same instant upstream, measured in one run; plus the gateway's
 //! idle and after-load RSS. A second tenant with limits and a spend cap measures the full admission path,
-//! durable budget reservation included, in the same run.
+//! durable budget reservation included, in the same run. A third tenant with its own `auth`, `classify`
+//! and `route` policies uploaded measures the three policy calls of DESIGN's full pipeline.
 //!
 //! `cargo bench --bench load` (set `SLUICE_LOAD_SECONDS` to change the 32-client phase length, default 5;
 //! `SLUICE_LOAD_REQUESTS` for the 1-client phase, default 5000; `SLUICE_LOAD_DURABILITY=os` for the
@@ -304,6 +305,46 @@ model = "fake-model"
         .await
         .unwrap();
         let capped_key = k2["key"].as_str().unwrap().to_owned();
+        // A third tenant with three policies of its own, so each request makes three Wasm calls: `auth` (the
+        // test program's allow path), the built-in classifier and the built-in router, uploaded as the
+        // tenant's. The model is named, and the tenant's router orders its deployments.
+        let t3 = sluice::api::client::call(
+            &gateway,
+            token,
+            http::Method::POST,
+            "/admin/v1/tenants",
+            Some(serde_json::json!({"name": "policies"})),
+        )
+        .await
+        .unwrap();
+        let k3 = sluice::api::client::call(
+            &gateway,
+            token,
+            http::Method::POST,
+            &format!("/admin/v1/tenants/{}/keys", t3["id"].as_str().unwrap()),
+            Some(serde_json::json!({"name": "load", "role": "admin"})),
+        )
+        .await
+        .unwrap();
+        let policy_key = k3["key"].as_str().unwrap().to_owned();
+        for (slot, bytes) in [
+            (
+                "auth",
+                &include_bytes!(concat!(env!("OUT_DIR"), "/sluice_policy_test_hostile.wasm"))[..],
+            ),
+            ("classify", sluice::policy::builtin::CLASSIFIER),
+            ("route", sluice::policy::builtin::ROUTER),
+        ] {
+            sluice::api::client::send(
+                &gateway,
+                &policy_key,
+                http::Method::PUT,
+                &format!("/v1/policies/{slot}"),
+                Some(("application/wasm", bytes::Bytes::from_static(bytes))),
+            )
+            .await
+            .unwrap();
+        }
         tokio::time::sleep(Duration::from_millis(300)).await;
         let idle_rss = rss_kib(pid);
 
@@ -314,6 +355,7 @@ model = "fake-model"
         let via = latencies(&client, &gateway_url, Some(&key), BODY, requests).await;
         let fake = latencies(&client, &gateway_url, Some(&key), FAKE_BODY, requests).await;
         let capped = latencies(&client, &gateway_url, Some(&capped_key), BODY, requests).await;
+        let with_policies = latencies(&client, &gateway_url, Some(&policy_key), BODY, requests).await;
         let (d50, d99) = (percentile(&direct, 0.5), percentile(&direct, 0.99));
         let (g50, g99) = (percentile(&via, 0.5), percentile(&via, 0.99));
         println!("1 client, {requests} sequential requests each (keep-alive):");
@@ -344,9 +386,21 @@ model = "fake-model"
             c99.as_secs_f64() * 1e6,
             (c50.as_secs_f64() - d50.as_secs_f64()) * 1e6
         );
+        let (p50, p99) = (
+            percentile(&with_policies, 0.5),
+            percentile(&with_policies, 0.99),
+        );
+        println!(
+            "  tenant with auth, classify and route policies (3 Wasm calls): p50 {:>8.1} µs   p99 {:>8.1} µs   added p50 {:>8.1} µs   policies' share of p50 {:>8.1} µs",
+            p50.as_secs_f64() * 1e6,
+            p99.as_secs_f64() * 1e6,
+            (p50.as_secs_f64() - d50.as_secs_f64()) * 1e6,
+            (p50.as_secs_f64() - g50.as_secs_f64()) * 1e6
+        );
         let direct_rps = throughput(&direct_url, None, 32, seconds).await;
         let gateway_rps = throughput(&gateway_url, Some(&key), 32, seconds).await;
         let capped_rps = throughput(&gateway_url, Some(&capped_key), 32, seconds).await;
+        let policies_rps = throughput(&gateway_url, Some(&policy_key), 32, seconds).await;
         println!("32 clients, {seconds} s each:");
         println!("  direct   {direct_rps:>10.0} req/s");
         println!(
@@ -356,6 +410,10 @@ model = "fake-model"
         println!(
             "  gateway, tenant with limits and a spend cap  {capped_rps:>10.0} req/s   ({:.2} of direct)",
             capped_rps / direct_rps
+        );
+        println!(
+            "  gateway, tenant with three policies  {policies_rps:>10.0} req/s   ({:.2} of direct)",
+            policies_rps / direct_rps
         );
         println!(
             "gateway RSS: idle {:.1} MiB, after load {:.1} MiB",
