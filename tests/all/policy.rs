@@ -674,38 +674,27 @@ async fn the_example_router_is_tested_pushed_and_routes_as_its_readme_says() {
     let gw = TestGateway::start(EXAMPLE_ROUTING).await;
     let (tenant, _, member) = gw.tenant_key("acme").await;
     let admin = key_with_role(&gw, &tenant, "admin").await;
-    let (ok, out, err) = run(
-        vec![
-            "policy".into(),
-            "push".into(),
-            EXAMPLE.into(),
-            "--slot".into(),
-            "route".into(),
-            "--gateway".into(),
-            gw.base.clone(),
-        ],
-        vec![("SLUICE_API_KEY".into(), admin.clone())],
-    )
-    .await
-    .unwrap();
+    let push = |key: &str| {
+        let args = [
+            "policy",
+            "push",
+            EXAMPLE,
+            "--slot",
+            "route",
+            "--gateway",
+            &gw.base,
+        ];
+        run(
+            args.iter().map(|a| (*a).to_owned()).collect(),
+            vec![("SLUICE_API_KEY".into(), key.to_owned())],
+        )
+    };
+    let (ok, out, err) = push(&admin).await.unwrap();
     assert!(ok, "{out}{err}");
     let pushed: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(pushed["version"], 1);
     // A member key may not push.
-    let (ok, _, err) = run(
-        vec![
-            "policy".into(),
-            "push".into(),
-            EXAMPLE.into(),
-            "--slot".into(),
-            "route".into(),
-            "--gateway".into(),
-            gw.base.clone(),
-        ],
-        vec![("SLUICE_API_KEY".into(), member.clone())],
-    )
-    .await
-    .unwrap();
+    let (ok, _, err) = push(&member).await.unwrap();
     assert!(!ok && err.contains("403"), "{err}");
 
     let ask = |text: &str, meta: Option<&str>| {

@@ -405,6 +405,13 @@ impl Policies {
 
     // ---- lifecycle ---------------------------------------------------------------------------------
 
+    /// The database; offline runtimes (`sluice policy test`) have none and cannot change anything.
+    fn storage(&self) -> Result<&Storage, UploadError> {
+        self.storage
+            .as_ref()
+            .ok_or_else(|| UploadError::Compiler("no storage: an offline runtime".to_owned()))
+    }
+
     /// Checks, compiles, stores and activates an upload. Returns the new version and the digest.
     pub async fn upload(
         &self,
@@ -428,10 +435,7 @@ impl Policies {
         if let Some(cache) = &self.artifacts {
             cache.put(&digest, &component);
         }
-        let storage = self
-            .storage
-            .as_ref()
-            .ok_or_else(|| UploadError::Compiler("no storage".to_owned()))?;
+        let storage = self.storage()?;
         let _change = self.change.lock().await;
         let version = storage
             .policy_upload(tenant_id, slot.as_str(), &digest, &bytes, uploaded_by)
@@ -476,10 +480,7 @@ impl Policies {
         slot: Slot,
         version: u32,
     ) -> Result<Option<String>, UploadError> {
-        let storage = self
-            .storage
-            .as_ref()
-            .ok_or_else(|| UploadError::Compiler("no storage".to_owned()))?;
+        let storage = self.storage()?;
         let _change = self.change.lock().await;
         // Load before switching, so a version that no longer loads is refused rather than activated.
         let versions = storage.policy_versions(tenant_id).await?;
@@ -526,10 +527,7 @@ impl Policies {
 
     /// Takes a slot back to the built-in policy. Returns whether a version was active.
     pub async fn deactivate(&self, tenant_id: &str, slot: Slot) -> Result<bool, UploadError> {
-        let storage = self
-            .storage
-            .as_ref()
-            .ok_or_else(|| UploadError::Compiler("no storage".to_owned()))?;
+        let storage = self.storage()?;
         let _change = self.change.lock().await;
         let was = storage.policy_deactivate(tenant_id, slot.as_str()).await?;
         self.update(tenant_id, |t| t.with_slot(slot, None));
@@ -544,10 +542,7 @@ impl Policies {
         deadline_ms: Option<u64>,
         allowed_regions: Option<Vec<String>>,
     ) -> Result<(), UploadError> {
-        let storage = self
-            .storage
-            .as_ref()
-            .ok_or_else(|| UploadError::Compiler("no storage".to_owned()))?;
+        let storage = self.storage()?;
         let _change = self.change.lock().await;
         let row = crate::storage::PolicySettingsRow {
             tenant_id: tenant_id.to_owned(),
