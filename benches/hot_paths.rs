@@ -177,6 +177,9 @@ fn benches(c: &mut Criterion) {
 fn policies(c: &mut Criterion) {
     use sluice::policy::wasm::{Limits, RoutingInput, Runtime, wit};
     let runtime = Runtime::new(Limits::default()).unwrap();
+    // The cost of a call, not its deadline: on this shared machine a descheduled call can pass 5 ms of
+    // wall time, which would end the bench.
+    let deadline = Some(std::time::Duration::from_secs(1));
     let classifier = runtime.load(sluice::policy::builtin::CLASSIFIER).unwrap();
     let router = runtime.load(sluice::policy::builtin::ROUTER).unwrap();
     let req = wit::Request {
@@ -202,7 +205,7 @@ fn policies(c: &mut Criterion) {
         b.iter(|| {
             black_box(
                 runtime
-                    .classify(&classifier, black_box(&req), None)
+                    .classify(&classifier, black_box(&req), deadline)
                     .unwrap(),
             )
         })
@@ -230,7 +233,7 @@ fn policies(c: &mut Criterion) {
         },
     };
     c.bench_function("policy/route_builtin_fresh_instance", |b| {
-        b.iter(|| black_box(runtime.route(&router, black_box(&input), None).unwrap()))
+        b.iter(|| black_box(runtime.route(&router, black_box(&input), deadline).unwrap()))
     });
     // The three slots of one request, each in a fresh instance: an `auth` policy that allows (the test
     // program's default path), then the built-in classifier and router.
@@ -242,13 +245,13 @@ fn policies(c: &mut Criterion) {
         .unwrap();
     c.bench_function("policy/three_slots_fresh_instances", |b| {
         b.iter(|| {
-            black_box(runtime.authorize(&auth, black_box(&req), None).unwrap());
+            black_box(runtime.authorize(&auth, black_box(&req), deadline).unwrap());
             black_box(
                 runtime
-                    .classify(&classifier, black_box(&req), None)
+                    .classify(&classifier, black_box(&req), deadline)
                     .unwrap(),
             );
-            black_box(runtime.route(&router, black_box(&input), None).unwrap())
+            black_box(runtime.route(&router, black_box(&input), deadline).unwrap())
         })
     });
 }
