@@ -154,6 +154,16 @@ async fn upload(gw: &TestGateway, key: &str, slot: &str, bytes: Vec<u8>) -> reqw
         .unwrap()
 }
 
+async fn activate(gw: &TestGateway, key: &str, slot: &str, version: u32) -> reqwest::Response {
+    gw.http
+        .post(gw.url(&format!("/v1/policies/{slot}/activate")))
+        .bearer_auth(key)
+        .json(&json!({ "version": version }))
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn chat(
     gw: &TestGateway,
     key: &str,
@@ -315,14 +325,7 @@ async fn versions_activate_roll_back_and_survive_a_restart() {
     assert_eq!(resp.headers()["x-sluice-deployment"], "fake-small");
 
     // Activate v1 again, then roll back: v1 -> the built-in (nothing below v1).
-    let resp = gw
-        .http
-        .post(gw.url("/v1/policies/route/activate"))
-        .bearer_auth(&admin)
-        .json(&json!({"version": 1}))
-        .send()
-        .await
-        .unwrap();
+    let resp = activate(&gw, &admin, "route", 1).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(
         chat(&gw, &member, "auto", &[("route-to", "fake-large")])
@@ -331,14 +334,7 @@ async fn versions_activate_roll_back_and_survive_a_restart() {
         "fake-large"
     );
     // An unknown version is 404 and changes nothing.
-    let resp = gw
-        .http
-        .post(gw.url("/v1/policies/route/activate"))
-        .bearer_auth(&admin)
-        .json(&json!({"version": 9}))
-        .send()
-        .await
-        .unwrap();
+    let resp = activate(&gw, &admin, "route", 9).await;
     assert_eq!(resp.status(), 404);
     let view: Value = gw.get_json("/v1/policies", &admin).await;
     assert_eq!(view["slots"]["route"]["version"], 1);
@@ -503,14 +499,7 @@ async fn the_host_checks_every_route_and_each_slot_fails_by_its_rule() {
             last.starts_with("auth=sha256:") && last.ends_with(&format!("!{reason}")),
             "{mode}: {last}"
         );
-        let resp = gw
-            .http
-            .post(gw.url("/v1/policies/auth/activate"))
-            .bearer_auth(&admin)
-            .json(&json!({"version": 1}))
-            .send()
-            .await
-            .unwrap();
+        let resp = activate(&gw, &admin, "auth", 1).await;
         assert_eq!(resp.status(), 200);
     }
     let trails = trails(&gw, &admin).await;
