@@ -124,9 +124,13 @@ enum PolicyAction {
         /// The remaining budget the router is told, in micro-USD; default: no cap.
         #[arg(long)]
         budget_micro_usd: Option<u64>,
-        /// Deadline of a call in milliseconds (the gateway's default is 5).
+        /// Deadline of a call in milliseconds (the gateway's default is 5): the call gets this many
+        /// milliseconds of fuel, and a wall-clock backstop of max(4 × deadline, deadline + 20 ms).
         #[arg(long, default_value_t = 5)]
         deadline_ms: u64,
+        /// Fuel per millisecond of deadline: the gateway's `policies.fuel_per_ms`.
+        #[arg(long, default_value_t = sluice::policy::wasm::DEFAULT_FUEL_PER_MS, value_parser = clap::value_parser!(u64).range(1..))]
+        fuel_per_ms: u64,
     },
     /// Upload a component for a slot of the key's tenant and activate it.
     Push {
@@ -388,6 +392,7 @@ async fn policy(action: PolicyAction) -> anyhow::Result<()> {
             tier,
             budget_micro_usd,
             deadline_ms,
+            fuel_per_ms,
         } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
@@ -420,6 +425,7 @@ async fn policy(action: PolicyAction) -> anyhow::Result<()> {
             };
             let limits = sluice::policy::wasm::Limits {
                 deadline: std::time::Duration::from_millis(deadline_ms.max(1)),
+                fuel_per_ms,
                 ..sluice::policy::wasm::Limits::default()
             };
             let report = offline::run(&bytes, slot.map(SlotArg::slot), &inputs, limits, 101)?;
@@ -429,7 +435,20 @@ async fn policy(action: PolicyAction) -> anyhow::Result<()> {
             }
             match &report.decision {
                 Ok(v) => println!("decision: {}", serde_json::to_string_pretty(v)?),
-                Err(e) => println!("failed: {e}"),
+                Err(e) => {
+                    println!("failed: {e}");
+                    if let Some(why) = offline::stopped_by(e) {
+                        println!("stopped by: {why}");
+                    }
+                }
+            }
+            if let Some(fuel) = report.fuel {
+                println!(
+                    "work: {fuel} fuel of {} ({:.1}% of what the {} ms deadline allows)",
+                    report.fuel_limit,
+                    fuel as f64 * 100.0 / report.fuel_limit.max(1) as f64,
+                    report.deadline.as_millis()
+                );
             }
             println!(
                 "time: {} µs per call (median of {} fresh-instance calls); compile {} ms",

@@ -73,6 +73,8 @@ pub struct Config {
 pub struct PolicyConfig {
     pub default_deadline: Duration,
     pub max_deadline: Duration,
+    /// Fuel per millisecond of a call's deadline (positive).
+    pub fuel_per_ms: u64,
     pub max_memory_bytes: usize,
     pub max_upload_bytes: usize,
     pub compile_timeout: Duration,
@@ -417,6 +419,12 @@ fn validate_policies(
             "must not exceed policies.max_deadline_ms",
         ));
     }
+    let fuel_per_ms = raw
+        .fuel_per_ms
+        .unwrap_or(crate::policy::wasm::DEFAULT_FUEL_PER_MS);
+    if fuel_per_ms == 0 {
+        return Err(field_err("policies.fuel_per_ms", "must be positive"));
+    }
     let memory_mib = raw.max_memory_mib.unwrap_or(32);
     if !(1..=1024).contains(&memory_mib) {
         return Err(field_err(
@@ -453,6 +461,7 @@ fn validate_policies(
     Ok(PolicyConfig {
         default_deadline,
         max_deadline,
+        fuel_per_ms,
         max_memory_bytes: usize::try_from(memory_mib << 20).unwrap_or(usize::MAX),
         max_upload_bytes: usize::try_from(max_upload).unwrap_or(usize::MAX),
         compile_timeout,
@@ -1016,6 +1025,20 @@ price = { input_per_mtok = 0.10, output_per_mtok = 0.40 }
         insta::assert_snapshot!(err(&fake_field), @r###"
             config field `providers[0].reply`: only valid for kind = "fake"
             "###);
+    }
+
+    #[test]
+    fn policy_fuel_is_positive_and_defaults_to_the_calibrated_rate() {
+        let zero = format!("{ISSUE_EXAMPLE}\n[policies]\nfuel_per_ms = 0\n");
+        insta::assert_snapshot!(err(&zero), @"config field `policies.fuel_per_ms`: must be positive");
+        let set = format!("{ISSUE_EXAMPLE}\n[policies]\nfuel_per_ms = 7\n");
+        let c = Config::from_toml(&set, Path::new("."), &env()).unwrap();
+        assert_eq!(c.policies.fuel_per_ms, 7);
+        let c = Config::from_toml(ISSUE_EXAMPLE, Path::new("."), &env()).unwrap();
+        assert_eq!(
+            c.policies.fuel_per_ms,
+            crate::policy::wasm::DEFAULT_FUEL_PER_MS
+        );
     }
 
     #[test]

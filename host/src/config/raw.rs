@@ -124,14 +124,18 @@ pub struct RawPolicies {
     pub default_deadline_ms: Option<u64>,
     /// Longest deadline a tenant may choose, in milliseconds. Default 50.
     pub max_deadline_ms: Option<u64>,
+    /// Fuel (Wasm work units, about one per instruction) a policy call gets per millisecond of its deadline.
+    /// Default `policy::wasm::DEFAULT_FUEL_PER_MS`, what a busy loop burns per millisecond on an idle core.
+    pub fuel_per_ms: Option<u64>,
     /// Linear memory one policy call may use, in MiB. Default 32.
     pub max_memory_mib: Option<u64>,
     /// Largest component a tenant may upload, in bytes. Default 4 MiB (4194304).
     pub max_upload_bytes: Option<u64>,
     /// Longest compilation of an upload, in milliseconds, before it is refused. Default 10,000.
     pub compile_timeout_ms: Option<u64>,
-    /// Consecutive failures (trap, timeout, error, invalid decision) after which a tenant's policy is
-    /// quarantined until a new version is uploaded or activated. Default 5.
+    /// Consecutive failures (trap, out of fuel, error, invalid decision) after which a tenant's policy is
+    /// quarantined until a new version is uploaded or activated; a call stopped by the wall-clock backstop
+    /// (host overload) does not count. Default 5.
     pub quarantine_after: Option<u32>,
     /// Folder of compiled policy artifacts, so restarts do not recompile. Default: `policy-cache` beside
     /// the SQLite database; no cache for an in-memory database.

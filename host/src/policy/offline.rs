@@ -1,7 +1,8 @@
 //! Running a policy without a gateway: what `sluice policy test FILE.wasm --request REQ.json` does. The
 //! request file is an OpenAI chat-completions body; the catalog file a JSON array of deployments shaped like
 //! the config's (`name`, `tier`, `region`, `price = {input_per_mtok, output_per_mtok}` in USD, optional
-//! `health` and `recent_latency_ms`). The component runs under the same limits as in the gateway.
+//! `health` and `recent_latency_ms`). The component runs under the same limits as in the gateway: fuel for
+//! its deadline's work and the wall-clock backstop, and the report says which one stopped it.
 
 use std::time::{Duration, Instant};
 
@@ -141,13 +142,17 @@ pub struct Inputs {
     pub labels: Vec<(String, String)>,
 }
 
-/// What the policy decided, and how long one fresh-instance call took.
+/// What the policy decided, the work it took, and how long one fresh-instance call took.
 #[derive(Debug)]
 pub struct Report {
     pub slot: Slot,
     /// The decision as JSON, or the failure.
     pub decision: Result<serde_json::Value, PolicyFailure>,
     pub log: Vec<String>,
+    /// Fuel the first call used (when it decided), and the fuel of the deadline.
+    pub fuel: Option<u64>,
+    pub fuel_limit: u64,
+    pub deadline: Duration,
     pub compile: Duration,
     /// Median of the timed calls (instantiate + call + drop), after one warm-up.
     pub call_median: Duration,
@@ -221,6 +226,19 @@ fn tier_str(t: wit::Tier) -> &'static str {
     }
 }
 
+/// Which limit stopped a policy, in words for the `sluice policy test` output; `None` for other failures.
+pub fn stopped_by(failure: &PolicyFailure) -> Option<&'static str> {
+    match failure {
+        PolicyFailure::OutOfFuel { .. } => Some(
+            "fuel: the policy did more work than its deadline allows, on any machine (the gateway counts this toward quarantine)",
+        ),
+        PolicyFailure::Overloaded { .. } => Some(
+            "the wall-clock backstop: this machine did not give the policy the CPU in time; not the policy's fault (the gateway answers 503 and does not count it)",
+        ),
+        _ => None,
+    }
+}
+
 /// Runs one slot of `bytes` (the given one, or the first the component exports) `calls` times.
 pub fn run(
     bytes: &[u8],
@@ -260,7 +278,8 @@ pub fn run(
             remaining_micro_usd: inputs.budget_micro_usd,
         },
     };
-    let once = || -> Result<(serde_json::Value, Vec<String>), PolicyFailure> {
+    type Decided = (serde_json::Value, Vec<String>, u64);
+    let once = || -> Result<Decided, PolicyFailure> {
         match slot {
             Slot::Auth => runtime.authorize(&policy, &req, None).map(|o| {
                 let v = match o.value {
@@ -269,13 +288,14 @@ pub fn run(
                     }
                     wasm::AuthDecision::Deny(reason) => serde_json::json!({"deny": reason}),
                 };
-                (v, o.log)
+                (v, o.log, o.fuel)
             }),
             Slot::Classify => runtime.classify(&policy, &req, None).map(|o| {
                 let c = o.value;
                 (
                     serde_json::json!({"tier": tier_str(c.tier), "score": c.score, "labels": labels_json(&cap_labels(c.labels))}),
                     o.log,
+                    o.fuel,
                 )
             }),
             Slot::Route => runtime.route(&policy, &input, None).map(|o| {
@@ -289,7 +309,7 @@ pub fn run(
                     }
                     wasm::RouteDecision::Reject(reason) => serde_json::json!({"reject": reason}),
                 };
-                (v, o.log)
+                (v, o.log, o.fuel)
             }),
         }
     };
@@ -302,14 +322,17 @@ pub fn run(
     }
     times.sort_unstable();
     let call_median = times.get(times.len() / 2).copied().unwrap_or_default();
-    let (decision, log) = match first {
-        Ok((v, log)) => (Ok(v), log),
-        Err(e) => (Err(e), Vec::new()),
+    let (decision, log, fuel) = match first {
+        Ok((v, log, fuel)) => (Ok(v), log, Some(fuel)),
+        Err(e) => (Err(e), Vec::new(), None),
     };
     Ok(Report {
         slot,
         decision,
         log,
+        fuel,
+        fuel_limit: limits.fuel(limits.deadline),
+        deadline: limits.deadline,
         compile,
         call_median,
         calls,
@@ -347,6 +370,43 @@ mod tests {
         assert_eq!(decision["tier"], "complex");
         assert_eq!(decision["route"][0], "big");
         assert_eq!(report.calls, 3);
+        let fuel = report.fuel.unwrap();
+        assert!(fuel > 0 && fuel < report.fuel_limit, "{fuel}");
+    }
+
+    #[test]
+    fn the_report_says_whether_fuel_or_the_backstop_stopped_the_policy() {
+        let inputs = Inputs {
+            request: REQUEST.to_owned(),
+            metadata: vec![("hostile".to_owned(), "loop".to_owned())],
+            ..Inputs::default()
+        };
+        let hostile = super::super::builtin::TEST_HOSTILE;
+        // As in the gateway: fuel stops the loop (50 ms, so that a busy test machine still lets it run out
+        // before the backstop)...
+        let limits = wasm::Limits {
+            deadline: Duration::from_millis(50),
+            ..wasm::Limits::default()
+        };
+        let report = run(hostile, Some(Slot::Classify), &inputs, limits, 0).unwrap();
+        let err = report.decision.unwrap_err();
+        assert!(matches!(err, PolicyFailure::OutOfFuel { .. }), "{err}");
+        assert!(stopped_by(&err).unwrap().starts_with("fuel:"));
+        assert_eq!(report.fuel, None);
+        // ...unless it has more fuel than time: then the backstop, and the machine is to blame.
+        let limits = wasm::Limits {
+            fuel_per_ms: 1 << 40,
+            ..wasm::Limits::default()
+        };
+        let report = run(hostile, Some(Slot::Classify), &inputs, limits, 0).unwrap();
+        let err = report.decision.unwrap_err();
+        assert!(matches!(err, PolicyFailure::Overloaded { .. }), "{err}");
+        assert!(
+            stopped_by(&err)
+                .unwrap()
+                .starts_with("the wall-clock backstop:")
+        );
+        assert!(err.to_string().contains("backstop of 25ms"), "{err}");
     }
 
     #[test]

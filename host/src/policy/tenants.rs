@@ -5,9 +5,12 @@
 //! (`ArcSwap`) on every change, so a request reads one consistent snapshot without a lock and an activation
 //! is atomic. Uploads are checked and compiled off the request path, one at a time.
 //!
-//! Failure rules: `auth` fails closed (a trap, timeout, error or quarantine denies); `classify` and `route`
-//! fall back to the built-in policy. Every failure counts; `quarantine_after` failures in a row quarantine
-//! the version until another one is activated. Every decision is recorded in a `Trail` for the audit entry.
+//! Failure rules: `auth` fails closed (a trap, running out of fuel, an error or quarantine denies); `classify`
+//! and `route` fall back to the built-in policy. Every failure of the policy's own counts; `quarantine_after`
+//! failures in a row quarantine the version until another one is activated. A call stopped by the wall-clock
+//! backstop with fuel left (`PolicyFailure::Overloaded`) is the host's fault, not the policy's: it neither
+//! counts nor resets the count, `auth` answers 503 (retry) instead of denying, and `classify` and `route` fall
+//! back as for any failure. Every decision is recorded in a `Trail` for the audit entry.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -103,7 +106,8 @@ impl TenantPolicies {
 /// Which policies decided a request, for the audit entry's `policy` field: space-separated `slot=source`
 /// items, source being `sha256:<hex>` (the tenant's version), `builtin:sha256:<hex>` (a built-in) or
 /// `config` (no policy ran: the configured deployments), with `!<reason>` appended when the tenant's policy
-/// failed and the slot's failure rule applied (`!timeout`, `!trap`, `!error`, `!invalid`, `!quarantined`).
+/// failed and the slot's failure rule applied (`!timeout` for running out of fuel, `!overloaded` for the
+/// wall-clock backstop, `!trap`, `!error`, `!invalid`, `!quarantined`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Trail(String);
 
@@ -134,7 +138,9 @@ impl Trail {
 /// A short word for a failure, for trails and metrics.
 pub fn failure_reason(f: &PolicyFailure) -> &'static str {
     match f {
-        PolicyFailure::Timeout(_) => "timeout",
+        // Out of fuel is the deadline as users know it: the policy did more than its deadline's work.
+        PolicyFailure::OutOfFuel { .. } => "timeout",
+        PolicyFailure::Overloaded { .. } => "overloaded",
         PolicyFailure::Trap(_) => "trap",
         PolicyFailure::Policy(_) => "error",
         PolicyFailure::MissingSlot(_)
@@ -174,6 +180,8 @@ pub enum AuthOutcome {
     Allow(Vec<wit::Label>),
     /// Refused, with the reason shown to the client.
     Deny(String),
+    /// The policy could not finish because the host was overloaded: no decision either way (503, retry).
+    Overloaded,
 }
 
 /// What classification produced.
@@ -285,6 +293,7 @@ impl Policies {
     ) -> Result<Policies, PolicyFailure> {
         let runtime = wasm::Runtime::new(wasm::Limits {
             deadline: config.default_deadline,
+            fuel_per_ms: config.fuel_per_ms,
             max_memory_bytes: config.max_memory_bytes,
         })?;
         let artifacts = config.cache_dir.as_ref().and_then(|dir| {
@@ -563,8 +572,12 @@ impl Policies {
     // ---- decisions ---------------------------------------------------------------------------------
 
     /// Counts a failure of a tenant's version; quarantines it at the threshold (in memory at once, in storage
-    /// in the background).
+    /// in the background). An overload is not the version's fault: it leaves the count as it is.
     fn failed(&self, tenant_id: &str, active: &Active, failure: &PolicyFailure) {
+        if failure.is_overload() {
+            tracing::warn!(tenant = %tenant_id, slot = active.slot.as_str(), version = active.version, error = %failure, "tenant policy stopped by the wall-clock backstop; not counted toward quarantine");
+            return;
+        }
         tracing::warn!(tenant = %tenant_id, slot = active.slot.as_str(), version = active.version, error = %failure, "tenant policy failed");
         let n = active.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if n >= self.config.quarantine_after
@@ -606,7 +619,8 @@ impl Policies {
     }
 
     /// Slot 4. Without an uploaded `auth` policy every authenticated key is allowed (roles gate the
-    /// self-service endpoints, not inference). A failing or quarantined policy denies: fail closed.
+    /// self-service endpoints, not inference). A failing or quarantined policy denies: fail closed. A call the
+    /// overloaded host could not finish neither allows nor denies: `Overloaded`.
     pub fn authorize(
         &self,
         tenant: Option<&TenantPolicies>,
@@ -642,6 +656,9 @@ impl Policies {
             Err(e) => {
                 self.failed(&req.tenant_id, active, &e);
                 trail.push(Slot::Auth, &active.digest, Some(failure_reason(&e)));
+                if e.is_overload() {
+                    return AuthOutcome::Overloaded;
+                }
                 AuthOutcome::Deny("the tenant's authorization policy failed".to_owned())
             }
         }

@@ -1,7 +1,13 @@
 //! The Wasm policy runtime: wasmtime 48 with the component model only, a pooling allocator that keeps memory
-//! resident so a fresh instance costs microseconds, epoch interruption for per-call deadlines, store limits,
-//! a 256 KiB wasm stack, and no WASI at all: the only import a policy gets is the host `log`; anything else it
-//! imports (the WASI interfaces Rust's std pulls in) traps when called.
+//! resident so a fresh instance costs microseconds, fuel for the work a call may do, epoch interruption as a
+//! wall-clock backstop, store limits, a 256 KiB wasm stack, and no WASI at all: the only import a policy
+//! gets is the host `log`; anything else it imports (the WASI interfaces Rust's std pulls in) traps when
+//! called.
+//!
+//! A call's deadline is a budget of work, not of time: it gets `deadline × fuel_per_ms` fuel, so a policy
+//! that does too much fails the same way on an idle machine and on an overloaded one (`OutOfFuel`, its own
+//! fault). The epoch deadline only stops a call whose wall-clock time went far past its deadline with fuel
+//! left (`backstop`): the host could not give it the CPU (`Overloaded`), and the policy is not to blame.
 //!
 //! Every call gets a fresh `Store` from a pre-linked `InstancePre`, so nothing survives between requests.
 //! This is the one `bindgen!` of the host.
@@ -32,11 +38,27 @@ use bindings::sluice::policy::log;
 pub const MAX_LOG_LINES: usize = 32;
 pub const MAX_LOG_LINE_BYTES: usize = 1024;
 
+/// Fuel per millisecond of deadline, unless the operator sets `policies.fuel_per_ms`: about what a busy loop
+/// (the `loop` mode of `policies/test-hostile`) burns in a millisecond of wall-clock on one idle core, so that
+/// running out of fuel happens at about the deadline on an idle machine.
+///
+/// Measured 2026-11-24 on the 2-core development machine, idle (a throwaway test in a debug build; the Wasm
+/// code is Cranelift's optimized output either way): the loop given a fixed budget (10^8 fuel once, then 10^9
+/// four times) under a 1 s deadline, so that the 4 s backstop stays far, timed until it ran out of fuel.
+/// Three runs gave 4.7 to 6.4 million fuel per ms, 6.4 million in the least disturbed calls; rounded down to
+/// 6 million, a loop stops after 0.9 to 1.3 deadlines. The built-in classifier on a 4.5 KB prompt (string
+/// scanning; wasmtime charges `memory.copy` and `memory.fill` one unit per byte), instantiation included,
+/// burned 5.0 to 6.9 million per ms: ordinary policy code runs out at about its deadline too.
+pub const DEFAULT_FUEL_PER_MS: u64 = 6_000_000;
+
 /// Limits of every call.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Wall-clock deadline of one call (epoch ticks of 1 ms).
+    /// Default deadline of one call: a budget of `deadline × fuel_per_ms` fuel, and a wall-clock backstop
+    /// (`backstop`, epoch ticks of 1 ms).
     pub deadline: Duration,
+    /// Fuel per millisecond of deadline (`DEFAULT_FUEL_PER_MS`).
+    pub fuel_per_ms: u64,
     /// Linear memory a call may use.
     pub max_memory_bytes: usize,
 }
@@ -45,9 +67,29 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             deadline: Duration::from_millis(5),
+            fuel_per_ms: DEFAULT_FUEL_PER_MS,
             max_memory_bytes: 32 << 20,
         }
     }
+}
+
+impl Limits {
+    /// The fuel of a call with this deadline.
+    pub fn fuel(&self, deadline: Duration) -> u64 {
+        let micros = u64::try_from(deadline.as_micros()).unwrap_or(u64::MAX);
+        micros.saturating_mul(self.fuel_per_ms) / 1_000
+    }
+}
+
+/// The wall-clock backstop of a call with this deadline: `max(4 × deadline, deadline + 20 ms)`.
+///
+/// Fuel already bounds the work, so the backstop only has to keep a worker from being held without end, and
+/// must not fire on a well-behaved call that was merely descheduled. Four times the deadline lets a call
+/// finish as long as it gets a quarter of a core while it runs; the 20 ms floor covers a few scheduler time
+/// slices, which a short deadline could otherwise lose to a single descheduling. A call holds its worker for
+/// at most the backstop: 25 ms at the 5 ms default, 200 ms at the 50 ms a tenant may choose by default.
+pub fn backstop(deadline: Duration) -> Duration {
+    (deadline * 4).max(deadline + Duration::from_millis(20))
 }
 
 /// Why a policy could not be loaded or did not decide.
@@ -69,14 +111,31 @@ pub enum PolicyFailure {
     Link(String),
     #[error("the component does not export the `{0}` slot")]
     MissingSlot(&'static str),
-    #[error("the policy ran past its deadline of {0:?}")]
-    Timeout(Duration),
+    /// The policy did more work than its deadline allows: its own fault, the same on any machine.
+    #[error("the policy used up its fuel ({fuel} units: the work of its {deadline:?} deadline)")]
+    OutOfFuel { fuel: u64, deadline: Duration },
+    /// The wall-clock backstop stopped the policy while it still had fuel: the host did not give it the CPU
+    /// (overload), so this is not the policy's fault.
+    #[error(
+        "the host was overloaded: the wall-clock backstop of {backstop:?} stopped the policy with fuel left (deadline {deadline:?})"
+    )]
+    Overloaded {
+        deadline: Duration,
+        backstop: Duration,
+    },
     #[error("the policy trapped: {0}")]
     Trap(String),
     #[error("the policy reported an error: {0}")]
     Policy(String),
     #[error("the policy runtime could not start: {0}")]
     Engine(String),
+}
+
+impl PolicyFailure {
+    /// Whether the host, not the policy, is to blame: such a failure does not count toward quarantine.
+    pub fn is_overload(&self) -> bool {
+        matches!(self, PolicyFailure::Overloaded { .. })
+    }
 }
 
 /// Per-call state: the limits and the log lines the policy emitted.
@@ -116,11 +175,13 @@ impl std::fmt::Debug for Policy {
     }
 }
 
-/// What a call returned, with the policy's log lines.
+/// What a call returned, with the policy's log lines and the work it took.
 #[derive(Debug)]
 pub struct Outcome<T> {
     pub value: T,
     pub log: Vec<String>,
+    /// Fuel the call used (instantiation included), out of `Limits::fuel` of its deadline.
+    pub fuel: u64,
 }
 
 /// The engine, the base linker and the epoch ticker.
@@ -165,6 +226,7 @@ impl Runtime {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
+            .consume_fuel(true)
             .epoch_interruption(true)
             .max_wasm_stack(256 << 10)
             .cranelift_opt_level(OptLevel::Speed)
@@ -222,7 +284,13 @@ impl Runtime {
         })
     }
 
-    fn store(&self, deadline: Duration) -> Store<State> {
+    /// The limits calls run under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// A fresh store with the call's fuel and its wall-clock backstop.
+    fn store(&self, deadline: Duration, fuel: u64) -> Result<Store<State>, PolicyFailure> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.limits.max_memory_bytes)
             .instances(16)
@@ -238,21 +306,26 @@ impl Runtime {
             },
         );
         store.limiter(|s| &mut s.limits);
-        // One tick is 1 ms; one more so a call never gets less than its deadline.
-        let ticks = u64::try_from(deadline.as_millis())
+        store.set_fuel(fuel).map_err(engine_err)?;
+        // One tick is 1 ms; one more so a call never gets less than its backstop.
+        let ticks = u64::try_from(backstop(deadline).as_millis())
             .unwrap_or(u64::MAX)
-            .max(1)
-            + 1;
+            .saturating_add(1);
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
-        store
+        Ok(store)
     }
 
-    fn failure(&self, e: &wasmtime::Error, deadline: Duration) -> PolicyFailure {
-        if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-            PolicyFailure::Timeout(deadline)
-        } else {
-            PolicyFailure::Trap(format!("{e:#}"))
+    fn failure(e: &wasmtime::Error, deadline: Duration, fuel: u64) -> PolicyFailure {
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => PolicyFailure::OutOfFuel { fuel, deadline },
+            // Only the backstop interrupts, and only a call that still had fuel reaches it: a call that did
+            // its deadline's worth of work would have run out of fuel first.
+            Some(Trap::Interrupt) => PolicyFailure::Overloaded {
+                deadline,
+                backstop: backstop(deadline),
+            },
+            _ => PolicyFailure::Trap(format!("{e:#}")),
         }
     }
 
@@ -271,7 +344,8 @@ impl Runtime {
     ) -> Result<Outcome<T>, PolicyFailure> {
         let indices = indices.ok_or(PolicyFailure::MissingSlot(slot))?;
         let deadline = deadline.unwrap_or(self.limits.deadline);
-        let mut store = self.store(deadline);
+        let fuel = self.limits.fuel(deadline);
+        let mut store = self.store(deadline, fuel)?;
         let result = policy
             .pre
             .instantiate(&mut store)
@@ -279,10 +353,11 @@ impl Runtime {
         match result {
             Ok(Ok(value)) => Ok(Outcome {
                 value,
+                fuel: fuel.saturating_sub(store.get_fuel().unwrap_or(0)),
                 log: store.into_data().log,
             }),
             Ok(Err(e)) => Err(PolicyFailure::Policy(e.message)),
-            Err(e) => Err(self.failure(&e, deadline)),
+            Err(e) => Err(Self::failure(&e, deadline, fuel)),
         }
     }
 

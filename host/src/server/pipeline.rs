@@ -707,7 +707,7 @@ async fn after_auth(
     let mut req =
         (authorizes || classifies || routes).then(|| policy_request(finished, &inference, headers));
     let mut trail = policy::Trail::default();
-    // 4. authorize: the tenant's `auth` policy, if any; fail closed.
+    // 4. authorize: the tenant's `auth` policy, if any; fail closed (503 when overload stopped it).
     if authorizes && let Some(req) = req.as_mut() {
         let outcome = timed(app, "authorize", || {
             app.policies.authorize(tenant, req, &mut trail)
@@ -717,6 +717,14 @@ async fn after_auth(
             policy::AuthOutcome::Allow(labels) => req.labels.extend(labels),
             policy::AuthOutcome::Deny(reason) => {
                 return Err(ApiError::new(ErrorCode::PolicyDenied, reason));
+            }
+            // The policy denied nothing: the host could not run it in time. Retryable.
+            policy::AuthOutcome::Overloaded => {
+                return Err(ApiError::new(
+                    ErrorCode::Unavailable,
+                    "the tenant's authorization policy was stopped by the wall-clock backstop: the gateway is overloaded",
+                )
+                .with_header(header::RETRY_AFTER, "1"));
             }
         }
     }

@@ -76,6 +76,13 @@ fn the_builtin_classifier_tells_simple_from_complex() {
         complex.value.score
     );
     assert!(complex.value.score > simple.value.score);
+    // Each call reports its work, well within the default deadline's fuel.
+    let budget = runtime().limits().fuel(Limits::default().deadline);
+    assert!(
+        simple.fuel > 0 && simple.fuel < budget / 10,
+        "{} of {budget}",
+        simple.fuel
+    );
     assert_eq!(complex.value.labels[0].key, "complexity");
 }
 
@@ -151,15 +158,77 @@ fn hostile() -> Policy {
 }
 
 #[test]
-fn a_policy_that_loops_forever_is_stopped_at_its_deadline() {
+fn a_policy_that_loops_forever_runs_out_of_fuel() {
+    // 50 ms rather than the 5 ms default: fuel wins as long as the loop gets a quarter of a core before the
+    // 200 ms backstop, which a machine busy with the other tests still gives it.
+    let deadline = Duration::from_millis(50);
     let err = runtime()
-        .classify(
-            &hostile(),
-            &request("loop", ""),
-            Some(Duration::from_millis(5)),
-        )
+        .classify(&hostile(), &request("loop", ""), Some(deadline))
         .unwrap_err();
-    assert_eq!(err, PolicyFailure::Timeout(Duration::from_millis(5)));
+    assert_eq!(
+        err,
+        PolicyFailure::OutOfFuel {
+            fuel: runtime().limits().fuel(deadline),
+            deadline
+        }
+    );
+    assert!(!err.is_overload());
+}
+
+#[test]
+fn a_policy_with_fuel_left_is_stopped_by_the_backstop_as_an_overload() {
+    // Fuel this loop cannot use up: only the wall-clock backstop can stop it.
+    let rich = Runtime::new(Limits {
+        fuel_per_ms: 1 << 40,
+        ..Limits::default()
+    })
+    .unwrap();
+    let policy = rich.load(builtin::TEST_HOSTILE).unwrap();
+    let deadline = Duration::from_millis(5);
+    let started = std::time::Instant::now();
+    let err = rich
+        .classify(&policy, &request("loop", ""), Some(deadline))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        PolicyFailure::Overloaded {
+            deadline,
+            backstop: Duration::from_millis(25)
+        }
+    );
+    assert!(err.is_overload());
+    // Not before the backstop: 26 ticks of at least 1 ms.
+    assert!(started.elapsed() >= Duration::from_millis(25));
+}
+
+#[test]
+fn the_backstop_is_four_deadlines_and_at_least_twenty_ms_more() {
+    assert_eq!(
+        backstop(Duration::from_millis(1)),
+        Duration::from_millis(21)
+    );
+    assert_eq!(
+        backstop(Duration::from_millis(5)),
+        Duration::from_millis(25)
+    );
+    assert_eq!(
+        backstop(Duration::from_millis(50)),
+        Duration::from_millis(200)
+    );
+    let limits = Limits {
+        fuel_per_ms: 1_000,
+        ..Limits::default()
+    };
+    assert_eq!(limits.fuel(Duration::from_millis(5)), 5_000);
+    assert_eq!(limits.fuel(Duration::from_micros(1_500)), 1_500);
+    assert_eq!(
+        Limits {
+            fuel_per_ms: u64::MAX,
+            ..limits
+        }
+        .fuel(Duration::from_secs(1)),
+        u64::MAX / 1_000
+    );
 }
 
 #[test]
