@@ -1,6 +1,6 @@
 //! A test program, never served: a policy that misbehaves as the request asks (the `hostile` metadata value,
-//! else the `model`), so the tests can check each defence (deadline, memory limit, stack limit, no WASI,
-//! capped output, host-checked routes).
+//! else the `model`), so the tests can check each defence (fuel and the backstop, memory limit, stack limit,
+//! no WASI, capped output, host-checked routes).
 
 wit_bindgen::generate!({ path: "../../wit", world: "any-policy" });
 
@@ -60,6 +60,16 @@ fn misbehave(req: &Request) -> Result<Vec<Label>, PolicyError> {
             }
             Ok(Vec::new())
         }
+        // Host calls without end: the work happens in the host, where no Wasm fuel burns.
+        "log-flood" => {
+            let line = "z".repeat(64 << 10);
+            loop {
+                emit(Level::Info, &line);
+            }
+        }
+        "log-spin" => loop {
+            emit(Level::Debug, "");
+        },
         "error" => Err(PolicyError { message: "refusing on purpose".to_owned() }),
         "panic" => panic!("a policy bug"),
         _ => Ok(Vec::new()),

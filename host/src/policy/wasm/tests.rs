@@ -202,6 +202,26 @@ fn a_policy_with_fuel_left_is_stopped_by_the_backstop_as_an_overload() {
 }
 
 #[test]
+fn host_calls_are_charged_so_a_policy_cannot_hide_its_work_in_the_host() {
+    // Logging in a loop burns almost no Wasm fuel: uncharged, only the backstop would stop it, and that
+    // passes for an overload, which never quarantines. Charged, it runs out of fuel like any loop.
+    let deadline = Duration::from_millis(50);
+    for mode in ["log-flood", "log-spin"] {
+        let err = runtime()
+            .classify(&hostile(), &request(mode, ""), Some(deadline))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            PolicyFailure::OutOfFuel {
+                fuel: runtime().limits().fuel(deadline),
+                deadline
+            },
+            "{mode}"
+        );
+    }
+}
+
+#[test]
 fn the_backstop_is_four_deadlines_and_at_least_twenty_ms_more() {
     assert_eq!(
         backstop(Duration::from_millis(1)),
