@@ -164,6 +164,17 @@ async fn activate(gw: &TestGateway, key: &str, slot: &str, version: u32) -> reqw
         .unwrap()
 }
 
+/// Sets the tenant's policy deadline (`PUT /v1/policies/settings`).
+async fn set_deadline(gw: &TestGateway, key: &str, ms: u64) -> reqwest::Response {
+    gw.http
+        .put(gw.url("/v1/policies/settings"))
+        .bearer_auth(key)
+        .json(&json!({ "deadline_ms": ms }))
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn chat(
     gw: &TestGateway,
     key: &str,
@@ -529,6 +540,9 @@ async fn a_failing_policy_is_quarantined_and_never_touches_another_tenant() {
             .status(),
         201
     );
+    // A 50 ms deadline, so fuel rather than the backstop (an overload, which does not count) stops the loops
+    // even on a machine busy with other tests.
+    assert_eq!(set_deadline(&gw, &bad_admin, 50).await.status(), 200);
 
     // The bad tenant's policies loop on every request: each falls back to the built-ins and is answered,
     // while the other tenant's requests go through the built-ins untouched, interleaved.
@@ -569,6 +583,94 @@ async fn a_failing_policy_is_quarantined_and_never_touches_another_tenant() {
     assert_eq!(view["slots"]["route"]["version"], 2, "{view}");
     let resp = chat(&gw, &bad, "auto", &[("route-to", "fake-large")]).await;
     assert_eq!(resp.headers()["x-sluice-deployment"], "fake-large");
+}
+
+/// What `GET /v1/policies` says of the tenant's `auth` slot: (version, quarantined).
+async fn auth_slot(gw: &TestGateway, admin_key: &str) -> (Value, Value) {
+    let view: Value = gw.get_json("/v1/policies", admin_key).await;
+    (
+        view["slots"]["auth"]["version"].clone(),
+        view["slots"]["auth"]["quarantined"].clone(),
+    )
+}
+
+/// A tenant with the hostile program as its `auth` policy and a 50 ms deadline: a loop then needs a quarter
+/// of a core to run out of fuel before the 200 ms backstop, which a machine busy with other tests gives.
+async fn hostile_auth(gw: &TestGateway) -> (String, String) {
+    let (tenant, _, member) = gw.tenant_key("acme").await;
+    let admin = key_with_role(gw, &tenant, "admin").await;
+    assert_eq!(
+        upload(gw, &admin, "auth", HOSTILE.to_vec()).await.status(),
+        201
+    );
+    assert_eq!(set_deadline(gw, &admin, 50).await.status(), 200);
+    (member, admin)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auth_policy_that_runs_out_of_fuel_is_denied_and_quarantined() {
+    let gw = TestGateway::start(ROUTING).await;
+    let (member, admin) = hostile_auth(&gw).await;
+    // The loop's work is its own fault: each request is denied, and five in a row (the default
+    // `quarantine_after`) quarantine the version.
+    for i in 1..=5 {
+        let (status, code, _) =
+            error_message(chat(&gw, &member, "auto", &[("hostile", "loop")]).await).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (403, "policy_denied"),
+            "request {i}"
+        );
+        let last = trails(&gw, &admin).await.pop().unwrap();
+        assert!(last.ends_with("!timeout"), "request {i}: {last}");
+    }
+    assert_eq!(auth_slot(&gw, &admin).await, (json!(1), json!(true)));
+    // Quarantined: denied without running, even a request the policy would allow.
+    let (status, code, _) = error_message(chat(&gw, &member, "auto", &[]).await).await;
+    assert_eq!((status, code.as_str()), (403, "policy_denied"));
+    let last = trails(&gw, &admin).await.pop().unwrap();
+    assert!(last.ends_with("!quarantined"), "{last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overloaded_host_answers_503_and_quarantines_nothing() {
+    // Fuel the loop cannot use up (2^40 per ms), so only the wall-clock backstop stops it: what an auth call
+    // starved of CPU looks like.
+    let gw = TestGateway::start(&format!("fuel_per_ms = 1099511627776\n{ROUTING}")).await;
+    let (member, admin) = hostile_auth(&gw).await;
+    // More than `quarantine_after` (5): each is 503 `unavailable`, retryable, and nothing is quarantined.
+    for i in 1..=6 {
+        let resp = chat(&gw, &member, "auto", &[("hostile", "loop")]).await;
+        assert_eq!(resp.headers()["retry-after"], "1", "request {i}");
+        let (status, code, message) = error_message(resp).await;
+        assert_eq!((status, code.as_str()), (503, "unavailable"), "request {i}");
+        assert!(
+            message.starts_with("the gateway is temporarily unavailable (request id "),
+            "{message}"
+        );
+        let last = trails(&gw, &admin).await.pop().unwrap();
+        assert!(
+            last.starts_with("auth=sha256:") && last.ends_with("!overloaded"),
+            "request {i}: {last}"
+        );
+    }
+    assert_eq!(auth_slot(&gw, &admin).await, (json!(1), json!(false)));
+    // The policy still decides: a request it allows is served.
+    assert_eq!(chat(&gw, &member, "auto", &[]).await.status(), 200);
+
+    // An overload leaves the count of failures as it is, neither adding nor resetting: four errors, an
+    // overload, and a fifth error quarantine the version.
+    for _ in 0..4 {
+        let (status, _, _) =
+            error_message(chat(&gw, &member, "auto", &[("hostile", "error")]).await).await;
+        assert_eq!(status, 403);
+    }
+    let resp = chat(&gw, &member, "auto", &[("hostile", "loop")]).await;
+    assert_eq!(resp.status(), 503);
+    assert_eq!(auth_slot(&gw, &admin).await, (json!(1), json!(false)));
+    let resp = chat(&gw, &member, "auto", &[("hostile", "error")]).await;
+    assert_eq!(resp.status(), 403);
+    assert_eq!(auth_slot(&gw, &admin).await, (json!(1), json!(true)));
 }
 
 /// The example tenant router (`examples/custom-router`), built by the build script.

@@ -28,7 +28,8 @@ pub fn env() -> HashMap<String, String> {
     ])
 }
 
-/// The config header every test gateway shares; tests append providers and deployments.
+/// The config header every test gateway shares; tests append providers and deployments. Its last table is
+/// `[policies]`, so appended text may begin with more `[policies]` keys.
 pub fn base_config(db: &std::path::Path, server_extra: &str) -> String {
     format!(
         "version = 1\n[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n[storage]\nurl = \"sqlite://{}\"\n\
