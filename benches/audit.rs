@@ -128,14 +128,19 @@ async fn run(durability: Durability, seconds: u64) {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         let start_count = done.load(Ordering::Relaxed);
+        let start_commits = log.commits();
         let start = Instant::now();
         tokio::time::sleep(Duration::from_secs(seconds)).await;
         let count = done.load(Ordering::Relaxed) - start_count;
+        let commits = log.commits() - start_commits;
         let rate = count as f64 / start.elapsed().as_secs_f64();
         stop.store(true, Ordering::Relaxed);
         for t in tasks {
             t.await.unwrap();
         }
-        println!("  256 concurrent writers, {seconds} s: {rate:.0} durable appends/s");
+        println!(
+            "  256 concurrent writers, {seconds} s: {rate:.0} durable appends/s ({:.1} entries per commit)",
+            count as f64 / commits.max(1) as f64
+        );
     }
 }

@@ -831,6 +831,34 @@ async fn open_log(
     (storage, log)
 }
 
+/// With `durability = fsync` the sequencer syncs the WAL itself after each commit. A failed sync is final:
+/// that append and every later one fail (503 for their requests), and no checkpoint is signed over entries
+/// that might not be on disk.
+#[tokio::test]
+async fn a_failed_sync_fails_this_and_every_later_append_and_signs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, log) = open_log(&dir, Duration::ZERO).await;
+    log.append(sample_entry("t1"), None).await.unwrap();
+    log.checkpoint_now("t1").await.unwrap().unwrap();
+    // The WAL file disappears from under the gateway: the next commit still lands in SQLite's open file, but
+    // the sync after it cannot reach the disk.
+    std::fs::remove_file(dir.path().join("a.db-wal")).unwrap();
+    for _ in 0..2 {
+        let err = log.append(sample_entry("t1"), None).await.unwrap_err();
+        assert!(
+            matches!(&err, sluice::audit::AuditError::Commit(m) if m.contains("must be restarted")),
+            "{err}"
+        );
+    }
+    assert!(log.checkpoint_now("t1").await.is_err());
+    let signed = storage.audit_checkpoints("t1").await.unwrap();
+    assert_eq!(
+        signed.iter().map(|c| c.size).collect::<Vec<_>>(),
+        [1],
+        "only the checkpoint from before the failure"
+    );
+}
+
 #[tokio::test]
 async fn a_restart_flags_a_log_that_no_longer_matches_its_checkpoint() {
     let dir = tempfile::tempdir().unwrap();

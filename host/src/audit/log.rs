@@ -7,7 +7,7 @@
 //! design without a task per tenant.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ use super::entry::Entry;
 use super::merkle::{Frontier, Hash, leaf_hash};
 use super::note::{self, Checkpoint};
 use crate::storage::{
-    AuditBatch, AuditRow, ContentRow, ReservationRow, SpendRow, Storage, StorageError,
+    AuditBatch, AuditRow, AuditWriter, ContentRow, ReservationRow, SpendRow, Storage, StorageError,
 };
 
 /// Why an entry could not be made durable. The request that carried it fails with 503.
@@ -133,6 +133,8 @@ pub struct AuditLog {
     sealer: Arc<Sealer>,
     storage: Storage,
     depth: Arc<AtomicI64>,
+    /// Batches committed since start.
+    commits: Arc<AtomicU64>,
     /// Tenants' own retention in days (0 = keep no content), served from memory.
     retention: Arc<RwLock<HashMap<String, u32>>>,
     default_retention_days: u32,
@@ -204,11 +206,23 @@ impl AuditLog {
         for tenant in &damaged {
             tracing::error!(tenant = %tenant, "audit log does not match its latest signed checkpoint: the database was modified");
         }
+        let db = storage.audit_writer().await?;
+        let syncer = db
+            .wal_to_sync()
+            .map(|wal| Syncer::start(wal.to_owned()))
+            .transpose()?;
+        let (committed, commits) = tokio::sync::watch::channel(());
+        tokio::spawn(checkpoint_wal(storage.clone(), commits));
         let (tx, rx) = mpsc::channel(QUEUE);
         let signer = Arc::new(signer);
         let depth = Arc::new(AtomicI64::new(0));
+        let commits = Arc::new(AtomicU64::new(0));
         let writer = Writer {
+            commits: commits.clone(),
             storage: storage.clone(),
+            db: Some(db),
+            syncer,
+            committed,
             sealer: sealer.clone(),
             signer: signer.clone(),
             tails,
@@ -224,6 +238,7 @@ impl AuditLog {
                 sealer,
                 storage,
                 depth,
+                commits,
                 retention,
                 default_retention_days,
                 damaged: Arc::new(damaged),
@@ -367,23 +382,141 @@ impl AuditLog {
         &self.storage
     }
 
+    /// Batches committed since start (entries ÷ commits is the mean group-commit size).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
     /// Entries handed over and not yet answered.
     pub fn queue_depth(&self) -> i64 {
         self.depth.load(Ordering::Relaxed)
     }
 }
 
+const SYNC_FAILED: &str =
+    "syncing the audit log to disk failed; the gateway must be restarted before it audits again";
+
+/// Replies waiting for their batch to be durable.
+struct Acks {
+    /// The sequencer's commit count once the batch committed.
+    seq: u64,
+    appends: Vec<(Reply, Appended)>,
+    reserves: Vec<oneshot::Sender<Result<(), AuditError>>>,
+    /// Answered once everything committed before it is durable.
+    barrier: Option<oneshot::Sender<Result<(), AuditError>>>,
+}
+
+impl Acks {
+    fn resolve(self, outcome: &Result<(), AuditError>) {
+        for (reply, appended) in self.appends {
+            let _ = reply.send(outcome.clone().map(|()| appended));
+        }
+        for reply in self.reserves.into_iter().chain(self.barrier) {
+            let _ = reply.send(outcome.clone());
+        }
+    }
+}
+
+/// Syncs the WAL file on its own thread while the sequencer commits the next batch (group commit across
+/// batches). Each sync covers every batch committed before it began; their replies go out when it returns.
+/// A failed sync is final (the kernel may have dropped the dirty pages, so a retry proves nothing): every
+/// waiting and later append fails with 503 until a restart.
+struct Syncer {
+    tx: std::sync::mpsc::Sender<Acks>,
+    failed: Arc<std::sync::atomic::AtomicBool>,
+    /// The commit count the last successful sync covered.
+    synced: Arc<AtomicU64>,
+}
+
+impl Syncer {
+    fn start(wal: std::path::PathBuf) -> Result<Syncer, StorageError> {
+        let (tx, rx) = std::sync::mpsc::channel::<Acks>();
+        let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let synced = Arc::new(AtomicU64::new(0));
+        let (flag, covered) = (failed.clone(), synced.clone());
+        std::thread::Builder::new()
+            .name("sluice-audit-sync".to_owned())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    // Everything queued now was committed before this sync begins.
+                    let group: Vec<Acks> = std::iter::once(first).chain(rx.try_iter()).collect();
+                    let seq = group.iter().map(|a| a.seq).max().unwrap_or(0);
+                    let outcome = if flag.load(Ordering::Acquire) {
+                        Err(AuditError::Commit(SYNC_FAILED.to_owned()))
+                    } else {
+                        // Opened for each sync: SQLite may recreate the WAL file between two of them.
+                        std::fs::File::open(&wal)
+                            .and_then(|f| f.sync_data())
+                            .map_err(|e| {
+                                flag.store(true, Ordering::Release);
+                                tracing::error!(error = %e, wal = %wal.display(), "{SYNC_FAILED}");
+                                AuditError::Commit(SYNC_FAILED.to_owned())
+                            })
+                    };
+                    if outcome.is_ok() {
+                        covered.fetch_max(seq, Ordering::Release);
+                    }
+                    for acks in group {
+                        acks.resolve(&outcome);
+                    }
+                }
+            })
+            .map_err(|e| StorageError::Sync(e.to_string()))?;
+        Ok(Syncer { tx, failed, synced })
+    }
+
+    /// Hands replies over; they are answered after the next sync.
+    fn after_sync(&self, acks: Acks) {
+        if let Err(std::sync::mpsc::SendError(acks)) = self.tx.send(acks) {
+            acks.resolve(&Err(AuditError::Stopped));
+        }
+    }
+
+    fn failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+}
+
+/// Least time between two WAL checkpoints: each copies what the batches committed meanwhile.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// Checkpoints the WAL in the background while the sequencer commits, so no batch waits for pages to be
+/// copied into the database file. Ends when the sequencer is gone.
+async fn checkpoint_wal(storage: Storage, mut commits: tokio::sync::watch::Receiver<()>) {
+    while commits.changed().await.is_ok() {
+        if let Err(e) = storage.wal_checkpoint().await {
+            tracing::warn!(error = %e, "WAL checkpoint failed; the next one retries");
+        }
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+    }
+}
+
 struct Writer {
     storage: Storage,
+    /// The sequencer's own connection; reopened after a failed commit, in case it broke.
+    db: Option<AuditWriter>,
+    /// Syncs the WAL after commits and then acknowledges them (`durability = fsync` on a file).
+    syncer: Option<Syncer>,
+    /// Wakes the WAL checkpointer after a commit; dropping it stops the checkpointer.
+    committed: tokio::sync::watch::Sender<()>,
     sealer: Arc<Sealer>,
     signer: Arc<Signer>,
     tails: HashMap<String, Tail>,
     batch_max: usize,
     interval: Duration,
     depth: Arc<AtomicI64>,
+    commits: Arc<AtomicU64>,
 }
 
 impl Writer {
+    /// The sequencer's connection, opened again if the last commit failed.
+    async fn db(&mut self) -> Result<&mut AuditWriter, StorageError> {
+        match &mut self.db {
+            Some(db) => Ok(db),
+            slot @ None => Ok(slot.insert(self.storage.audit_writer().await?)),
+        }
+    }
+
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut tick = tokio::time::interval(self.interval.max(Duration::from_millis(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -537,29 +670,61 @@ impl Writer {
             reserve,
             release,
         };
-        let outcome = self.storage.audit_insert_batch(&batch).await;
+        let outcome = if self.syncer.as_ref().is_some_and(Syncer::failed) {
+            // After a failed sync nothing is known to be on disk: appending more would hand out answers whose
+            // entries may not survive. Only a restart (and SQLite's recovery) clears this.
+            Err(AuditError::Commit(SYNC_FAILED.to_owned()))
+        } else {
+            let outcome = match self.db().await {
+                Ok(db) => db.insert_batch(&batch).await,
+                Err(e) => Err(e),
+            };
+            if outcome.is_err() {
+                self.db = None;
+            }
+            outcome.map_err(|e| {
+                tracing::error!(error = %e, entries = batch.entries.len(), reservations = batch.reserve.len(), "audit batch failed to commit");
+                AuditError::Commit(e.to_string())
+            })
+        };
         self.depth.fetch_sub(n, Ordering::Relaxed);
+        let acks = Acks {
+            seq: self.commits.load(Ordering::Relaxed) + 1,
+            appends: results,
+            reserves: reserve_replies,
+            barrier: None,
+        };
         match outcome {
             Ok(()) => {
+                self.committed.send_replace(());
+                self.commits.fetch_add(1, Ordering::Relaxed);
                 self.tails.extend(staged);
-                for (reply, appended) in results {
-                    let _ = reply.send(Ok(appended));
-                }
-                for reply in reserve_replies {
-                    let _ = reply.send(Ok(()));
+                match &self.syncer {
+                    Some(syncer) => syncer.after_sync(acks),
+                    None => acks.resolve(&Ok(())),
                 }
             }
-            Err(e) => {
-                tracing::error!(error = %e, entries = batch.entries.len(), reservations = batch.reserve.len(), "audit batch failed to commit");
-                let err = AuditError::Commit(e.to_string());
-                for (reply, _) in results {
-                    let _ = reply.send(Err(err.clone()));
-                }
-                for reply in reserve_replies {
-                    let _ = reply.send(Err(err.clone()));
-                }
-            }
+            Err(err) => acks.resolve(&Err(err)),
         }
+    }
+
+    /// Waits until every batch committed so far is on disk (a no-op without a syncer).
+    async fn synced(&self) -> Result<(), AuditError> {
+        let Some(syncer) = &self.syncer else {
+            return Ok(());
+        };
+        let seq = self.commits.load(Ordering::Relaxed);
+        if syncer.synced.load(Ordering::Acquire) >= seq && !syncer.failed() {
+            return Ok(());
+        }
+        let (reply, answer) = oneshot::channel();
+        syncer.after_sync(Acks {
+            seq,
+            appends: Vec::new(),
+            reserves: Vec::new(),
+            barrier: Some(reply),
+        });
+        answer.await.unwrap_or(Err(AuditError::Stopped))
     }
 
     /// Signs logs that grew since their last checkpoint and whose interval has passed (all of them if
@@ -619,12 +784,17 @@ impl Writer {
                 return Ok(None);
             }
         }
+        // A checkpoint must never cover an entry that a power cut could still take back.
+        self.synced().await?;
         let note = self.signer.sign(tenant, tail.size, root);
-        let stored = self
-            .storage
-            .audit_insert_checkpoint(tenant, tail.size, &root, &note)
-            .await
-            .map_err(|e| AuditError::Commit(e.to_string()))?;
+        let stored = match self.db().await {
+            Ok(db) => db.insert_checkpoint(tenant, tail.size, &root, &note).await,
+            Err(e) => Err(e),
+        };
+        if stored.is_err() {
+            self.db = None;
+        }
+        let stored = stored.map_err(|e| AuditError::Commit(e.to_string()))?;
         if let Some(t) = self.tails.get_mut(tenant) {
             t.signed_size = tail.size;
             t.signed_at = Some(Instant::now());

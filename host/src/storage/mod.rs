@@ -6,10 +6,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::Row;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
+use sqlx::{ConnectOptions, Row};
 
 use crate::auth::Role;
 
@@ -25,17 +26,21 @@ pub enum StorageError {
     DuplicateTenant(String),
     #[error("no such tenant")]
     NoSuchTenant,
+    #[error("cannot start the audit log's disk sync: {0}")]
+    Sync(String),
 }
 
 #[derive(Debug, Clone)]
 enum Backend {
-    Sqlite(SqlitePool),
+    /// The pool, and the options to open the audit sequencer's own connection with.
+    Sqlite(SqlitePool, Box<SqliteConnectOptions>),
 }
 
 /// Handle to the database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Storage {
     backend: Backend,
+    durability: crate::config::Durability,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -91,19 +96,30 @@ impl Storage {
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(open_err)?;
         sqlx::migrate!("host/migrations/sqlite").run(&pool).await?;
         Ok(Storage {
-            backend: Backend::Sqlite(pool),
+            backend: Backend::Sqlite(pool, Box::new(options)),
+            durability,
         })
+    }
+
+    /// Copies committed WAL pages into the database file without blocking writers or readers (a passive
+    /// checkpoint). The audit sequencer's connection leaves this to a background task.
+    pub async fn wal_checkpoint(&self) -> Result<(), StorageError> {
+        let Backend::Sqlite(pool, _) = &self.backend;
+        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(pool)
+            .await?;
+        Ok(())
     }
 
     /// A cheap round trip, for readiness.
     pub async fn ping(&self) -> Result<(), StorageError> {
         match &self.backend {
-            Backend::Sqlite(pool) => {
+            Backend::Sqlite(pool, _) => {
                 sqlx::query("SELECT 1").execute(pool).await?;
             }
         }
@@ -112,13 +128,13 @@ impl Storage {
 
     pub async fn close(&self) {
         match &self.backend {
-            Backend::Sqlite(pool) => pool.close().await,
+            Backend::Sqlite(pool, _) => pool.close().await,
         }
     }
 
     pub async fn create_tenant(&self, id: &str, name: &str) -> Result<TenantRow, StorageError> {
         let created_at = now();
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         let result = sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)")
             .bind(id)
             .bind(name)
@@ -139,7 +155,7 @@ impl Storage {
     }
 
     pub async fn list_tenants(&self) -> Result<Vec<TenantRow>, StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY created_at, id")
             .fetch_all(pool)
             .await?;
@@ -155,7 +171,7 @@ impl Storage {
     }
 
     pub async fn tenant_exists(&self, id: &str) -> Result<bool, StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         let row = sqlx::query("SELECT 1 FROM tenants WHERE id = ?")
             .bind(id)
             .fetch_optional(pool)
@@ -164,7 +180,7 @@ impl Storage {
     }
 
     pub async fn insert_key(&self, key: &KeyRow) -> Result<(), StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         let result = sqlx::query(
             "INSERT INTO api_keys (id, tenant_id, name, role, salt, hash, last4, created_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -190,7 +206,7 @@ impl Storage {
 
     /// Marks a key revoked; returns the revoked key's tenant, or `None` if no live key has that id.
     pub async fn revoke_key(&self, id: &str) -> Result<Option<String>, StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         let row = sqlx::query(
             "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL RETURNING tenant_id",
         )
@@ -203,7 +219,7 @@ impl Storage {
 
     /// Every key, live and revoked, for loading the in-memory key store and for listings.
     pub async fn list_keys(&self, tenant_id: Option<&str>) -> Result<Vec<KeyRow>, StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query(
             "SELECT id, tenant_id, name, role, salt, hash, last4, created_at, revoked_at \
              FROM api_keys WHERE (?1 IS NULL OR tenant_id = ?1) ORDER BY created_at, id",
@@ -307,102 +323,13 @@ fn to_u64(n: i64) -> u64 {
 }
 
 impl Storage {
-    /// Commits a batch of audit entries in one transaction: all or none. Rows go in multi-row INSERTs,
-    /// because each statement is a round trip to SQLite's worker thread.
-    pub async fn audit_insert_batch(&self, batch: &AuditBatch) -> Result<(), StorageError> {
-        // SQLite allows 32,766 bound parameters per statement; at most 9 per row.
-        const ROWS_PER_STATEMENT: usize = 1000;
-        let (rows, content) = (&batch.entries, &batch.content);
-        let Backend::Sqlite(pool) = &self.backend;
-        let mut tx = pool.begin().await?;
-        for chunk in batch.reserve.chunks(ROWS_PER_STATEMENT) {
-            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO spend_reservations (id, tenant_id, key_id, request_id, trace_id, endpoint, model, micro_usd, created_ms) ",
-            );
-            insert.push_values(chunk, |mut b, r| {
-                b.push_bind(&r.id)
-                    .push_bind(&r.tenant_id)
-                    .push_bind(&r.key_id)
-                    .push_bind(&r.request_id)
-                    .push_bind(&r.trace_id)
-                    .push_bind(&r.endpoint)
-                    .push_bind(&r.model)
-                    .push_bind(to_i64(r.micro_usd))
-                    .push_bind(to_i64(r.created_ms));
-            });
-            insert.build().execute(&mut *tx).await?;
-        }
-        for chunk in batch.release.chunks(ROWS_PER_STATEMENT) {
-            let mut delete = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "DELETE FROM spend_reservations WHERE id IN (",
-            );
-            let mut ids = delete.separated(", ");
-            for id in chunk {
-                ids.push_bind(id);
-            }
-            delete.push(")");
-            delete.build().execute(&mut *tx).await?;
-        }
-        for chunk in batch.spend.chunks(ROWS_PER_STATEMENT) {
-            let mut upsert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO spend_daily (tenant_id, key_id, day, requests, prompt_tokens, completion_tokens, micro_usd) ",
-            );
-            upsert.push_values(chunk, |mut b, r| {
-                b.push_bind(&r.tenant_id)
-                    .push_bind(&r.key_id)
-                    .push_bind(to_i64(r.day))
-                    .push_bind(to_i64(r.requests))
-                    .push_bind(to_i64(r.prompt_tokens))
-                    .push_bind(to_i64(r.completion_tokens))
-                    .push_bind(to_i64(r.micro_usd));
-            });
-            upsert.push(
-                " ON CONFLICT (tenant_id, key_id, day) DO UPDATE SET \
-                 requests = requests + excluded.requests, \
-                 prompt_tokens = prompt_tokens + excluded.prompt_tokens, \
-                 completion_tokens = completion_tokens + excluded.completion_tokens, \
-                 micro_usd = micro_usd + excluded.micro_usd",
-            );
-            upsert.build().execute(&mut *tx).await?;
-        }
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO audit_entries (tenant_id, idx, entry, leaf_hash, request_id) ",
-            );
-            insert.push_values(chunk, |mut b, r| {
-                b.push_bind(&r.tenant_id)
-                    .push_bind(to_i64(r.index))
-                    .push_bind(&r.entry)
-                    .push_bind(&r.leaf_hash[..])
-                    .push_bind(&r.request_id);
-            });
-            insert.build().execute(&mut *tx).await?;
-        }
-        let created_at = now();
-        for chunk in content.chunks(ROWS_PER_STATEMENT) {
-            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO audit_content (tenant_id, idx, created_at, nonce, ciphertext) ",
-            );
-            insert.push_values(chunk, |mut b, r| {
-                b.push_bind(&r.tenant_id)
-                    .push_bind(to_i64(r.index))
-                    .push_bind(created_at)
-                    .push_bind(&r.nonce)
-                    .push_bind(&r.ciphertext);
-            });
-            insert.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// Encrypted content of a tenant's entries below `size`: (index, nonce, ciphertext).
     pub async fn audit_content(
         &self,
         tenant_id: &str,
         size: u64,
     ) -> Result<Vec<(u64, Vec<u8>, Vec<u8>)>, StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query("SELECT idx, nonce, ciphertext FROM audit_content WHERE tenant_id = ? AND idx < ? ORDER BY idx")
             .bind(tenant_id)
             .bind(to_i64(size))
@@ -425,7 +352,7 @@ impl Storage {
         tenant_id: &str,
         before: Option<i64>,
     ) -> Result<u64, StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         let done = sqlx::query(
             "DELETE FROM audit_content WHERE tenant_id = ? AND (?2 IS NULL OR created_at < ?2)",
         )
@@ -438,7 +365,7 @@ impl Storage {
 
     /// Tenants that have stored content.
     pub async fn audit_content_tenants(&self) -> Result<Vec<String>, StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query("SELECT DISTINCT tenant_id FROM audit_content")
             .fetch_all(pool)
             .await?;
@@ -449,7 +376,7 @@ impl Storage {
 
     /// Tenants with their own retention (days; 0 = keep no content).
     pub async fn retention_overrides(&self) -> Result<Vec<(String, u32)>, StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         let rows =
             sqlx::query("SELECT id, retention_days FROM tenants WHERE retention_days IS NOT NULL")
                 .fetch_all(pool)
@@ -464,7 +391,7 @@ impl Storage {
 
     /// Sets a tenant's retention; false if there is no such tenant.
     pub async fn set_retention(&self, tenant_id: &str, days: u32) -> Result<bool, StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         let done = sqlx::query("UPDATE tenants SET retention_days = ? WHERE id = ?")
             .bind(i64::from(days))
             .bind(tenant_id)
@@ -475,7 +402,7 @@ impl Storage {
 
     /// Every tenant's leaf hashes in index order, to rebuild the sequencer's state at start.
     pub async fn audit_all_leaves(&self) -> Result<Vec<(String, u64, Vec<u8>)>, StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query(
             "SELECT tenant_id, idx, leaf_hash FROM audit_entries ORDER BY tenant_id, idx",
         )
@@ -498,7 +425,7 @@ impl Storage {
         tenant_id: &str,
         size: u64,
     ) -> Result<Vec<Vec<u8>>, StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query(
             "SELECT leaf_hash FROM audit_entries WHERE tenant_id = ? AND idx < ? ORDER BY idx",
         )
@@ -518,7 +445,7 @@ impl Storage {
         from: u64,
         limit: u64,
     ) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query(
             "SELECT idx, entry FROM audit_entries WHERE tenant_id = ? AND idx >= ? ORDER BY idx LIMIT ?",
         )
@@ -538,7 +465,7 @@ impl Storage {
         tenant_id: &str,
         request_id: &str,
     ) -> Result<Option<u64>, StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         let row = sqlx::query("SELECT idx FROM audit_entries WHERE tenant_id = ? AND request_id = ? ORDER BY idx LIMIT 1")
             .bind(tenant_id)
             .bind(request_id)
@@ -547,37 +474,12 @@ impl Storage {
         Ok(row.map(|r| r.try_get("idx").map(to_u64)).transpose()?)
     }
 
-    /// Stores a checkpoint unless one of the same or a larger size exists (the compare-and-swap that keeps
-    /// two instances from signing diverging checkpoints). Returns whether it was stored.
-    pub async fn audit_insert_checkpoint(
-        &self,
-        tenant_id: &str,
-        size: u64,
-        root: &[u8],
-        note: &str,
-    ) -> Result<bool, StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
-        let done = sqlx::query(
-            "INSERT INTO audit_checkpoints (tenant_id, size, root, note, created_at) \
-             SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS \
-             (SELECT 1 FROM audit_checkpoints WHERE tenant_id = ?1 AND size >= ?2)",
-        )
-        .bind(tenant_id)
-        .bind(to_i64(size))
-        .bind(root)
-        .bind(note)
-        .bind(now())
-        .execute(pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
     /// A tenant's checkpoints, oldest first.
     pub async fn audit_checkpoints(
         &self,
         tenant_id: &str,
     ) -> Result<Vec<CheckpointRow>, StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query("SELECT size, root, note, created_at FROM audit_checkpoints WHERE tenant_id = ? ORDER BY size")
             .bind(tenant_id)
             .fetch_all(pool)
@@ -598,7 +500,7 @@ impl Storage {
     pub async fn audit_latest_checkpoints(
         &self,
     ) -> Result<Vec<(String, u64, Vec<u8>)>, StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query(
             "SELECT tenant_id, size, root FROM audit_checkpoints c \
              WHERE size = (SELECT MAX(size) FROM audit_checkpoints WHERE tenant_id = c.tenant_id)",
@@ -621,7 +523,7 @@ impl Storage {
 impl Storage {
     /// Every stored limit: (tenant, scope, JSON).
     pub async fn admission_limits(&self) -> Result<Vec<(String, String, String)>, StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query("SELECT tenant_id, scope, limits FROM admission_limits")
             .fetch_all(pool)
             .await?;
@@ -643,7 +545,7 @@ impl Storage {
         scope: &str,
         limits: Option<&str>,
     ) -> Result<(), StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         match limits {
             Some(json) => sqlx::query(
                 "INSERT INTO admission_limits (tenant_id, scope, limits, updated_at) VALUES (?, ?, ?, ?) \
@@ -668,7 +570,7 @@ impl Storage {
     pub async fn admission_budgets(
         &self,
     ) -> Result<Vec<(String, String, Option<u64>, Option<u64>)>, StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query(
             "SELECT tenant_id, scope, daily_micro_usd, monthly_micro_usd FROM admission_budgets",
         )
@@ -694,7 +596,7 @@ impl Storage {
         daily: Option<u64>,
         monthly: Option<u64>,
     ) -> Result<(), StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         sqlx::query(
             "INSERT INTO admission_budgets (tenant_id, scope, daily_micro_usd, monthly_micro_usd, updated_at) \
              VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, scope) DO UPDATE SET \
@@ -717,7 +619,7 @@ impl Storage {
         tenant_id: Option<&str>,
         from_day: u64,
     ) -> Result<Vec<SpendRow>, StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query(
             "SELECT tenant_id, key_id, day, requests, prompt_tokens, completion_tokens, micro_usd \
              FROM spend_daily WHERE day >= ? AND (? IS NULL OR tenant_id = ?) ORDER BY day, key_id",
@@ -744,7 +646,7 @@ impl Storage {
 
     /// Reservations whose request never got its entry (the gateway stopped in between).
     pub async fn open_reservations(&self) -> Result<Vec<ReservationRow>, StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query(
             "SELECT id, tenant_id, key_id, request_id, trace_id, endpoint, model, micro_usd, created_ms \
              FROM spend_reservations ORDER BY created_ms",
@@ -770,7 +672,7 @@ impl Storage {
 
     /// The tenant of a key (live or revoked).
     pub async fn key_tenant(&self, key_id: &str) -> Result<Option<String>, StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         let row = sqlx::query("SELECT tenant_id FROM api_keys WHERE id = ?")
             .bind(key_id)
             .fetch_optional(pool)
@@ -824,7 +726,7 @@ impl Storage {
         bytes: &[u8],
         uploaded_by: &str,
     ) -> Result<u32, StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("INSERT INTO policy_blobs (digest, bytes) VALUES (?, ?) ON CONFLICT (digest) DO NOTHING")
             .bind(digest)
@@ -864,7 +766,7 @@ impl Storage {
         slot: &str,
         version: u32,
     ) -> Result<Option<String>, StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         // IMMEDIATE: this transaction reads, then writes; a deferred one could not upgrade its lock once the
         // audit sequencer has committed in between (SQLITE_BUSY without waiting).
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -889,7 +791,7 @@ impl Storage {
         tenant_id: &str,
         slot: &str,
     ) -> Result<bool, StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         let done = sqlx::query("DELETE FROM policy_active WHERE tenant_id = ? AND slot = ?")
             .bind(tenant_id)
             .bind(slot)
@@ -906,7 +808,7 @@ impl Storage {
         version: u32,
         reason: &str,
     ) -> Result<(), StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         sqlx::query(
             "UPDATE policy_active SET quarantined_at = ?, quarantine_reason = ?, updated_at = ? \
              WHERE tenant_id = ? AND slot = ? AND version = ?",
@@ -927,7 +829,7 @@ impl Storage {
         &self,
         tenant_id: &str,
     ) -> Result<Vec<PolicyVersionRow>, StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query(
             "SELECT slot, version, digest, size, uploaded_by, created_at FROM policy_versions \
              WHERE tenant_id = ? ORDER BY slot, version DESC",
@@ -951,7 +853,7 @@ impl Storage {
 
     /// The active version of every tenant's slots.
     pub async fn policy_active(&self) -> Result<Vec<ActivePolicyRow>, StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query(
             "SELECT a.tenant_id, a.slot, a.version, v.digest, a.quarantined_at, a.quarantine_reason \
              FROM policy_active a JOIN policy_versions v \
@@ -976,7 +878,7 @@ impl Storage {
 
     /// The bytes of an uploaded component.
     pub async fn policy_blob(&self, digest: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         Ok(
             sqlx::query_scalar("SELECT bytes FROM policy_blobs WHERE digest = ?")
                 .bind(digest)
@@ -987,7 +889,7 @@ impl Storage {
 
     /// Every tenant's policy settings.
     pub async fn policy_settings(&self) -> Result<Vec<PolicySettingsRow>, StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         let rows =
             sqlx::query("SELECT tenant_id, deadline_ms, allowed_regions FROM policy_settings")
                 .fetch_all(pool)
@@ -1005,7 +907,7 @@ impl Storage {
 
     /// Stores a tenant's policy settings (both fields, as given).
     pub async fn put_policy_settings(&self, row: &PolicySettingsRow) -> Result<(), StorageError> {
-        let Backend::Sqlite(pool) = &self.backend;
+        let Backend::Sqlite(pool, _) = &self.backend;
         sqlx::query(
             "INSERT INTO policy_settings (tenant_id, deadline_ms, allowed_regions, updated_at) VALUES (?, ?, ?, ?) \
              ON CONFLICT (tenant_id) DO UPDATE SET deadline_ms = excluded.deadline_ms, \
@@ -1045,4 +947,179 @@ async fn activate_in(
 /// Current unix time in seconds.
 pub fn unix_now() -> i64 {
     now()
+}
+
+/// The audit sequencer's own connection. Every sequencer write goes through it, so its page cache stays warm
+/// between batches: SQLite drops a connection's cache whenever another connection has written, and a pool
+/// hands out its connections in turn.
+#[derive(Debug)]
+pub struct AuditWriter {
+    conn: WriterConn,
+    wal_to_sync: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug)]
+enum WriterConn {
+    Sqlite(SqliteConnection),
+}
+
+impl Storage {
+    /// Opens the audit sequencer's connection, with a page cache large enough for the indexes it appends to.
+    ///
+    /// With `durability = fsync` on a database file, the connection commits without syncing
+    /// (`synchronous = NORMAL`) and [`AuditWriter::wal_to_sync`] names the WAL file: the sequencer syncs it on
+    /// another thread while the next batch commits, and acknowledges a batch only once a sync that began
+    /// after its commit has returned. That is what `synchronous = FULL` does at each commit, without the
+    /// sequencer waiting on the disk.
+    pub async fn audit_writer(&self) -> Result<AuditWriter, StorageError> {
+        let Backend::Sqlite(_, options) = &self.backend;
+        let mut conn = options.connect().await?;
+        // The sequencer never checkpoints the WAL itself (copying pages into the database file and syncing it
+        // would stall every request waiting on its batch): `wal_checkpoint` does, from a pool connection.
+        sqlx::query("PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 0")
+            .execute(&mut conn)
+            .await?;
+        // An empty file name: an in-memory or temporary database, with no WAL to sync.
+        let file: String =
+            sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+                .fetch_one(&mut conn)
+                .await?;
+        let wal_to_sync = match self.durability {
+            crate::config::Durability::Fsync if !file.is_empty() => {
+                sqlx::query("PRAGMA synchronous = NORMAL")
+                    .execute(&mut conn)
+                    .await?;
+                Some(std::path::PathBuf::from(format!("{file}-wal")))
+            }
+            _ => None,
+        };
+        Ok(AuditWriter {
+            conn: WriterConn::Sqlite(conn),
+            wal_to_sync,
+        })
+    }
+}
+
+impl AuditWriter {
+    /// The WAL file the sequencer must sync before acknowledging a commit; `None` when commits are durable
+    /// as they return (or durability is not asked for).
+    pub fn wal_to_sync(&self) -> Option<&std::path::Path> {
+        self.wal_to_sync.as_deref()
+    }
+
+    /// Commits a batch of audit entries in one transaction: all or none. The whole transaction, `BEGIN` to
+    /// `COMMIT`, is one multi-statement query with multi-row INSERTs, so a batch costs one round trip to
+    /// SQLite's worker thread whatever its size (sqlx binds `?` parameters across the statements in order).
+    pub async fn insert_batch(&mut self, batch: &AuditBatch) -> Result<(), StorageError> {
+        // SQLite allows 32,766 bound parameters per statement; at most 9 per row.
+        const ROWS_PER_STATEMENT: usize = 1000;
+        let (rows, content) = (&batch.entries, &batch.content);
+        let mut sql = sqlx::QueryBuilder::<sqlx::Sqlite>::new("BEGIN IMMEDIATE;");
+        for chunk in batch.reserve.chunks(ROWS_PER_STATEMENT) {
+            sql.push(
+                " INSERT INTO spend_reservations (id, tenant_id, key_id, request_id, trace_id, endpoint, model, micro_usd, created_ms) ",
+            );
+            sql.push_values(chunk, |mut b, r| {
+                b.push_bind(&r.id)
+                    .push_bind(&r.tenant_id)
+                    .push_bind(&r.key_id)
+                    .push_bind(&r.request_id)
+                    .push_bind(&r.trace_id)
+                    .push_bind(&r.endpoint)
+                    .push_bind(&r.model)
+                    .push_bind(to_i64(r.micro_usd))
+                    .push_bind(to_i64(r.created_ms));
+            });
+            sql.push(";");
+        }
+        for chunk in batch.release.chunks(ROWS_PER_STATEMENT) {
+            sql.push(" DELETE FROM spend_reservations WHERE id IN (");
+            let mut ids = sql.separated(", ");
+            for id in chunk {
+                ids.push_bind(id);
+            }
+            sql.push(");");
+        }
+        for chunk in batch.spend.chunks(ROWS_PER_STATEMENT) {
+            sql.push(
+                " INSERT INTO spend_daily (tenant_id, key_id, day, requests, prompt_tokens, completion_tokens, micro_usd) ",
+            );
+            sql.push_values(chunk, |mut b, r| {
+                b.push_bind(&r.tenant_id)
+                    .push_bind(&r.key_id)
+                    .push_bind(to_i64(r.day))
+                    .push_bind(to_i64(r.requests))
+                    .push_bind(to_i64(r.prompt_tokens))
+                    .push_bind(to_i64(r.completion_tokens))
+                    .push_bind(to_i64(r.micro_usd));
+            });
+            sql.push(
+                " ON CONFLICT (tenant_id, key_id, day) DO UPDATE SET \
+                 requests = requests + excluded.requests, \
+                 prompt_tokens = prompt_tokens + excluded.prompt_tokens, \
+                 completion_tokens = completion_tokens + excluded.completion_tokens, \
+                 micro_usd = micro_usd + excluded.micro_usd;",
+            );
+        }
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            sql.push(" INSERT INTO audit_entries (tenant_id, idx, entry, leaf_hash, request_id) ");
+            sql.push_values(chunk, |mut b, r| {
+                b.push_bind(&r.tenant_id)
+                    .push_bind(to_i64(r.index))
+                    .push_bind(&r.entry)
+                    .push_bind(&r.leaf_hash[..])
+                    .push_bind(&r.request_id);
+            });
+            sql.push(";");
+        }
+        let created_at = now();
+        for chunk in content.chunks(ROWS_PER_STATEMENT) {
+            sql.push(" INSERT INTO audit_content (tenant_id, idx, created_at, nonce, ciphertext) ");
+            sql.push_values(chunk, |mut b, r| {
+                b.push_bind(&r.tenant_id)
+                    .push_bind(to_i64(r.index))
+                    .push_bind(created_at)
+                    .push_bind(&r.nonce)
+                    .push_bind(&r.ciphertext);
+            });
+            sql.push(";");
+        }
+        sql.push(" COMMIT;");
+        let WriterConn::Sqlite(conn) = &mut self.conn;
+        // The text differs with every batch size: small batches (the common case under light load, where
+        // latency counts) stay prepared in the connection's cache, large ones would only fill it.
+        let small = batch.entries.len() + batch.reserve.len() <= 16;
+        if let Err(e) = sql.build().persistent(small).execute(&mut *conn).await {
+            // A statement failed between BEGIN and COMMIT: undo what ran. When BEGIN itself failed there is
+            // nothing to undo and ROLLBACK's own error says so, which is fine.
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Stores a checkpoint unless one of the same or a larger size exists (the compare-and-swap that keeps
+    /// two instances from signing diverging checkpoints). Returns whether it was stored.
+    pub async fn insert_checkpoint(
+        &mut self,
+        tenant_id: &str,
+        size: u64,
+        root: &[u8],
+        note: &str,
+    ) -> Result<bool, StorageError> {
+        let WriterConn::Sqlite(conn) = &mut self.conn;
+        let done = sqlx::query(
+            "INSERT INTO audit_checkpoints (tenant_id, size, root, note, created_at) \
+             SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS \
+             (SELECT 1 FROM audit_checkpoints WHERE tenant_id = ?1 AND size >= ?2)",
+        )
+        .bind(tenant_id)
+        .bind(to_i64(size))
+        .bind(root)
+        .bind(note)
+        .bind(now())
+        .execute(&mut *conn)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
 }
