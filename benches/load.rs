@@ -237,6 +237,7 @@ model = "fake-model"
         .spawn()
         .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut child = KillOnDrop(child);
     let mut line = String::new();
     let mut seen = String::new();
     let addr = loop {
@@ -253,7 +254,7 @@ model = "fake-model"
     // Keep draining the gateway's logs (one audit line per request at the default `info` filter).
     std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
 
-    let pid = child.id();
+    let pid = child.0.id();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -441,5 +442,17 @@ model = "fake-model"
             .args(["-TERM", &pid.to_string()])
             .status();
     });
-    let _ = child.wait();
+    let _ = child.0.wait();
+}
+
+/// Kills the gateway if the harness panics before its graceful stop, so no gateway outlives a failed run.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
