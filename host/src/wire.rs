@@ -6,6 +6,16 @@ use serde_json::{Map, Value};
 
 use crate::error::ApiError;
 
+/// Whether the `Content-Type` header names `mime`, case-insensitively and ignoring parameters such as
+/// `charset`.
+pub fn has_media_type(headers: &http::HeaderMap, mime: &str) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case(mime))
+}
+
 /// `POST /v1/chat/completions` body.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ChatRequest {

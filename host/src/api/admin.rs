@@ -71,16 +71,7 @@ fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
 pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
     req: http::Request<Incoming>,
 ) -> Result<T, ApiError> {
-    let ct_ok = req
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-        });
-    if !ct_ok {
+    if !crate::wire::has_media_type(req.headers(), "application/json") {
         return Err(ApiError::new(
             ErrorCode::UnsupportedMediaType,
             "the request body must be JSON with `Content-Type: application/json`",

@@ -318,16 +318,7 @@ async fn deactivate(
 
 /// Reads an `application/wasm` body up to the upload cap: 413 beyond it, without buffering more.
 async fn read_wasm(app: &App, req: http::Request<Incoming>) -> Result<Vec<u8>, ApiError> {
-    let ct_ok = req
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/wasm"))
-        });
-    if !ct_ok {
+    if !crate::wire::has_media_type(req.headers(), "application/wasm") {
         return Err(ApiError::new(
             ErrorCode::UnsupportedMediaType,
             "upload a component with `Content-Type: application/wasm`",

@@ -517,6 +517,15 @@ impl Writer {
         }
     }
 
+    /// Passes a write's outcome through, dropping the connection after a failure so the next write opens a
+    /// fresh one.
+    fn keep_db<T>(&mut self, outcome: Result<T, StorageError>) -> Result<T, StorageError> {
+        if outcome.is_err() {
+            self.db = None;
+        }
+        outcome
+    }
+
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut tick = tokio::time::interval(self.interval.max(Duration::from_millis(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -675,14 +684,8 @@ impl Writer {
             // entries may not survive. Only a restart (and SQLite's recovery) clears this.
             Err(AuditError::Commit(SYNC_FAILED.to_owned()))
         } else {
-            let outcome = match self.db().await {
-                Ok(db) => db.insert_batch(&batch).await,
-                Err(e) => Err(e),
-            };
-            if outcome.is_err() {
-                self.db = None;
-            }
-            outcome.map_err(|e| {
+            let outcome = async { self.db().await?.insert_batch(&batch).await }.await;
+            self.keep_db(outcome).map_err(|e| {
                 tracing::error!(error = %e, entries = batch.entries.len(), reservations = batch.reserve.len(), "audit batch failed to commit");
                 AuditError::Commit(e.to_string())
             })
@@ -787,14 +790,16 @@ impl Writer {
         // A checkpoint must never cover an entry that a power cut could still take back.
         self.synced().await?;
         let note = self.signer.sign(tenant, tail.size, root);
-        let stored = match self.db().await {
-            Ok(db) => db.insert_checkpoint(tenant, tail.size, &root, &note).await,
-            Err(e) => Err(e),
-        };
-        if stored.is_err() {
-            self.db = None;
+        let stored = async {
+            self.db()
+                .await?
+                .insert_checkpoint(tenant, tail.size, &root, &note)
+                .await
         }
-        let stored = stored.map_err(|e| AuditError::Commit(e.to_string()))?;
+        .await;
+        let stored = self
+            .keep_db(stored)
+            .map_err(|e| AuditError::Commit(e.to_string()))?;
         if let Some(t) = self.tails.get_mut(tenant) {
             t.signed_size = tail.size;
             t.signed_at = Some(Instant::now());

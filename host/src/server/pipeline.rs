@@ -61,12 +61,7 @@ fn check_headers(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let ok = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
-    if ok {
+    if crate::wire::has_media_type(headers, "application/json") {
         Ok(())
     } else {
         Err(ApiError::new(
