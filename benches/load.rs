@@ -171,6 +171,41 @@ async fn throughput(url: &str, key: Option<&str>, clients: usize, seconds: u64) 
     (count as f64 / elapsed, refused.load(Ordering::Relaxed))
 }
 
+/// The gateway's phase histograms (and the upstream's time to first byte): (sum of seconds, count) by name.
+async fn phase_totals(
+    client: &HttpClient,
+    gateway: &str,
+) -> std::collections::BTreeMap<String, (f64, u64)> {
+    let resp = client
+        .get(format!("{gateway}/metrics").parse().unwrap())
+        .await
+        .unwrap();
+    let text = resp.into_body().collect().await.unwrap().to_bytes();
+    let mut out = std::collections::BTreeMap::<String, (f64, u64)>::new();
+    for line in std::str::from_utf8(&text).unwrap().lines() {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (metric, labels) = series.split_once('{').unwrap_or((series, ""));
+        let name = match metric {
+            "sluice_phase_duration_seconds_sum" | "sluice_phase_duration_seconds_count" => labels
+                .strip_prefix("phase=\"")
+                .and_then(|l| l.strip_suffix("\"}"))
+                .unwrap_or(labels),
+            "sluice_upstream_first_byte_seconds_sum"
+            | "sluice_upstream_first_byte_seconds_count" => "(upstream, first byte)",
+            _ => continue,
+        };
+        let slot = out.entry(name.to_owned()).or_default();
+        if metric.ends_with("_sum") {
+            slot.0 = value.parse().unwrap();
+        } else {
+            slot.1 = value.parse().unwrap();
+        }
+    }
+    out
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return; // `cargo test --benches` / `cargo bench -- --list` probes
@@ -251,7 +286,7 @@ model = "fake-model"
             break a.to_owned();
         }
     };
-    // Keep draining the gateway's logs (one audit line per request at the default `info` filter).
+    // Keep draining the gateway's logs, so a full pipe never blocks it.
     std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
 
     let pid = child.0.id();
@@ -368,7 +403,9 @@ model = "fake-model"
         let gateway_url = format!("{gateway}/v1/chat/completions");
         let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
         let direct = latencies(&client, &direct_url, None, BODY, requests).await;
+        let before = phase_totals(&client, &gateway).await;
         let via = latencies(&client, &gateway_url, Some(&key), BODY, requests).await;
+        let after = phase_totals(&client, &gateway).await;
         let fake = latencies(&client, &gateway_url, Some(&key), FAKE_BODY, requests).await;
         let capped = latencies(&client, &gateway_url, Some(&capped_key), BODY, requests).await;
         let with_policies = latencies(&client, &gateway_url, Some(&policy_key), BODY, requests).await;
@@ -395,6 +432,16 @@ model = "fake-model"
             (g50.as_secs_f64() - d50.as_secs_f64()) * 1e6,
             (g99.as_secs_f64() - d99.as_secs_f64()) * 1e6
         );
+        println!("  where the gateway's time goes at 1 client (mean per request from its own phase histograms):");
+        for (phase, (sum, count)) in &after {
+            let (sum0, count0) = before.get(phase).copied().unwrap_or_default();
+            if count > &count0 {
+                println!(
+                    "    {phase:<16} {:>8.1} µs",
+                    (sum - sum0) / (count - count0) as f64 * 1e6
+                );
+            }
+        }
         let (c50, c99) = (percentile(&capped, 0.5), percentile(&capped, 0.99));
         println!(
             "  tenant with limits and a spend cap (durable reservation): p50 {:>8.1} µs   p99 {:>8.1} µs   added p50 {:>8.1} µs",

@@ -7,7 +7,7 @@
 //! design without a task per tenant.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -212,7 +212,12 @@ impl AuditLog {
             .map(|wal| Syncer::start(wal.to_owned()))
             .transpose()?;
         let (committed, commits) = tokio::sync::watch::channel(());
-        tokio::spawn(checkpoint_wal(storage.clone(), commits));
+        let checkpointed = Arc::new(AtomicBool::new(false));
+        tokio::spawn(checkpoint_wal(
+            storage.clone(),
+            commits,
+            checkpointed.clone(),
+        ));
         let (tx, rx) = mpsc::channel(QUEUE);
         let signer = Arc::new(signer);
         let depth = Arc::new(AtomicI64::new(0));
@@ -223,6 +228,7 @@ impl AuditLog {
             db: Some(db),
             syncer,
             committed,
+            checkpointed,
             sealer: sealer.clone(),
             signer: signer.clone(),
             tails,
@@ -423,7 +429,7 @@ impl Acks {
 /// waiting and later append fails with 503 until a restart.
 struct Syncer {
     tx: std::sync::mpsc::Sender<Acks>,
-    failed: Arc<std::sync::atomic::AtomicBool>,
+    failed: Arc<AtomicBool>,
     /// The commit count the last successful sync covered.
     synced: Arc<AtomicU64>,
 }
@@ -431,7 +437,7 @@ struct Syncer {
 impl Syncer {
     fn start(wal: std::path::PathBuf) -> Result<Syncer, StorageError> {
         let (tx, rx) = std::sync::mpsc::channel::<Acks>();
-        let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let failed = Arc::new(AtomicBool::new(false));
         let synced = Arc::new(AtomicU64::new(0));
         let (flag, covered) = (failed.clone(), synced.clone());
         std::thread::Builder::new()
@@ -481,11 +487,17 @@ impl Syncer {
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
 /// Checkpoints the WAL in the background while the sequencer commits, so no batch waits for pages to be
-/// copied into the database file. Ends when the sequencer is gone.
-async fn checkpoint_wal(storage: Storage, mut commits: tokio::sync::watch::Receiver<()>) {
+/// copied into the database file; then sets `checkpointed`, for the sequencer to finish the job before its
+/// next batch (see `Storage::wal_checkpoint`). Ends when the sequencer is gone.
+async fn checkpoint_wal(
+    storage: Storage,
+    mut commits: tokio::sync::watch::Receiver<()>,
+    checkpointed: Arc<AtomicBool>,
+) {
     while commits.changed().await.is_ok() {
-        if let Err(e) = storage.wal_checkpoint().await {
-            tracing::warn!(error = %e, "WAL checkpoint failed; the next one retries");
+        match storage.wal_checkpoint().await {
+            Ok(()) => checkpointed.store(true, Ordering::Release),
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; the next one retries"),
         }
         tokio::time::sleep(CHECKPOINT_EVERY).await;
     }
@@ -499,6 +511,8 @@ struct Writer {
     syncer: Option<Syncer>,
     /// Wakes the WAL checkpointer after a commit; dropping it stops the checkpointer.
     committed: tokio::sync::watch::Sender<()>,
+    /// Set by the checkpointer after a background checkpoint: the next batch finishes it.
+    checkpointed: Arc<AtomicBool>,
     sealer: Arc<Sealer>,
     signer: Arc<Signer>,
     tails: HashMap<String, Tail>,
@@ -678,6 +692,7 @@ impl Writer {
             spend: spend.into_values().collect(),
             reserve,
             release,
+            checkpoint_first: self.checkpointed.swap(false, Ordering::Acquire),
         };
         let outcome = if self.syncer.as_ref().is_some_and(Syncer::failed) {
             // After a failed sync nothing is known to be on disk: appending more would hand out answers whose

@@ -108,6 +108,12 @@ impl Storage {
 
     /// Copies committed WAL pages into the database file without blocking writers or readers (a passive
     /// checkpoint). The audit sequencer's connection leaves this to a background task.
+    ///
+    /// SQLite starts writing the WAL from its beginning again only when a write transaction finds every frame
+    /// already copied. Under steady load a commit always lands while this runs, so on its own the WAL would
+    /// grow without end; and a sync of a growing file costs about twice that of a rewritten one (ext4 must
+    /// also journal the new size). The sequencer therefore finishes each background checkpoint on its own
+    /// connection, just before its next transaction ([`AuditBatch::checkpoint_first`]).
     pub async fn wal_checkpoint(&self) -> Result<(), StorageError> {
         let Backend::Sqlite(pool, _) = &self.backend;
         sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
@@ -302,6 +308,10 @@ pub struct AuditBatch {
     pub reserve: Vec<ReservationRow>,
     /// Reservations settled by entries of this batch.
     pub release: Vec<String>,
+    /// Checkpoint the WAL before the transaction. After a background checkpoint has copied most pages, this
+    /// copies the few committed meanwhile, so the transaction finds the WAL fully copied and restarts it from
+    /// its beginning (see [`Storage::wal_checkpoint`]).
+    pub checkpoint_first: bool,
 }
 
 /// A stored signed checkpoint.
@@ -974,8 +984,9 @@ impl Storage {
     pub async fn audit_writer(&self) -> Result<AuditWriter, StorageError> {
         let Backend::Sqlite(_, options) = &self.backend;
         let mut conn = options.connect().await?;
-        // The sequencer never checkpoints the WAL itself (copying pages into the database file and syncing it
-        // would stall every request waiting on its batch): `wal_checkpoint` does, from a pool connection.
+        // The sequencer does not checkpoint the WAL as it commits (copying pages into the database file and
+        // syncing it would stall every request waiting on its batch): `wal_checkpoint` does, from a pool
+        // connection, and the sequencer only finishes what it left (`AuditBatch::checkpoint_first`).
         sqlx::query("PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 0")
             .execute(&mut conn)
             .await?;
@@ -1014,7 +1025,11 @@ impl AuditWriter {
         // SQLite allows 32,766 bound parameters per statement; at most 9 per row.
         const ROWS_PER_STATEMENT: usize = 1000;
         let (rows, content) = (&batch.entries, &batch.content);
-        let mut sql = sqlx::QueryBuilder::<sqlx::Sqlite>::new("BEGIN IMMEDIATE;");
+        let mut sql = sqlx::QueryBuilder::<sqlx::Sqlite>::new(if batch.checkpoint_first {
+            "PRAGMA wal_checkpoint(PASSIVE); BEGIN IMMEDIATE;"
+        } else {
+            "BEGIN IMMEDIATE;"
+        });
         for chunk in batch.reserve.chunks(ROWS_PER_STATEMENT) {
             sql.push(
                 " INSERT INTO spend_reservations (id, tenant_id, key_id, request_id, trace_id, endpoint, model, micro_usd, created_ms) ",
