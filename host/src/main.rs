@@ -66,6 +66,12 @@ enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Internal: the gateway's policy compiler process (a component on stdin, its artifact on stdout).
+    #[command(name = "compile-policy", hide = true)]
+    CompilePolicy {
+        #[arg(long)]
+        max_memory_bytes: usize,
+    },
     /// Test a policy offline; push, list, activate and roll back a tenant's policies.
     Policy {
         #[command(subcommand)]
@@ -265,8 +271,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let made = sluice::init::init(&config, false)?;
                 print_init(&config, &made.operator_token);
             }
-            let cfg = Config::load(&config, &env)
+            let mut cfg = Config::load(&config, &env)
                 .with_context(|| format!("loading {}", config.display()))?;
+            // Tenant uploads meet Cranelift in a child process that holds no secret (see `compiler.rs`).
+            cfg.policies.compiler =
+                sluice::policy::compiler::Compiler::Process(std::env::current_exe()?);
             let _log_guard = init_logging(cfg.logging.format, &cfg.logging.filter);
             let gateway = Gateway::bind(
                 cfg,
@@ -354,6 +363,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Audit { action } => return audit(action).await,
         Command::Policy { action } => return policy(action).await,
+        // No logging, no config: compile and exit.
+        Command::CompilePolicy { max_memory_bytes } => {
+            std::process::exit(sluice::policy::compiler::run_child(max_memory_bytes))
+        }
     }
     Ok(())
 }

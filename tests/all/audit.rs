@@ -831,6 +831,58 @@ async fn open_log(
     (storage, log)
 }
 
+/// Under load a commit lands while every background checkpoint runs, so SQLite never finds the whole WAL copied
+/// and never starts it again from the beginning: it would grow without end, and a sync of a growing file costs
+/// twice a rewrite. The sequencer finishes the checkpoint before its next transaction, which restarts the WAL.
+#[tokio::test]
+async fn finishing_a_background_checkpoint_restarts_the_wal() {
+    use sluice::storage::{AuditBatch, AuditRow};
+    let batch = |first: u64, rows: u64, checkpoint_first: bool| AuditBatch {
+        entries: (first..first + rows)
+            .map(|i| AuditRow {
+                tenant_id: "t1".into(),
+                index: i,
+                entry: vec![7; 1000],
+                leaf_hash: [0; 32],
+                request_id: format!("r{i}"),
+            })
+            .collect(),
+        content: Vec::new(),
+        spend: Vec::new(),
+        reserve: Vec::new(),
+        release: Vec::new(),
+        checkpoint_first,
+    };
+    for finish in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = sluice::storage::Storage::open(
+            &format!("sqlite://{}", dir.path().join("a.db").display()),
+            4,
+            sluice::config::Durability::Fsync,
+        )
+        .await
+        .unwrap();
+        let mut writer = storage.audit_writer().await.unwrap();
+        writer.insert_batch(&batch(0, 1, false)).await.unwrap();
+        // The background checkpoint copies everything so far...
+        let (frames, copied) = storage.wal_checkpoint().await.unwrap();
+        assert_eq!(frames, copied);
+        // ...and a big batch commits after it (this one still restarts the WAL: nothing landed meanwhile).
+        writer.insert_batch(&batch(1, 200, false)).await.unwrap();
+        writer.insert_batch(&batch(201, 1, finish)).await.unwrap();
+        let (frames, _) = storage.wal_checkpoint().await.unwrap();
+        if finish {
+            assert!(
+                frames < 10,
+                "the last batch restarted the WAL: {frames} frames, only its own"
+            );
+        } else {
+            // The control: without finishing, the big batch's 50-odd pages are still in the WAL.
+            assert!(frames > 50, "{frames} frames");
+        }
+    }
+}
+
 /// With `durability = fsync` the sequencer syncs the WAL itself after each commit. A failed sync is final:
 /// that append and every later one fail (503 for their requests), and no checkpoint is signed over entries
 /// that might not be on disk.

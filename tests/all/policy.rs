@@ -224,12 +224,133 @@ async fn trails(gw: &TestGateway, admin_key: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_are_checked_before_anything_is_stored() {
     let gw = TestGateway::start(ROUTING).await;
-    let (tenant, _, member) = gw.tenant_key("acme").await;
+    uploads_are_checked(&gw).await;
+}
+
+/// `sluice serve`'s compiler: a child process of the binary, which answers as the in-process one does.
+fn child_compiler(config: &mut sluice::Config) {
+    config.policies.compiler =
+        sluice::policy::compiler::Compiler::Process(env!("CARGO_BIN_EXE_sluice").into());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compiler_process_refuses_the_same_uploads_and_its_output_runs() {
+    let gw = TestGateway::start_changed(ROUTING, child_compiler).await;
+    uploads_are_checked(&gw).await;
+    let (tenant, _, _) = gw.tenant_key("beta").await;
     let admin = key_with_role(&gw, &tenant, "admin").await;
+    let resp = upload(
+        &gw,
+        &admin,
+        "route",
+        sluice::policy::builtin::ROUTER.to_vec(),
+    )
+    .await;
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    let resp = chat(&gw, &admin, "auto", &[]).await;
+    assert_eq!(resp.status(), 200);
+    let trails = trails(&gw, &admin).await;
+    assert!(
+        trails
+            .iter()
+            .any(|t| t.contains("route=sha256:") && !t.contains("route=builtin")),
+        "the tenant's router, compiled by the child, decided: {trails:?}"
+    );
+}
+
+/// A compilation past `policies.compile_timeout` is refused, and its compiler process is killed rather than
+/// left running. The compiler here is a stand-in that never answers (`sleep`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compile_past_its_timeout_is_refused_and_its_process_killed() {
+    // A first start compiles the built-ins into the artifact cache, so the second, with the stand-in, starts.
+    let dir = TestGateway::start_changed(ROUTING, child_compiler)
+        .await
+        .stop_keep_dir()
+        .await;
+    let stand_in = dir.path().join("never-answers");
+    std::fs::write(&stand_in, "#!/bin/sh\nexec sleep 60\n").unwrap();
+    std::fs::set_permissions(
+        &stand_in,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let gw = TestGateway::start_in_with(dir, |config| {
+        config.policies.compiler = sluice::policy::compiler::Compiler::Process(stand_in.clone());
+        config.policies.compile_timeout = std::time::Duration::from_millis(300);
+    })
+    .await;
+    let (tenant, _, _) = gw.tenant_key("acme").await;
+    let admin = key_with_role(&gw, &tenant, "admin").await;
+    let (status, _, message) = error_message(
+        upload(
+            &gw,
+            &admin,
+            "route",
+            sluice::policy::builtin::ROUTER.to_vec(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(message.contains("compilation took longer"), "{message}");
+    // The stand-in would sleep a minute: it must be gone (a killed child not yet reaped has no command line).
+    let mine = std::process::id().to_string();
+    let sleepers = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| {
+                let dir = e.ok()?.path();
+                let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+                let parent = stat
+                    .rsplit_once(')')?
+                    .1
+                    .split_whitespace()
+                    .nth(1)?
+                    .to_owned();
+                let cmdline = std::fs::read(dir.join("cmdline")).ok()?;
+                (parent == mine && cmdline.starts_with(b"sleep\0")).then_some(dir)
+            })
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sleepers() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the compiler process outlived its timeout"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// When the compiler process cannot start (say the binary was replaced by an upgrade), the gateway compiles
+/// in-process rather than refusing every upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compiler_that_cannot_start_leaves_compiling_to_the_gateway() {
+    let gw = TestGateway::start_changed(ROUTING, |config| {
+        config.policies.compiler =
+            sluice::policy::compiler::Compiler::Process("/nonexistent/sluice".into());
+    })
+    .await;
+    let (tenant, _, _) = gw.tenant_key("acme").await;
+    let admin = key_with_role(&gw, &tenant, "admin").await;
+    let resp = upload(
+        &gw,
+        &admin,
+        "route",
+        sluice::policy::builtin::ROUTER.to_vec(),
+    )
+    .await;
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+}
+
+/// Every refusal of a bad upload, with its message; nothing is stored.
+async fn uploads_are_checked(gw: &TestGateway) {
+    let (tenant, _, member) = gw.tenant_key("acme").await;
+    let admin = key_with_role(gw, &tenant, "admin").await;
 
     // Members may not upload.
     let (status, code, _) =
-        error_message(upload(&gw, &member, "route", HOSTILE.to_vec()).await).await;
+        error_message(upload(gw, &member, "route", HOSTILE.to_vec()).await).await;
     assert_eq!((status, code.as_str()), (403, "forbidden"));
     // The wrong content type.
     let resp = gw
@@ -244,24 +365,24 @@ async fn uploads_are_checked_before_anything_is_stored() {
     assert_eq!(error_message(resp).await.0, 415);
     // Not Wasm at all.
     let (status, code, message) =
-        error_message(upload(&gw, &admin, "route", b"#!/bin/sh\necho hi\n".to_vec()).await).await;
+        error_message(upload(gw, &admin, "route", b"#!/bin/sh\necho hi\n".to_vec()).await).await;
     assert_eq!((status, code.as_str()), (400, "invalid_request"));
     assert!(message.contains("not a WebAssembly file"), "{message}");
     // A core module (the smallest valid one), not a component.
     let core = b"\0asm\x01\0\0\0".to_vec();
-    let (status, _, message) = error_message(upload(&gw, &admin, "route", core).await).await;
+    let (status, _, message) = error_message(upload(gw, &admin, "route", core).await).await;
     assert_eq!(status, 400);
     assert!(message.contains("core WebAssembly module"), "{message}");
     // A component header with garbage after it.
     let mut broken = b"\0asm\x0d\0\x01\0".to_vec();
     broken.extend_from_slice(&[0xff; 64]);
-    let (status, _, message) = error_message(upload(&gw, &admin, "route", broken).await).await;
+    let (status, _, message) = error_message(upload(gw, &admin, "route", broken).await).await;
     assert_eq!(status, 400);
     assert!(message.contains("not a Wasm component"), "{message}");
     // A component for another world: the built-in classifier uploaded as a router.
     let (status, _, message) = error_message(
         upload(
-            &gw,
+            gw,
             &admin,
             "route",
             sluice::policy::builtin::CLASSIFIER.to_vec(),
@@ -295,7 +416,7 @@ async fn uploads_are_checked_before_anything_is_stored() {
     }
     // An unknown slot.
     let (status, _, message) =
-        error_message(upload(&gw, &admin, "rank", HOSTILE.to_vec()).await).await;
+        error_message(upload(gw, &admin, "rank", HOSTILE.to_vec()).await).await;
     assert_eq!(status, 404);
     assert!(message.contains("auth, classify and route"), "{message}");
 

@@ -496,7 +496,7 @@ async fn checkpoint_wal(
 ) {
     while commits.changed().await.is_ok() {
         match storage.wal_checkpoint().await {
-            Ok(()) => checkpointed.store(true, Ordering::Release),
+            Ok(_) => checkpointed.store(true, Ordering::Release),
             Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; the next one retries"),
         }
         tokio::time::sleep(CHECKPOINT_EVERY).await;

@@ -80,6 +80,9 @@ pub struct PolicyConfig {
     pub compile_timeout: Duration,
     pub quarantine_after: u32,
     pub cache_dir: Option<PathBuf>,
+    /// Where components are compiled. Not a config file setting: `sluice serve` compiles in a child process
+    /// of its own binary; embedders (and most tests) compile in-process.
+    pub compiler: crate::policy::compiler::Compiler,
 }
 
 /// The audit log's signing key and batching.
@@ -467,6 +470,7 @@ fn validate_policies(
         compile_timeout,
         quarantine_after,
         cache_dir,
+        compiler: crate::policy::compiler::Compiler::InProcess,
     })
 }
 

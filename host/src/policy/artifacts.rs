@@ -67,7 +67,7 @@ impl ArtifactCache {
             tracing::warn!(path = %path.display(), "a cached policy artifact failed its MAC check; recompiling");
             return None;
         }
-        match deserialize(engine, artifact) {
+        match super::wasm::deserialize(engine, artifact) {
             Ok(component) => Some(component),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "a cached policy artifact does not load; recompiling");
@@ -101,16 +101,6 @@ impl ArtifactCache {
 fn sha2_key(secret: &[u8]) -> [u8; 32] {
     use sha2::Digest;
     Sha256::digest(secret).into()
-}
-
-#[expect(
-    unsafe_code,
-    reason = "wasmtime trusts serialized artifacts; ours carry an HMAC checked by the caller just before"
-)]
-fn deserialize(engine: &Engine, artifact: &[u8]) -> wasmtime::Result<Component> {
-    // SAFETY: `artifact` was produced by `Component::serialize` of this gateway (its MAC, under a key only
-    // this gateway's pepper yields, was verified by `get`), and wasmtime checks the engine compatibility.
-    unsafe { Component::deserialize(engine, artifact) }
 }
 
 #[cfg(test)]

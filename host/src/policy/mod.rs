@@ -4,6 +4,7 @@
 
 pub mod artifacts;
 pub mod builtin;
+pub mod compiler;
 pub mod offline;
 pub mod tenants;
 pub mod wasm;

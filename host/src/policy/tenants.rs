@@ -21,6 +21,7 @@ use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 
 use super::artifacts::ArtifactCache;
+use super::compiler::CompileError;
 use super::wasm::{self, PolicyFailure, Slot, wit};
 use super::{Route, builtin};
 use crate::config::{DeploymentKind, PolicyConfig, Tier};
@@ -304,12 +305,12 @@ impl Policies {
                 .ok()
         });
         let mut policies = Policies {
-            classifier: Arc::new(load_cached(
-                &runtime,
-                artifacts.as_ref(),
-                builtin::CLASSIFIER,
-            )?),
-            router: Arc::new(load_cached(&runtime, artifacts.as_ref(), builtin::ROUTER)?),
+            classifier: Arc::new(
+                load_cached(&runtime, config, artifacts.as_ref(), builtin::CLASSIFIER).await?,
+            ),
+            router: Arc::new(
+                load_cached(&runtime, config, artifacts.as_ref(), builtin::ROUTER).await?,
+            ),
             runtime,
             tenants: ArcSwap::from_pointee(HashMap::new()),
             config: config.clone(),
@@ -351,8 +352,11 @@ impl Policies {
 
     async fn restore_one(&self, storage: &Storage, row: &ActivePolicyRow, slot: Slot) -> Active {
         let loaded = match storage.policy_blob(&row.digest).await {
-            Ok(Some(bytes)) => load_cached(&self.runtime, self.artifacts.as_ref(), &bytes)
-                .map_err(|e| e.to_string()),
+            Ok(Some(bytes)) => {
+                load_cached(&self.runtime, &self.config, self.artifacts.as_ref(), &bytes)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
             Ok(None) => Err("the stored component is missing".to_owned()),
             Err(e) => Err(e.to_string()),
         };
@@ -464,22 +468,27 @@ impl Policies {
         Ok((version, digest))
     }
 
-    /// Compiles on the blocking pool, one at a time, within the compile timeout.
+    /// Compiles one component at a time, within the compile timeout (see `compiler.rs`).
     async fn compile(&self, bytes: &[u8]) -> Result<wasmtime::component::Component, UploadError> {
         let _gate = self
             .compile_gate
             .acquire()
             .await
             .map_err(|e| UploadError::Compiler(e.to_string()))?;
-        let engine = self.runtime.engine().clone();
-        let owned = bytes.to_vec();
-        let job = tokio::task::spawn_blocking(move || wasm::compile(&engine, &owned));
-        match tokio::time::timeout(self.config.compile_timeout, job).await {
-            Ok(Ok(result)) => Ok(result?),
-            Ok(Err(e)) => Err(UploadError::Compiler(e.to_string())),
-            // The compilation runs on to its end on the blocking pool; its result is dropped.
-            Err(_) => Err(UploadError::CompileTimeout(self.config.compile_timeout)),
-        }
+        self.config
+            .compiler
+            .compile(
+                self.runtime.engine(),
+                self.runtime.limits(),
+                bytes,
+                self.config.compile_timeout,
+            )
+            .await
+            .map_err(|e| match e {
+                CompileError::Refused(failure) => UploadError::Invalid(failure),
+                CompileError::TimedOut => UploadError::CompileTimeout(self.config.compile_timeout),
+                CompileError::Broken(why) => UploadError::Compiler(why),
+            })
     }
 
     /// Activates a stored version (and lifts any quarantine). `Ok(None)`: no such version.
@@ -879,8 +888,9 @@ impl Policies {
 }
 
 /// Compiles (or fetches from the artifact cache) and links a component.
-fn load_cached(
+async fn load_cached(
     runtime: &wasm::Runtime,
+    config: &PolicyConfig,
     cache: Option<&ArtifactCache>,
     bytes: &[u8],
 ) -> Result<Loaded, PolicyFailure> {
@@ -888,7 +898,23 @@ fn load_cached(
     let component = match cache.and_then(|c| c.get(runtime.engine(), &digest)) {
         Some(c) => c,
         None => {
-            let c = wasm::compile(runtime.engine(), bytes)?;
+            let c = config
+                .compiler
+                .compile(
+                    runtime.engine(),
+                    runtime.limits(),
+                    bytes,
+                    config.compile_timeout,
+                )
+                .await
+                .map_err(|e| match e {
+                    CompileError::Refused(failure) => failure,
+                    CompileError::TimedOut => PolicyFailure::Engine(format!(
+                        "compilation took longer than {:?}",
+                        config.compile_timeout
+                    )),
+                    CompileError::Broken(why) => PolicyFailure::Engine(why),
+                })?;
             if let Some(cache) = cache {
                 cache.put(&digest, &c);
             }

@@ -238,28 +238,34 @@ fn engine_err(e: impl std::fmt::Display) -> PolicyFailure {
     PolicyFailure::Engine(e.to_string())
 }
 
+/// The engine's settings. The compiler process (`compiler.rs`) builds its engine from the same limits:
+/// wasmtime loads compiled code only into an engine with compatible settings.
+pub fn engine_config(limits: &Limits) -> Config {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(256)
+        .total_core_instances(1024)
+        .total_memories(256)
+        .total_tables(512)
+        .max_memory_size(limits.max_memory_bytes)
+        // Keep the first pages resident (reset with memset instead of a fresh mapping): most small
+        // policies never touch more, and this is what makes a fresh instance cost microseconds.
+        .linear_memory_keep_resident(1 << 20)
+        .table_keep_resident(64 << 10)
+        .pagemap_scan(Enabled::Auto);
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(256 << 10)
+        .cranelift_opt_level(OptLevel::Speed)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
 impl Runtime {
     pub fn new(limits: Limits) -> Result<Runtime, PolicyFailure> {
-        let mut pool = PoolingAllocationConfig::new();
-        pool.total_component_instances(256)
-            .total_core_instances(1024)
-            .total_memories(256)
-            .total_tables(512)
-            .max_memory_size(limits.max_memory_bytes)
-            // Keep the first pages resident (reset with memset instead of a fresh mapping): most small
-            // policies never touch more, and this is what makes a fresh instance cost microseconds.
-            .linear_memory_keep_resident(1 << 20)
-            .table_keep_resident(64 << 10)
-            .pagemap_scan(Enabled::Auto);
-        let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            .consume_fuel(true)
-            .epoch_interruption(true)
-            .max_wasm_stack(256 << 10)
-            .cranelift_opt_level(OptLevel::Speed)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&config).map_err(engine_err)?;
+        let engine = Engine::new(&engine_config(&limits)).map_err(engine_err)?;
         let mut linker = Linker::new(&engine);
         // By hand rather than through the generated `add_to_linker`: the import needs the store, to charge
         // the policy's fuel for the host's work.
@@ -455,17 +461,48 @@ fn granted_import(name: &str) -> bool {
 /// Checks the header, then compiles a component and checks its imports. Slow (Cranelift): callers off the
 /// request path only.
 pub fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, PolicyFailure> {
-    match bytes.get(..8) {
-        Some([0x00, b'a', b's', b'm', 0x01, 0x00, 0x00, 0x00]) => {
-            return Err(PolicyFailure::CoreModule);
-        }
-        Some([0x00, b'a', b's', b'm', ..]) => {}
-        _ => return Err(PolicyFailure::NotWasm),
-    }
+    check_header(bytes)?;
     let component = Component::new(engine, bytes)
         .map_err(|e| PolicyFailure::NotAComponent(format!("{e:#}")))?;
     check_imports(engine, &component)?;
     Ok(component)
+}
+
+fn check_header(bytes: &[u8]) -> Result<(), PolicyFailure> {
+    match bytes.get(..8) {
+        Some([0x00, b'a', b's', b'm', 0x01, 0x00, 0x00, 0x00]) => Err(PolicyFailure::CoreModule),
+        Some([0x00, b'a', b's', b'm', ..]) => Ok(()),
+        _ => Err(PolicyFailure::NotWasm),
+    }
+}
+
+/// What the compiler process does: checks the header and compiles a component into a serialized artifact,
+/// for [`load_artifact`] in the gateway.
+pub fn precompile(engine: &Engine, bytes: &[u8]) -> Result<Vec<u8>, PolicyFailure> {
+    check_header(bytes)?;
+    engine
+        .precompile_component(bytes)
+        .map_err(|e| PolicyFailure::NotAComponent(format!("{e:#}")))
+}
+
+/// Loads a serialized artifact that this gateway's own compiler produced, and checks its imports.
+pub fn load_artifact(engine: &Engine, artifact: &[u8]) -> Result<Component, PolicyFailure> {
+    let component = deserialize(engine, artifact).map_err(engine_err)?;
+    check_imports(engine, &component)?;
+    Ok(component)
+}
+
+/// Native code from outside the process. Only two callers, each of which vouches for its bytes: the artifact
+/// cache (an HMAC under a key only this gateway's pepper yields, checked just before) and the compiler
+/// process (this same binary, spawned by the gateway, answering over a pipe only the gateway holds).
+#[expect(
+    unsafe_code,
+    reason = "wasmtime trusts serialized artifacts; both callers vouch for theirs (see above)"
+)]
+pub(super) fn deserialize(engine: &Engine, artifact: &[u8]) -> wasmtime::Result<Component> {
+    // SAFETY: `artifact` was produced by `Engine::precompile_component` or `Component::serialize` of this
+    // gateway's code (see the callers), and wasmtime checks the engine compatibility itself.
+    unsafe { Component::deserialize(engine, artifact) }
 }
 
 fn check_imports(engine: &Engine, component: &Component) -> Result<(), PolicyFailure> {

@@ -114,12 +114,16 @@ impl Storage {
     /// grow without end; and a sync of a growing file costs about twice that of a rewritten one (ext4 must
     /// also journal the new size). The sequencer therefore finishes each background checkpoint on its own
     /// connection, just before its next transaction ([`AuditBatch::checkpoint_first`]).
-    pub async fn wal_checkpoint(&self) -> Result<(), StorageError> {
+    ///
+    /// Returns the frames in the WAL and how many of them are now copied (both -1 when the database is not
+    /// in WAL mode, such as an in-memory one).
+    pub async fn wal_checkpoint(&self) -> Result<(i64, i64), StorageError> {
         let Backend::Sqlite(pool, _) = &self.backend;
-        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(pool)
-            .await?;
-        Ok(())
+        let (_busy, frames, copied): (i64, i64, i64) =
+            sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                .fetch_one(pool)
+                .await?;
+        Ok((frames, copied))
     }
 
     /// A cheap round trip, for readiness.

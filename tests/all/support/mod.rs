@@ -76,11 +76,29 @@ impl TestGateway {
         TestGateway::start_in(dir).await
     }
 
+    /// Like `start`, with a change to the loaded config.
+    pub async fn start_changed(routing: &str, change: impl FnOnce(&mut Config)) -> TestGateway {
+        let dir = tempfile::tempdir().unwrap();
+        let db_path = dir.path().join("sluice.db");
+        let text = format!("{}\n{routing}", base_config(&db_path, ""));
+        std::fs::write(dir.path().join("sluice.toml"), &text).unwrap();
+        TestGateway::start_in_with(dir, change).await
+    }
+
     /// Starts a gateway from the config and database in `dir` (left by `stop_keep_dir`): a restart.
     pub async fn start_in(dir: tempfile::TempDir) -> TestGateway {
+        TestGateway::start_in_with(dir, |_| {}).await
+    }
+
+    /// Like `start_in`, with a change to the loaded config (settings the config file does not hold).
+    pub async fn start_in_with(
+        dir: tempfile::TempDir,
+        change: impl FnOnce(&mut Config),
+    ) -> TestGateway {
         let db_path = dir.path().join("sluice.db");
         let config_path = dir.path().join("sluice.toml");
-        let config = Config::load(&config_path, &env()).unwrap();
+        let mut config = Config::load(&config_path, &env()).unwrap();
+        change(&mut config);
         let gateway = Gateway::bind(
             config,
             ConfigSource {
