@@ -237,15 +237,7 @@ fn child_compiler(config: &mut sluice::Config) {
 async fn the_compiler_process_refuses_the_same_uploads_and_its_output_runs() {
     let gw = TestGateway::start_changed(ROUTING, child_compiler).await;
     uploads_are_checked(&gw).await;
-    let (tenant, _, _) = gw.tenant_key("beta").await;
-    let admin = key_with_role(&gw, &tenant, "admin").await;
-    let resp = upload(
-        &gw,
-        &admin,
-        "route",
-        sluice::policy::builtin::ROUTER.to_vec(),
-    )
-    .await;
+    let (admin, resp) = new_tenant_uploads_router(&gw, "beta").await;
     assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
     let resp = chat(&gw, &admin, "auto", &[]).await;
     assert_eq!(resp.status(), 200);
@@ -279,18 +271,8 @@ async fn a_compile_past_its_timeout_is_refused_and_its_process_killed() {
         config.policies.compile_timeout = std::time::Duration::from_millis(300);
     })
     .await;
-    let (tenant, _, _) = gw.tenant_key("acme").await;
-    let admin = key_with_role(&gw, &tenant, "admin").await;
-    let (status, _, message) = error_message(
-        upload(
-            &gw,
-            &admin,
-            "route",
-            sluice::policy::builtin::ROUTER.to_vec(),
-        )
-        .await,
-    )
-    .await;
+    let (_, resp) = new_tenant_uploads_router(&gw, "acme").await;
+    let (status, _, message) = error_message(resp).await;
     assert_eq!(status, 400);
     assert!(message.contains("compilation took longer"), "{message}");
     // The stand-in would sleep a minute: it must be gone (a killed child not yet reaped has no command line).
@@ -331,16 +313,22 @@ async fn a_compiler_that_cannot_start_leaves_compiling_to_the_gateway() {
             sluice::policy::compiler::Compiler::Process("/nonexistent/sluice".into());
     })
     .await;
-    let (tenant, _, _) = gw.tenant_key("acme").await;
-    let admin = key_with_role(&gw, &tenant, "admin").await;
+    let (_, resp) = new_tenant_uploads_router(&gw, "acme").await;
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+}
+
+/// A new tenant's admin key, and the answer to its upload of the built-in router as its own.
+async fn new_tenant_uploads_router(gw: &TestGateway, name: &str) -> (String, reqwest::Response) {
+    let (tenant, _, _) = gw.tenant_key(name).await;
+    let admin = key_with_role(gw, &tenant, "admin").await;
     let resp = upload(
-        &gw,
+        gw,
         &admin,
         "route",
         sluice::policy::builtin::ROUTER.to_vec(),
     )
     .await;
-    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    (admin, resp)
 }
 
 /// Every refusal of a bad upload, with its message; nothing is stored.
