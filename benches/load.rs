@@ -2,7 +2,8 @@
 //! binary against a direct call to the same instant upstream, measured in one run; plus the gateway's
 //! idle and after-load RSS. A second tenant with limits and a spend cap measures the full admission path,
 //! durable budget reservation included, in the same run. A third tenant with its own `auth`, `classify`
-//! and `route` policies uploaded measures the three policy calls of DESIGN's full pipeline.
+//! and `route` policies uploaded measures the three policy calls, and a fourth with both is DESIGN's full
+//! pipeline.
 //!
 //! `cargo bench --bench load` (set `SLUICE_LOAD_SECONDS` to change the 32-client phase length, default 5;
 //! `SLUICE_LOAD_REQUESTS` for the 1-client phase, default 5000; `SLUICE_LOAD_DURABILITY=os` for the
@@ -206,6 +207,83 @@ async fn phase_totals(
     out
 }
 
+#[derive(PartialEq)]
+enum Feature {
+    /// Rate, token and in-flight limits, and a spend cap.
+    Caps,
+    /// Its own `auth`, `classify` and `route` policies.
+    Policies,
+}
+
+/// Creates a tenant with `features` and an admin key; returns (tenant id, key).
+async fn tenant(gateway: &str, token: &str, name: &str, features: &[Feature]) -> (String, String) {
+    use sluice::api::client::{call, send};
+    let t = call(
+        gateway,
+        token,
+        http::Method::POST,
+        "/admin/v1/tenants",
+        Some(serde_json::json!({ "name": name })),
+    )
+    .await
+    .unwrap();
+    let id = t["id"].as_str().unwrap().to_owned();
+    let k = call(
+        gateway,
+        token,
+        http::Method::POST,
+        &format!("/admin/v1/tenants/{id}/keys"),
+        Some(serde_json::json!({"name": "load", "role": "admin"})),
+    )
+    .await
+    .unwrap();
+    let key = k["key"].as_str().unwrap().to_owned();
+    if features.contains(&Feature::Caps) {
+        for (path, body) in [
+            (
+                "budget",
+                serde_json::json!({"daily_usd": 1_000_000.0, "monthly_usd": 1_000_000.0}),
+            ),
+            (
+                "limits",
+                serde_json::json!({"requests_per_second": 1_000_000, "tokens_per_minute": 1_000_000_000_000u64,
+                                   "max_concurrent": 10_000}),
+            ),
+        ] {
+            call(
+                gateway,
+                token,
+                http::Method::PUT,
+                &format!("/admin/v1/tenants/{id}/{path}"),
+                Some(body),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    if features.contains(&Feature::Policies) {
+        for (slot, bytes) in [
+            (
+                "auth",
+                &include_bytes!(concat!(env!("OUT_DIR"), "/sluice_policy_test_hostile.wasm"))[..],
+            ),
+            ("classify", sluice::policy::builtin::CLASSIFIER),
+            ("route", sluice::policy::builtin::ROUTER),
+        ] {
+            send(
+                gateway,
+                &key,
+                http::Method::PUT,
+                &format!("/v1/policies/{slot}"),
+                Some(("application/wasm", bytes::Bytes::from_static(bytes))),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    (id, key)
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return; // `cargo test --benches` / `cargo bench -- --list` probes
@@ -297,105 +375,17 @@ model = "fake-model"
         .unwrap();
     rt.block_on(async move {
         let gateway = format!("http://{addr}");
-        let t = sluice::api::client::call(
-            &gateway,
-            token,
-            http::Method::POST,
-            "/admin/v1/tenants",
-            Some(serde_json::json!({"name": "load"})),
-        )
-        .await
-        .unwrap();
-        let k = sluice::api::client::call(
-            &gateway,
-            token,
-            http::Method::POST,
-            &format!("/admin/v1/tenants/{}/keys", t["id"].as_str().unwrap()),
-            Some(serde_json::json!({"name": "load", "role": "member"})),
-        )
-        .await
-        .unwrap();
-        let key = k["key"].as_str().unwrap().to_owned();
+        let (_, key) = tenant(&gateway, token, "load", &[]).await;
         // A second tenant with every admission feature on: rate, token and in-flight limits, and a spend
         // cap, so each request also makes its budget reservation durable before it is forwarded.
-        let t2 = sluice::api::client::call(
-            &gateway,
-            token,
-            http::Method::POST,
-            "/admin/v1/tenants",
-            Some(serde_json::json!({"name": "capped"})),
-        )
-        .await
-        .unwrap();
-        let t2 = t2["id"].as_str().unwrap().to_owned();
-        for (path, body) in [
-            ("budget", serde_json::json!({"daily_usd": 1_000_000.0, "monthly_usd": 1_000_000.0})),
-            (
-                "limits",
-                serde_json::json!({"requests_per_second": 1_000_000, "tokens_per_minute": 1_000_000_000_000u64,
-                                   "max_concurrent": 10_000}),
-            ),
-        ] {
-            sluice::api::client::call(
-                &gateway,
-                token,
-                http::Method::PUT,
-                &format!("/admin/v1/tenants/{t2}/{path}"),
-                Some(body),
-            )
-            .await
-            .unwrap();
-        }
-        let k2 = sluice::api::client::call(
-            &gateway,
-            token,
-            http::Method::POST,
-            &format!("/admin/v1/tenants/{t2}/keys"),
-            Some(serde_json::json!({"name": "load", "role": "member"})),
-        )
-        .await
-        .unwrap();
-        let capped_key = k2["key"].as_str().unwrap().to_owned();
+        let (_, capped_key) = tenant(&gateway, token, "capped", &[Feature::Caps]).await;
         // A third tenant with three policies of its own, so each request makes three Wasm calls: `auth` (the
         // test program's allow path), the built-in classifier and the built-in router, uploaded as the
         // tenant's. The model is named, and the tenant's router orders its deployments.
-        let t3 = sluice::api::client::call(
-            &gateway,
-            token,
-            http::Method::POST,
-            "/admin/v1/tenants",
-            Some(serde_json::json!({"name": "policies"})),
-        )
-        .await
-        .unwrap();
-        let k3 = sluice::api::client::call(
-            &gateway,
-            token,
-            http::Method::POST,
-            &format!("/admin/v1/tenants/{}/keys", t3["id"].as_str().unwrap()),
-            Some(serde_json::json!({"name": "load", "role": "admin"})),
-        )
-        .await
-        .unwrap();
-        let policy_key = k3["key"].as_str().unwrap().to_owned();
-        for (slot, bytes) in [
-            (
-                "auth",
-                &include_bytes!(concat!(env!("OUT_DIR"), "/sluice_policy_test_hostile.wasm"))[..],
-            ),
-            ("classify", sluice::policy::builtin::CLASSIFIER),
-            ("route", sluice::policy::builtin::ROUTER),
-        ] {
-            sluice::api::client::send(
-                &gateway,
-                &policy_key,
-                http::Method::PUT,
-                &format!("/v1/policies/{slot}"),
-                Some(("application/wasm", bytes::Bytes::from_static(bytes))),
-            )
-            .await
-            .unwrap();
-        }
+        let (_, policy_key) = tenant(&gateway, token, "policies", &[Feature::Policies]).await;
+        // DESIGN's full pipeline: both.
+        let (_, full_key) =
+            tenant(&gateway, token, "full", &[Feature::Caps, Feature::Policies]).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let idle_rss = rss_kib(pid);
 
@@ -409,6 +399,7 @@ model = "fake-model"
         let fake = latencies(&client, &gateway_url, Some(&key), FAKE_BODY, requests).await;
         let capped = latencies(&client, &gateway_url, Some(&capped_key), BODY, requests).await;
         let with_policies = latencies(&client, &gateway_url, Some(&policy_key), BODY, requests).await;
+        let full = latencies(&client, &gateway_url, Some(&full_key), BODY, requests).await;
         let (d50, d99) = (percentile(&direct, 0.5), percentile(&direct, 0.99));
         let (g50, g99) = (percentile(&via, 0.5), percentile(&via, 0.99));
         println!("1 client, {requests} sequential requests each (keep-alive):");
@@ -460,12 +451,21 @@ model = "fake-model"
             (p50.as_secs_f64() - d50.as_secs_f64()) * 1e6,
             (p50.as_secs_f64() - g50.as_secs_f64()) * 1e6
         );
+        let (f50, f99) = (percentile(&full, 0.5), percentile(&full, 0.99));
+        println!(
+            "  full pipeline (3 policies, limits, spend cap, durable audit): p50 {:>8.1} µs   p99 {:>8.1} µs   added p50 {:>8.1} µs   p99 {:>8.1} µs",
+            f50.as_secs_f64() * 1e6,
+            f99.as_secs_f64() * 1e6,
+            (f50.as_secs_f64() - d50.as_secs_f64()) * 1e6,
+            (f99.as_secs_f64() - d99.as_secs_f64()) * 1e6
+        );
         let (direct_rps, _) = throughput(&direct_url, None, 32, seconds).await;
         let (gateway_rps, gateway_refused) = throughput(&gateway_url, Some(&key), 32, seconds).await;
         let (capped_rps, capped_refused) =
             throughput(&gateway_url, Some(&capped_key), 32, seconds).await;
         let (policies_rps, policies_refused) =
             throughput(&gateway_url, Some(&policy_key), 32, seconds).await;
+        let (full_rps, full_refused) = throughput(&gateway_url, Some(&full_key), 32, seconds).await;
         println!("32 clients, {seconds} s each (answers other than 200 are counted, not timed):");
         println!("  direct   {direct_rps:>10.0} req/s");
         println!(
@@ -479,6 +479,10 @@ model = "fake-model"
         println!(
             "  gateway, tenant with three policies  {policies_rps:>10.0} req/s   ({:.2} of direct; {policies_refused} not 200)",
             policies_rps / direct_rps
+        );
+        println!(
+            "  gateway, full pipeline  {full_rps:>10.0} req/s   ({:.2} of direct; {full_refused} not 200)",
+            full_rps / direct_rps
         );
         println!(
             "gateway RSS: idle {:.1} MiB, after load {:.1} MiB",
