@@ -273,10 +273,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let mut cfg = Config::load(&config, &env)
                 .with_context(|| format!("loading {}", config.display()))?;
-            // Tenant uploads meet Cranelift in a child process that holds no secret (see `compiler.rs`).
-            cfg.policies.compiler =
-                sluice::policy::compiler::Compiler::Process(std::env::current_exe()?);
             let _log_guard = init_logging(cfg.logging.format, &cfg.logging.filter);
+            // Tenant uploads meet Cranelift in a child process that holds no secret (see `compiler.rs`).
+            match std::env::current_exe() {
+                Ok(exe) => cfg.policies.compiler = sluice::policy::compiler::Compiler::Process(exe),
+                Err(e) => {
+                    tracing::warn!(error = %e, "this binary's path is unknown: policies compile in the gateway's process");
+                }
+            }
             let gateway = Gateway::bind(
                 cfg,
                 ConfigSource {
