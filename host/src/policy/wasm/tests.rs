@@ -157,6 +157,14 @@ fn hostile() -> Policy {
     runtime().load(builtin::TEST_HOSTILE).unwrap()
 }
 
+/// How a call of the default runtime fails when it used up its deadline's fuel.
+fn out_of_fuel(deadline: Duration) -> PolicyFailure {
+    PolicyFailure::OutOfFuel {
+        fuel: runtime().limits().fuel(deadline),
+        deadline,
+    }
+}
+
 #[test]
 fn a_policy_that_loops_forever_runs_out_of_fuel() {
     // 50 ms rather than the 5 ms default: fuel wins as long as the loop gets a quarter of a core before the
@@ -165,13 +173,7 @@ fn a_policy_that_loops_forever_runs_out_of_fuel() {
     let err = runtime()
         .classify(&hostile(), &request("loop", ""), Some(deadline))
         .unwrap_err();
-    assert_eq!(
-        err,
-        PolicyFailure::OutOfFuel {
-            fuel: runtime().limits().fuel(deadline),
-            deadline
-        }
-    );
+    assert_eq!(err, out_of_fuel(deadline));
     assert!(!err.is_overload());
 }
 
@@ -210,14 +212,7 @@ fn host_calls_are_charged_so_a_policy_cannot_hide_its_work_in_the_host() {
         let err = runtime()
             .classify(&hostile(), &request(mode, ""), Some(deadline))
             .unwrap_err();
-        assert_eq!(
-            err,
-            PolicyFailure::OutOfFuel {
-                fuel: runtime().limits().fuel(deadline),
-                deadline
-            },
-            "{mode}"
-        );
+        assert_eq!(err, out_of_fuel(deadline), "{mode}");
     }
 }
 
