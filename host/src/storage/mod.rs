@@ -1015,6 +1015,26 @@ impl Storage {
     }
 }
 
+/// Rows per multi-row statement: SQLite allows 32,766 bound parameters per statement, and a row binds at
+/// most 9.
+const ROWS_PER_STATEMENT: usize = 1000;
+
+/// Appends ` INSERT INTO {table} VALUES (..), ..{tail};` for `rows`, in statements of at most
+/// `ROWS_PER_STATEMENT` rows; `bind` binds one row's values.
+fn push_inserts<'a, T>(
+    sql: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>,
+    table: &str,
+    tail: &str,
+    rows: &'a [T],
+    mut bind: impl FnMut(sqlx::query_builder::Separated<'_, 'a, sqlx::Sqlite, &'static str>, &'a T),
+) {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        sql.push(" INSERT INTO ").push(table).push(" ");
+        sql.push_values(chunk, &mut bind);
+        sql.push(tail).push(";");
+    }
+}
+
 impl AuditWriter {
     /// The WAL file the sequencer must sync before acknowledging a commit; `None` when commits are durable
     /// as they return (or durability is not asked for).
@@ -1026,19 +1046,17 @@ impl AuditWriter {
     /// `COMMIT`, is one multi-statement query with multi-row INSERTs, so a batch costs one round trip to
     /// SQLite's worker thread whatever its size (sqlx binds `?` parameters across the statements in order).
     pub async fn insert_batch(&mut self, batch: &AuditBatch) -> Result<(), StorageError> {
-        // SQLite allows 32,766 bound parameters per statement; at most 9 per row.
-        const ROWS_PER_STATEMENT: usize = 1000;
-        let (rows, content) = (&batch.entries, &batch.content);
         let mut sql = sqlx::QueryBuilder::<sqlx::Sqlite>::new(if batch.checkpoint_first {
             "PRAGMA wal_checkpoint(PASSIVE); BEGIN IMMEDIATE;"
         } else {
             "BEGIN IMMEDIATE;"
         });
-        for chunk in batch.reserve.chunks(ROWS_PER_STATEMENT) {
-            sql.push(
-                " INSERT INTO spend_reservations (id, tenant_id, key_id, request_id, trace_id, endpoint, model, micro_usd, created_ms) ",
-            );
-            sql.push_values(chunk, |mut b, r| {
+        push_inserts(
+            &mut sql,
+            "spend_reservations (id, tenant_id, key_id, request_id, trace_id, endpoint, model, micro_usd, created_ms)",
+            "",
+            &batch.reserve,
+            |mut b, r| {
                 b.push_bind(&r.id)
                     .push_bind(&r.tenant_id)
                     .push_bind(&r.key_id)
@@ -1048,9 +1066,8 @@ impl AuditWriter {
                     .push_bind(&r.model)
                     .push_bind(to_i64(r.micro_usd))
                     .push_bind(to_i64(r.created_ms));
-            });
-            sql.push(";");
-        }
+            },
+        );
         for chunk in batch.release.chunks(ROWS_PER_STATEMENT) {
             sql.push(" DELETE FROM spend_reservations WHERE id IN (");
             let mut ids = sql.separated(", ");
@@ -1059,11 +1076,16 @@ impl AuditWriter {
             }
             sql.push(");");
         }
-        for chunk in batch.spend.chunks(ROWS_PER_STATEMENT) {
-            sql.push(
-                " INSERT INTO spend_daily (tenant_id, key_id, day, requests, prompt_tokens, completion_tokens, micro_usd) ",
-            );
-            sql.push_values(chunk, |mut b, r| {
+        push_inserts(
+            &mut sql,
+            "spend_daily (tenant_id, key_id, day, requests, prompt_tokens, completion_tokens, micro_usd)",
+            " ON CONFLICT (tenant_id, key_id, day) DO UPDATE SET \
+             requests = requests + excluded.requests, \
+             prompt_tokens = prompt_tokens + excluded.prompt_tokens, \
+             completion_tokens = completion_tokens + excluded.completion_tokens, \
+             micro_usd = micro_usd + excluded.micro_usd",
+            &batch.spend,
+            |mut b, r| {
                 b.push_bind(&r.tenant_id)
                     .push_bind(&r.key_id)
                     .push_bind(to_i64(r.day))
@@ -1071,38 +1093,35 @@ impl AuditWriter {
                     .push_bind(to_i64(r.prompt_tokens))
                     .push_bind(to_i64(r.completion_tokens))
                     .push_bind(to_i64(r.micro_usd));
-            });
-            sql.push(
-                " ON CONFLICT (tenant_id, key_id, day) DO UPDATE SET \
-                 requests = requests + excluded.requests, \
-                 prompt_tokens = prompt_tokens + excluded.prompt_tokens, \
-                 completion_tokens = completion_tokens + excluded.completion_tokens, \
-                 micro_usd = micro_usd + excluded.micro_usd;",
-            );
-        }
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            sql.push(" INSERT INTO audit_entries (tenant_id, idx, entry, leaf_hash, request_id) ");
-            sql.push_values(chunk, |mut b, r| {
+            },
+        );
+        push_inserts(
+            &mut sql,
+            "audit_entries (tenant_id, idx, entry, leaf_hash, request_id)",
+            "",
+            &batch.entries,
+            |mut b, r| {
                 b.push_bind(&r.tenant_id)
                     .push_bind(to_i64(r.index))
                     .push_bind(&r.entry)
                     .push_bind(&r.leaf_hash[..])
                     .push_bind(&r.request_id);
-            });
-            sql.push(";");
-        }
+            },
+        );
         let created_at = now();
-        for chunk in content.chunks(ROWS_PER_STATEMENT) {
-            sql.push(" INSERT INTO audit_content (tenant_id, idx, created_at, nonce, ciphertext) ");
-            sql.push_values(chunk, |mut b, r| {
+        push_inserts(
+            &mut sql,
+            "audit_content (tenant_id, idx, created_at, nonce, ciphertext)",
+            "",
+            &batch.content,
+            |mut b, r| {
                 b.push_bind(&r.tenant_id)
                     .push_bind(to_i64(r.index))
                     .push_bind(created_at)
                     .push_bind(&r.nonce)
                     .push_bind(&r.ciphertext);
-            });
-            sql.push(";");
-        }
+            },
+        );
         sql.push(" COMMIT;");
         let WriterConn::Sqlite(conn) = &mut self.conn;
         // The text differs with every batch size: small batches (the common case under light load, where
