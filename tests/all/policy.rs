@@ -250,6 +250,35 @@ async fn the_compiler_process_refuses_the_same_uploads_and_its_output_runs() {
     );
 }
 
+/// The compiler process on its own, without the in-process fallback that would hide its failures: it
+/// compiles code that loads and runs in the gateway's engine, and refuses bad input by its reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compiler_process_answers_without_the_fallback() {
+    use sluice::policy::compiler::{CompileError, compile_in_child};
+    use sluice::policy::wasm::{Limits, PolicyFailure, Runtime, Slot};
+    let runtime = Runtime::new(Limits::default()).unwrap();
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_sluice"));
+    let timeout = std::time::Duration::from_secs(60);
+    let compile = |bytes: &'static [u8]| {
+        compile_in_child(exe, runtime.engine(), runtime.limits(), bytes, timeout)
+    };
+    let router = compile(sluice::policy::builtin::ROUTER).await.unwrap();
+    assert!(runtime.link(&router).unwrap().exports(Slot::Route));
+    assert!(matches!(
+        compile(b"#!/bin/sh\n").await,
+        Err(CompileError::Refused(PolicyFailure::NotWasm))
+    ));
+    assert!(matches!(
+        compile(b"\0asm\x01\0\0\0").await,
+        Err(CompileError::Refused(PolicyFailure::CoreModule))
+    ));
+    let broken = b"\0asm\x0d\0\x01\0\xff\xff\xff\xff";
+    assert!(matches!(
+        compile(broken).await,
+        Err(CompileError::Refused(PolicyFailure::NotAComponent(reason))) if !reason.is_empty()
+    ));
+}
+
 /// A compilation past `policies.compile_timeout` is refused, and its compiler process is killed rather than
 /// left running. The compiler here is a stand-in that never answers (`sleep`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

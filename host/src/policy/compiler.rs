@@ -59,13 +59,11 @@ impl Compiler {
         timeout: Duration,
     ) -> Result<Component, CompileError> {
         if let Compiler::Process(exe) = self {
-            match in_child(exe, engine, limits, bytes, timeout).await {
-                Err(ChildError::Broken(why)) => {
+            match compile_in_child(exe, engine, limits, bytes, timeout).await {
+                Err(CompileError::Broken(why)) => {
                     tracing::warn!(exe = %exe.display(), error = %why, "the policy compiler process failed; compiling in the gateway");
                 }
-                Ok(component) => return Ok(component),
-                Err(ChildError::Refused(e)) => return Err(CompileError::Refused(e)),
-                Err(ChildError::TimedOut) => return Err(CompileError::TimedOut),
+                done => return done,
             }
         }
         let engine = engine.clone();
@@ -90,20 +88,15 @@ fn refused_or_broken(e: PolicyFailure) -> CompileError {
     }
 }
 
-enum ChildError {
-    Refused(PolicyFailure),
-    TimedOut,
-    Broken(String),
-}
-
-async fn in_child(
+/// Compiles in a child process, `exe compile-policy`, with no fallback: [`Compiler::compile`] adds that.
+pub async fn compile_in_child(
     exe: &std::path::Path,
     engine: &Engine,
     limits: &Limits,
     bytes: &[u8],
     timeout: Duration,
-) -> Result<Component, ChildError> {
-    let broken = |what: &str, e: std::io::Error| ChildError::Broken(format!("{what}: {e}"));
+) -> Result<Component, CompileError> {
+    let broken = |what: &str, e: std::io::Error| CompileError::Broken(format!("{what}: {e}"));
     let mut child = tokio::process::Command::new(exe)
         .arg(SUBCOMMAND)
         .arg("--max-memory-bytes")
@@ -118,7 +111,7 @@ async fn in_child(
     let mut stdin = child
         .stdin
         .take()
-        .ok_or_else(|| ChildError::Broken("no stdin".to_owned()))?;
+        .ok_or_else(|| CompileError::Broken("no stdin".to_owned()))?;
     let input = bytes.to_vec();
     // Written while the output is read; the child reads all its input before it writes anything.
     let feed = tokio::spawn(async move {
@@ -129,14 +122,14 @@ async fn in_child(
     // Dropping the future on timeout drops the child, which kills it (`kill_on_drop`).
     let output = tokio::time::timeout(timeout, child.wait_with_output())
         .await
-        .map_err(|_| ChildError::TimedOut)?
+        .map_err(|_| CompileError::TimedOut)?
         .map_err(|e| broken("waiting for it", e))?;
     // A child that exited early may have closed its stdin: the exit status tells why.
     let _ = feed.await;
     match output.status.code() {
         Some(0) => wasm::load_artifact(engine, &output.stdout).map_err(|e| match e {
-            PolicyFailure::ForbiddenImport(_) => ChildError::Refused(e),
-            other => ChildError::Broken(format!("its artifact does not load: {other}")),
+            PolicyFailure::ForbiddenImport(_) => CompileError::Refused(e),
+            other => CompileError::Broken(format!("its artifact does not load: {other}")),
         }),
         Some(REFUSED) => {
             let text = String::from_utf8_lossy(&output.stderr);
@@ -144,13 +137,13 @@ async fn in_child(
                 .trim_end()
                 .split_once('\t')
                 .unwrap_or((text.trim_end(), ""));
-            Err(ChildError::Refused(match kind {
+            Err(CompileError::Refused(match kind {
                 "not-wasm" => PolicyFailure::NotWasm,
                 "core-module" => PolicyFailure::CoreModule,
                 _ => PolicyFailure::NotAComponent(reason.to_owned()),
             }))
         }
-        _ => Err(ChildError::Broken(format!(
+        _ => Err(CompileError::Broken(format!(
             "{}: {}",
             output.status,
             String::from_utf8_lossy(&output.stderr).trim_end()
