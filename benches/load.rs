@@ -7,7 +7,9 @@
 //!
 //! `cargo bench --bench load` (set `SLUICE_LOAD_SECONDS` to change the 32-client phase length, default 5;
 //! `SLUICE_LOAD_REQUESTS` for the 1-client phase, default 5000; `SLUICE_LOAD_DURABILITY=os` for the
-//! gateway's `storage.durability`, default `fsync`).
+//! gateway's `storage.durability`, default `fsync`). For profiling, `SLUICE_LOAD_ONLY=<tenant>` (`load`,
+//! `capped`, `policies` or `full`) runs only that tenant's 32-client phase, and prints the gateway's pid
+//! first (`perf record -g -p <pid>`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -82,6 +84,20 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time (user + system) the process has used, in seconds. `/proc` counts it in USER_HZ ticks, which
+/// the kernel fixes at 100 per second for this interface on every architecture.
+fn cpu_seconds(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may hold spaces) start at the state, field 3.
+            let fields: Vec<&str> = s.rsplit_once(')')?.1.split_whitespace().collect();
+            let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+            Some(ticks as f64 / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 /// One request; returns its status (the body is read in full either way).
@@ -135,7 +151,15 @@ async fn latencies(
 
 /// Answers per second with status 200 at `clients` concurrent clients, and how many other answers came
 /// (a gateway under overload may shed load with 503 and `Retry-After`; those are counted, not timed).
-async fn throughput(url: &str, key: Option<&str>, clients: usize, seconds: u64) -> (f64, u64) {
+/// Requests per second of `clients` closed-loop clients, answers other than 200, and the gateway's CPU time
+/// per answered request in µs (`pid`: the gateway; none for direct calls).
+async fn throughput(
+    url: &str,
+    key: Option<&str>,
+    clients: usize,
+    seconds: u64,
+    pid: Option<u32>,
+) -> (f64, u64, f64) {
     let done = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -162,21 +186,26 @@ async fn throughput(url: &str, key: Option<&str>, clients: usize, seconds: u64) 
     tokio::time::sleep(Duration::from_millis(500)).await;
     let start_count = done.load(Ordering::Relaxed);
     let start = Instant::now();
+    let cpu_start = pid.map(cpu_seconds);
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let count = done.load(Ordering::Relaxed) - start_count;
+    let cpu = pid.zip(cpu_start).map_or(0.0, |(p, c)| cpu_seconds(p) - c);
     let elapsed = start.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         t.await.unwrap();
     }
-    (count as f64 / elapsed, refused.load(Ordering::Relaxed))
+    (
+        count as f64 / elapsed,
+        refused.load(Ordering::Relaxed),
+        cpu / count.max(1) as f64 * 1e6,
+    )
 }
 
 /// The gateway's phase histograms (and the upstream's time to first byte): (sum of seconds, count) by name.
-async fn phase_totals(
-    client: &HttpClient,
-    gateway: &str,
-) -> std::collections::BTreeMap<String, (f64, u64)> {
+type Phases = std::collections::BTreeMap<String, (f64, u64)>;
+
+async fn phase_totals(client: &HttpClient, gateway: &str) -> Phases {
     let resp = client
         .get(format!("{gateway}/metrics").parse().unwrap())
         .await
@@ -388,6 +417,20 @@ model = "fake-model"
             tenant(&gateway, token, "full", &[Feature::Caps, Feature::Policies]).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let idle_rss = rss_kib(pid);
+        if let Ok(only) = std::env::var("SLUICE_LOAD_ONLY") {
+            let key = match only.as_str() {
+                "load" => &key,
+                "capped" => &capped_key,
+                "policies" => &policy_key,
+                "full" => &full_key,
+                other => panic!("SLUICE_LOAD_ONLY: no tenant {other:?}"),
+            };
+            println!("gateway pid {pid}");
+            let url = format!("{gateway}/v1/chat/completions");
+            let (rps, refused, cpu) = throughput(&url, Some(key), 32, seconds, Some(pid)).await;
+            println!("{only}: {rps:.0} req/s; CPU {cpu:.0} µs/request; {refused} not 200");
+            return;
+        }
 
         let direct_url = format!("http://{upstream}/v1/chat/completions");
         let gateway_url = format!("{gateway}/v1/chat/completions");
@@ -399,7 +442,9 @@ model = "fake-model"
         let fake = latencies(&client, &gateway_url, Some(&key), FAKE_BODY, requests).await;
         let capped = latencies(&client, &gateway_url, Some(&capped_key), BODY, requests).await;
         let with_policies = latencies(&client, &gateway_url, Some(&policy_key), BODY, requests).await;
+        let full_before = phase_totals(&client, &gateway).await;
         let full = latencies(&client, &gateway_url, Some(&full_key), BODY, requests).await;
+        let full_after = phase_totals(&client, &gateway).await;
         let (d50, d99) = (percentile(&direct, 0.5), percentile(&direct, 0.99));
         let (g50, g99) = (percentile(&via, 0.5), percentile(&via, 0.99));
         println!("1 client, {requests} sequential requests each (keep-alive):");
@@ -424,12 +469,21 @@ model = "fake-model"
             (g99.as_secs_f64() - d99.as_secs_f64()) * 1e6
         );
         println!("  where the gateway's time goes at 1 client (mean per request from its own phase histograms):");
-        for (phase, (sum, count)) in &after {
+        println!("    {:<24} {:>10} {:>14}", "phase", "plain", "full pipeline");
+        let mean = |before: &Phases, after: &Phases, phase: &str| {
+            let (sum, count) = after.get(phase).copied().unwrap_or_default();
             let (sum0, count0) = before.get(phase).copied().unwrap_or_default();
-            if count > &count0 {
+            (count > count0).then(|| format!("{:.1} µs", (sum - sum0) / (count - count0) as f64 * 1e6))
+        };
+        // The full pipeline passes every phase the plain tenant does, and more.
+        for phase in full_after.keys() {
+            let plain = mean(&before, &after, phase);
+            let full = mean(&full_before, &full_after, phase);
+            if plain.is_some() || full.is_some() {
                 println!(
-                    "    {phase:<16} {:>8.1} µs",
-                    (sum - sum0) / (count - count0) as f64 * 1e6
+                    "    {phase:<24} {:>10} {:>14}",
+                    plain.unwrap_or_else(|| "-".to_owned()),
+                    full.unwrap_or_else(|| "-".to_owned())
                 );
             }
         }
@@ -459,31 +513,22 @@ model = "fake-model"
             (f50.as_secs_f64() - d50.as_secs_f64()) * 1e6,
             (f99.as_secs_f64() - d99.as_secs_f64()) * 1e6
         );
-        let (direct_rps, _) = throughput(&direct_url, None, 32, seconds).await;
-        let (gateway_rps, gateway_refused) = throughput(&gateway_url, Some(&key), 32, seconds).await;
-        let (capped_rps, capped_refused) =
-            throughput(&gateway_url, Some(&capped_key), 32, seconds).await;
-        let (policies_rps, policies_refused) =
-            throughput(&gateway_url, Some(&policy_key), 32, seconds).await;
-        let (full_rps, full_refused) = throughput(&gateway_url, Some(&full_key), 32, seconds).await;
-        println!("32 clients, {seconds} s each (answers other than 200 are counted, not timed):");
+        let (direct_rps, _, _) = throughput(&direct_url, None, 32, seconds, None).await;
+        println!("32 clients, {seconds} s each (answers other than 200 are counted, not timed; CPU: the gateway's own user + system time per answered request):");
         println!("  direct   {direct_rps:>10.0} req/s");
-        println!(
-            "  gateway  {gateway_rps:>10.0} req/s   ({:.2} of direct; {gateway_refused} not 200)",
-            gateway_rps / direct_rps
-        );
-        println!(
-            "  gateway, tenant with limits and a spend cap  {capped_rps:>10.0} req/s   ({:.2} of direct; {capped_refused} not 200)",
-            capped_rps / direct_rps
-        );
-        println!(
-            "  gateway, tenant with three policies  {policies_rps:>10.0} req/s   ({:.2} of direct; {policies_refused} not 200)",
-            policies_rps / direct_rps
-        );
-        println!(
-            "  gateway, full pipeline  {full_rps:>10.0} req/s   ({:.2} of direct; {full_refused} not 200)",
-            full_rps / direct_rps
-        );
+        for (name, key) in [
+            ("gateway", &key),
+            ("gateway, tenant with limits and a spend cap", &capped_key),
+            ("gateway, tenant with three policies", &policy_key),
+            ("gateway, full pipeline", &full_key),
+        ] {
+            let (rps, refused, cpu) =
+                throughput(&gateway_url, Some(key), 32, seconds, Some(pid)).await;
+            println!(
+                "  {name}  {rps:>10.0} req/s   ({:.2} of direct; CPU {cpu:.0} µs/request; {refused} not 200)",
+                rps / direct_rps
+            );
+        }
         println!(
             "gateway RSS: idle {:.1} MiB, after load {:.1} MiB",
             idle_rss as f64 / 1024.0,
