@@ -92,7 +92,8 @@ fn cpu_seconds(pid: u32) -> f64 {
         .and_then(|s| {
             // Fields after the command name (which may hold spaces) start at the state, field 3.
             let fields: Vec<&str> = s.rsplit_once(')')?.1.split_whitespace().collect();
-            let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+            let ticks =
+                fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
             Some(ticks as f64 / 100.0)
         })
         .unwrap_or(0.0)
