@@ -152,8 +152,7 @@ async fn latencies(
 
 /// Answers per second with status 200 at `clients` concurrent clients, and how many other answers came
 /// (a gateway under overload may shed load with 503 and `Retry-After`; those are counted, not timed).
-/// Requests per second of `clients` closed-loop clients, answers other than 200, and the gateway's CPU time
-/// per answered request in µs (`pid`: the gateway; none for direct calls).
+/// Also the gateway's CPU time per answered request, in µs (`pid`: the gateway; none for direct calls).
 async fn throughput(
     url: &str,
     key: Option<&str>,
@@ -203,9 +202,10 @@ async fn throughput(
     )
 }
 
-/// The gateway's phase histograms (and the upstream's time to first byte): (sum of seconds, count) by name.
+/// (sum of seconds, count) by phase name.
 type Phases = std::collections::BTreeMap<String, (f64, u64)>;
 
+/// The gateway's phase histograms (and the upstream's time to first byte).
 async fn phase_totals(client: &HttpClient, gateway: &str) -> Phases {
     let resp = client
         .get(format!("{gateway}/metrics").parse().unwrap())
