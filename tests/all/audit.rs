@@ -849,8 +849,8 @@ async fn finishing_a_background_checkpoint_restarts_the_wal() {
             .collect(),
         content: Vec::new(),
         spend: Vec::new(),
-        reserve: Vec::new(),
-        release: Vec::new(),
+        raise: Vec::new(),
+        lower: Vec::new(),
         checkpoint_first,
     };
     for finish in [true, false] {

@@ -593,7 +593,7 @@ async fn budget_endpoints_validate_and_respect_roles() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_crash_between_reserve_and_settle_is_charged_at_restart() {
+async fn a_crash_with_requests_in_flight_charges_their_cover_at_restart() {
     use crate::cli::{init_on_any_port, spawn_serve};
     let dir = tempfile::tempdir().unwrap();
     let token = init_on_any_port(dir.path());
@@ -655,30 +655,32 @@ async fn a_crash_between_reserve_and_settle_is_charged_at_restart() {
         .as_u64()
         .unwrap();
     assert!(settled > 0);
-    // Another is reserved (17 prompt tokens at $1 + 100 output tokens at $2 = 217 micro-USD) and still
-    // waiting for its upstream when the gateway dies.
+    // The settled request's cover keeps 8 × 22 micro-USD of margin. Another request is reserved (17 prompt
+    // tokens at $1 + 100 output tokens at $2 = 217 micro-USD): the cover cannot hold it, so it is raised to
+    // 217 + MIN_REQUESTS × 217 before the request is forwarded. It is still waiting for its upstream when the
+    // gateway dies.
+    let raised = 217 * (1 + sluice::admission::cover::MIN_REQUESTS);
     let pending = tokio::spawn(chat("stuck", 100));
-    let db = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("sluice.db").display()
-    ))
-    .await
-    .unwrap();
-    let mut durable = None;
-    for _ in 0..400 {
-        durable = sqlx::query_scalar::<_, i64>("SELECT micro_usd FROM spend_reservations")
-            .fetch_optional(&db)
+    let db_url = format!("sqlite://{}", dir.path().join("sluice.db").display());
+    let db = sqlx::SqlitePool::connect(&db_url).await.unwrap();
+    let cover = async |db: &sqlx::SqlitePool| {
+        sqlx::query_scalar::<_, i64>("SELECT COALESCE(SUM(micro_usd), 0) FROM spend_covers")
+            .fetch_one(db)
             .await
-            .unwrap();
-        if durable.is_some() {
+            .unwrap()
+            .cast_unsigned()
+    };
+    let mut durable = 0;
+    for _ in 0..400 {
+        durable = cover(&db).await;
+        if durable == raised {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(
-        durable,
-        Some(217),
-        "the reservation is durable before the request is forwarded"
+        durable, raised,
+        "the cover holds the request before it is forwarded"
     );
     db.close().await;
     child.kill().unwrap(); // SIGKILL: nothing settles
@@ -687,14 +689,17 @@ async fn a_crash_between_reserve_and_settle_is_charged_at_restart() {
         pending.await.unwrap().is_err(),
         "the client lost its connection"
     );
+    let db = sqlx::SqlitePool::connect(&db_url).await.unwrap();
+    assert_eq!(cover(&db).await, raised, "what the crash left");
+    db.close().await;
 
     let (mut second, gateway) = spawn_serve(dir.path());
     let b = budget_at(&client, &gateway, &key).await;
     assert_eq!(b["daily_usd"], 1.0, "caps survive a restart");
     assert_eq!(
         b["windows"][0]["spent_micro_usd"].as_u64().unwrap(),
-        settled + 217,
-        "the interrupted request is charged its full reservation"
+        settled + raised,
+        "the requests in flight are charged what their cover held: at least their reservations"
     );
     assert_eq!(b["windows"][0]["reserved_micro_usd"], 0);
     // Stored entries (an export would cover only those under the latest checkpoint, signed at most once a
@@ -713,27 +718,33 @@ async fn a_crash_between_reserve_and_settle_is_charged_at_restart() {
         .unwrap()
         .iter()
         .map(|e| &e["fields"])
-        .filter(|f| f["request_id"] == "req-stuck")
+        .filter(|f| f["error_code"] == "interrupted")
         .collect();
-    assert_eq!(
-        entries.len(),
-        1,
-        "exactly one entry for the interrupted request"
+    assert_eq!(entries.len(), 1, "one entry charges the cover");
+    assert_eq!(entries[0]["subject"], "usage:cover");
+    assert_eq!(entries[0]["endpoint"], "chat");
+    assert_eq!(entries[0]["cost_micro_usd"], raised);
+    assert!(
+        stored["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["fields"]["request_id"] != "req-stuck"),
+        "the interrupted request never got an entry of its own"
     );
-    assert_eq!(entries[0]["error_code"], "interrupted");
-    assert_eq!(entries[0]["subject"], "usage:reservation");
-    assert_eq!(entries[0]["cost_micro_usd"], 217);
-    let db = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("sluice.db").display()
-    ))
-    .await
-    .unwrap();
-    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM spend_reservations")
-        .fetch_one(&db)
+    let db = sqlx::SqlitePool::connect(&db_url).await.unwrap();
+    assert_eq!(cover(&db).await, 0, "the charge emptied the cover");
+    // A request raises the cover with a margin again; a graceful stop gives the unused margin back, so the
+    // next start has nothing to charge.
+    let done = client
+        .post(format!("{gateway}/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "fake-small", "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 50}))
+        .send()
         .await
         .unwrap();
-    assert_eq!(left, 0);
+    assert_eq!(done.status(), 200);
+    assert!(cover(&db).await > 0, "the margin outlives the request");
     db.close().await;
     assert!(
         std::process::Command::new("kill")
@@ -743,6 +754,9 @@ async fn a_crash_between_reserve_and_settle_is_charged_at_restart() {
             .success()
     );
     second.wait().unwrap();
+    let db = sqlx::SqlitePool::connect(&db_url).await.unwrap();
+    assert_eq!(cover(&db).await, 0, "a graceful stop releases the margin");
+    db.close().await;
 }
 
 async fn budget_at(client: &reqwest::Client, gateway: &str, key: &str) -> Value {
@@ -792,4 +806,64 @@ async fn the_built_in_router_moves_to_a_cheaper_deployment_as_the_budget_runs_lo
     );
     let b = budget(&gw, &key).await;
     assert_eq!(b["windows"][0]["spent_micro_usd"], 4 * 220_000 + 2 * 17);
+}
+
+/// A database from before budget covers: the reservations a crash left behind become covers, so the next
+/// start charges them.
+#[tokio::test]
+async fn reservations_left_by_an_older_version_become_covers() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("old.db").display());
+    let options = url
+        .parse::<sqlx::sqlite::SqliteConnectOptions>()
+        .unwrap()
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    let mut older = sqlx::migrate!("host/migrations/sqlite");
+    older.migrations = older
+        .migrations
+        .iter()
+        .filter(|m| m.version < 6)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    older.run(&pool).await.unwrap();
+    for (id, key, endpoint, micro) in [
+        ("r1", "k1", "chat", 100),
+        ("r2", "k1", "chat", 250),
+        ("r3", "k1", "embeddings", 7),
+        ("r4", "k2", "chat", 40),
+    ] {
+        sqlx::query(
+            "INSERT INTO spend_reservations (id, tenant_id, key_id, request_id, trace_id, endpoint, model, \
+             micro_usd, created_ms) VALUES (?, 't', ?, ?, '', ?, 'm', ?, 0)",
+        )
+        .bind(id)
+        .bind(key)
+        .bind(id)
+        .bind(endpoint)
+        .bind(micro)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool.close().await;
+    let storage = sluice::storage::Storage::open(&url, 2, sluice::config::Durability::Os)
+        .await
+        .unwrap();
+    let covers: Vec<(String, String, u64)> = storage
+        .open_covers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.key_id, c.endpoint, c.micro_usd))
+        .collect();
+    assert_eq!(
+        covers,
+        [
+            ("k1".to_owned(), "chat".to_owned(), 350),
+            ("k1".to_owned(), "embeddings".to_owned(), 7),
+            ("k2".to_owned(), "chat".to_owned(), 40),
+        ]
+    );
 }

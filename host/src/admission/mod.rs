@@ -15,9 +15,10 @@
 //!
 //! Settled spend is made durable by the audit log (each entry carries its cost, and the sequencer keeps
 //! daily totals in the same transaction); `Admission::record_spend` rebuilds the ledgers from those totals at
-//! start.
+//! start. Reservations under a cap are made durable by budget covers (`cover.rs`) before forwarding.
 
 pub mod clock;
+pub mod cover;
 pub mod gcra;
 pub mod window;
 
@@ -233,6 +234,8 @@ impl Ledger {
 struct KeyState {
     limiter: Limiter,
     ledger: Ledger,
+    /// Budget covers per endpoint, in `ENDPOINTS` order.
+    covers: [cover::Cover; 2],
 }
 
 #[derive(Debug, Default)]
@@ -415,7 +418,7 @@ pub struct BudgetHold {
     pub micro_usd: u64,
     /// The output cap to send upstream when it must be lowered (or set) so the reservation is a true bound.
     pub max_output: Option<u32>,
-    /// Whether a cap applies (only then is the reservation made durable before forwarding).
+    /// Whether a cap applies (only then must a budget cover hold the reservation before forwarding).
     pub capped: bool,
 }
 
@@ -426,8 +429,8 @@ struct Held {
     micro_usd: u64,
     /// Scopes whose in-flight count this ticket holds.
     slots: [bool; SCOPES],
-    /// The durable reservation's id, released with the request's audit entry.
-    durable: Option<String>,
+    /// Whether the key's budget cover holds the reservation.
+    cover: cover::Standing,
 }
 
 /// The in-memory admission state of every tenant.
@@ -563,6 +566,7 @@ impl Admission {
         Ok(Ticket {
             cell,
             clock: self.clock.clone(),
+            tenant_id: tenant.to_owned(),
             key_id: demand.key_id.to_owned(),
             endpoint: demand.endpoint,
             held: Mutex::new(held),
@@ -715,6 +719,7 @@ fn rate_headers(tightest: &[Option<(u64, u64, u64)>; 2]) -> Vec<(HeaderName, Hea
 pub struct Ticket {
     cell: Arc<Mutex<TenantState>>,
     clock: Arc<dyn Clock>,
+    tenant_id: String,
     key_id: String,
     endpoint: &'static str,
     held: Mutex<Held>,
@@ -812,15 +817,6 @@ impl Ticket {
         Ok(hold)
     }
 
-    /// Records the id of the durable reservation, released by the request's audit entry.
-    pub fn set_durable(&self, id: String) {
-        lock(&self.held).durable = Some(id);
-    }
-
-    pub fn durable(&self) -> Option<String> {
-        lock(&self.held).durable.clone()
-    }
-
     /// The worst-case cost reserved.
     pub fn reserved_micro_usd(&self) -> u64 {
         lock(&self.held).micro_usd
@@ -839,6 +835,11 @@ impl Ticket {
         let mut st = lock(&self.cell);
         let st = &mut *st;
         let key = st.keys.entry(self.key_id.clone()).or_default();
+        cover::leave(
+            &mut key.covers[cover::endpoint_index(self.endpoint)],
+            held.cover,
+            held.micro_usd,
+        );
         for ledger in [&mut st.ledger, &mut key.ledger] {
             ledger.roll(day);
             ledger.reserved = ledger.reserved.saturating_sub(held.micro_usd);

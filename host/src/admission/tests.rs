@@ -513,3 +513,152 @@ fn cost_is_exact_and_rounds_up() {
     );
     assert_eq!(cost_micro_usd(Usage::default(), price), 0);
 }
+
+/// A capped ticket for key `key` reserving `worst` micro-USD (100 prompt tokens at $1/Mtok and output tokens
+/// at $1/Mtok: 100 + `worst - 100` tokens).
+fn reserved(adm: &Admission, key: &str, worst: u64) -> Ticket {
+    let ticket = adm.admit("t", &chat(key, 0)).unwrap();
+    let out = u32::try_from(worst - 100).unwrap();
+    let hold = ticket
+        .reserve_budget(&ask(100, Some(out), price(1_000_000, 1_000_000)))
+        .unwrap();
+    assert_eq!((hold.micro_usd, hold.capped), (worst, true));
+    ticket
+}
+
+fn capped(adm: &Admission, daily: u64) {
+    adm.set_budget(
+        "t",
+        None,
+        BudgetSet {
+            daily_micro_usd: Some(daily),
+            monthly_micro_usd: None,
+        },
+    );
+}
+
+#[test]
+fn a_cover_is_raised_once_with_a_margin_and_then_holds_requests_without_a_write() {
+    use cover::{CoverStep, MIN_REQUESTS};
+    let (_clock, adm) = setup(noon());
+    capped(&adm, 1_000_000);
+    let first = reserved(&adm, "k", 300);
+    let CoverStep::Raise(raise) = first.cover() else {
+        panic!("an empty cover must be raised first");
+    };
+    // What is in flight (300) plus a margin of MIN_REQUESTS requests.
+    assert_eq!(raise.row().micro_usd, 300 + MIN_REQUESTS * 300);
+    assert_eq!(
+        (raise.row().key_id.as_str(), raise.row().endpoint.as_str()),
+        ("k", "chat")
+    );
+    assert_eq!(
+        first.covered_micro_usd(),
+        0,
+        "not held before the raise lands"
+    );
+    // A second request while the raise is on its way waits for it rather than raising again.
+    let second = reserved(&adm, "k", 300);
+    let CoverStep::Wait(done) = second.cover() else {
+        panic!("one raise at a time");
+    };
+    assert!(!done.has_changed().unwrap());
+    raise.landed();
+    assert!(done.has_changed().is_err(), "the waiters are woken");
+    for t in [&first, &second] {
+        assert!(matches!(t.cover(), CoverStep::Covered(None)));
+        assert_eq!(t.covered_micro_usd(), 300);
+    }
+    // 2,700 durable, 600 held: more fit; the fourth leaves 900, less than half a margin (2,400), so it raises
+    // ahead while nobody waits.
+    let more: Vec<Ticket> = (0..4).map(|_| reserved(&adm, "k", 300)).collect();
+    for t in &more[..3] {
+        assert!(matches!(t.cover(), CoverStep::Covered(None)));
+    }
+    let CoverStep::Covered(Some(ahead)) = more[3].cover() else {
+        panic!("a cover running low is raised ahead");
+    };
+    // In flight 1,800: raised to 1,800 + 2,400 from 2,700.
+    assert_eq!(ahead.row().micro_usd, 1_800 + MIN_REQUESTS * 300 - 2_700);
+    // While it is on its way, a request that fits does not raise again.
+    let extra = reserved(&adm, "k", 300);
+    assert!(matches!(extra.cover(), CoverStep::Covered(None)));
+    ahead.landed();
+    // Settling lowers memory's view of the cover by the reservation: with all seven settled, 2,100 of 4,200
+    // is left, and the next request fits without a raise.
+    for t in more.iter().chain([&first, &second, &extra]) {
+        t.settle(200, 0);
+    }
+    let next = reserved(&adm, "k", 300);
+    assert!(matches!(next.cover(), CoverStep::Covered(None)));
+}
+
+#[test]
+fn a_raise_that_fails_leaves_the_cover_as_it_was_and_the_next_request_raises() {
+    use cover::CoverStep;
+    let (_clock, adm) = setup(noon());
+    capped(&adm, 1_000_000);
+    let first = reserved(&adm, "k", 300);
+    let second = reserved(&adm, "k", 300);
+    let CoverStep::Raise(raise) = first.cover() else {
+        panic!("raise first");
+    };
+    let CoverStep::Wait(done) = second.cover() else {
+        panic!("wait for it");
+    };
+    drop(raise); // the write failed
+    assert!(done.has_changed().is_err());
+    // The waiter raises for both requests in flight (the first still waits for its request's answer).
+    let CoverStep::Raise(again) = second.cover() else {
+        panic!("nothing was covered, so raise again");
+    };
+    assert_eq!(again.row().micro_usd, 600 + 2_400);
+    // A waiting ticket that goes away no longer counts.
+    drop(first);
+    again.landed();
+    assert!(matches!(second.cover(), CoverStep::Covered(None)));
+    assert_eq!(second.covered_micro_usd(), 300);
+}
+
+#[test]
+fn covers_stay_within_what_the_caps_leave_across_keys() {
+    use cover::CoverStep;
+    let (_clock, adm) = setup(noon());
+    capped(&adm, 1_000);
+    let a = reserved(&adm, "a", 300);
+    let CoverStep::Raise(raise) = a.cover() else {
+        panic!("raise");
+    };
+    assert_eq!(raise.row().micro_usd, 1_000, "the margin stops at the cap");
+    assert!(raise.lower().is_empty());
+    raise.landed();
+    assert!(matches!(a.cover(), CoverStep::Covered(None)));
+    // Key b needs a cover of its own, but key a's holds all the cap leaves: b takes a's slack (700) back in
+    // its raise's transaction, so the covers together never hold more than the cap.
+    let b = reserved(&adm, "b", 300);
+    let CoverStep::Raise(raise) = b.cover() else {
+        panic!("b has a cover of its own");
+    };
+    assert_eq!(
+        (raise.row().key_id.as_str(), raise.row().micro_usd),
+        ("b", 700)
+    );
+    let lowered = raise.lower();
+    assert_eq!(lowered.len(), 1);
+    assert_eq!(
+        (lowered[0].key_id.as_str(), lowered[0].micro_usd),
+        ("a", 700)
+    );
+    raise.landed();
+    assert!(matches!(b.cover(), CoverStep::Covered(None)));
+    assert_eq!(a.covered_micro_usd(), 300, "a's own request stays covered");
+    // Spent money leaves the room too: with 300 spent and b's 700, a new request of a's waits for a raise
+    // that can take back only b's slack (400).
+    a.settle(300, 0);
+    let a2 = reserved(&adm, "a", 300);
+    let CoverStep::Raise(raise) = a2.cover() else {
+        panic!("a's cover was emptied by its settle");
+    };
+    assert_eq!(raise.row().micro_usd, 400);
+    assert_eq!(raise.lower()[0].micro_usd, 400);
+}

@@ -19,7 +19,7 @@ use super::entry::Entry;
 use super::merkle::{Frontier, Hash, leaf_hash};
 use super::note::{self, Checkpoint};
 use crate::storage::{
-    AuditBatch, AuditRow, AuditWriter, ContentRow, ReservationRow, SpendRow, Storage, StorageError,
+    AuditBatch, AuditRow, AuditWriter, ContentRow, CoverRow, SpendRow, Storage, StorageError,
 };
 
 /// Why an entry could not be made durable. The request that carried it fails with 503.
@@ -52,29 +52,35 @@ type Reply = oneshot::Sender<Result<Appended, AuditError>>;
 struct Pending {
     entry: Box<Entry>,
     content: Option<Box<Content>>,
-    release: Option<String>,
+    release: u64,
     reply: Reply,
+}
+
+/// A budget cover to raise before a request is forwarded, and covers to lower (slack taken back), in one
+/// transaction.
+struct CoverChange {
+    raise: Option<CoverRow>,
+    lower: Vec<CoverRow>,
+    reply: oneshot::Sender<Result<(), AuditError>>,
 }
 
 enum Command {
     Append {
         entry: Box<Entry>,
         content: Option<Box<Content>>,
-        /// The durable budget reservation this entry settles, deleted in the entry's transaction.
-        release: Option<String>,
+        /// What the entry's request holds of its budget cover, released in the entry's transaction.
+        release: u64,
         reply: Reply,
     },
-    /// A budget reservation to make durable before its request is forwarded.
-    Reserve {
-        row: Box<ReservationRow>,
-        reply: oneshot::Sender<Result<(), AuditError>>,
-    },
+    Covers(Box<CoverChange>),
     Checkpoint {
         tenant: String,
         reply: oneshot::Sender<Result<Option<SignedCheckpoint>, AuditError>>,
     },
     /// Sign every log that grew since its last checkpoint (shutdown).
-    Flush { reply: oneshot::Sender<()> },
+    Flush {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// Signs checkpoints; the key never leaves this struct.
@@ -259,16 +265,17 @@ impl AuditLog {
         entry: Entry,
         content: Option<Content>,
     ) -> impl Future<Output = Result<Appended, AuditError>> + Send + 'static {
-        self.append_settling(entry, content, None)
+        self.append_settling(entry, content, 0)
     }
 
-    /// Appends an entry that settles a durable budget reservation: the reservation is deleted in the same
-    /// transaction, so after a crash exactly one of the two exists.
+    /// Appends an entry that settles a request covered by its key's budget cover (`spend_covers`): the cover
+    /// is lowered by `release` micro-USD, the request's reservation, in the entry's transaction. Until then
+    /// the cover holds the request, so a crash in between charges it.
     pub fn append_settling(
         &self,
         entry: Entry,
         content: Option<Content>,
-        release: Option<String>,
+        release: u64,
     ) -> impl Future<Output = Result<Appended, AuditError>> + Send + 'static {
         let tx = self.tx.clone();
         let depth = self.depth.clone();
@@ -292,15 +299,35 @@ impl AuditLog {
         }
     }
 
-    /// Makes a budget reservation durable (in the sequencer's next batch). The request is forwarded only
-    /// after this resolves, so a crash before its entry leaves the reservation to be charged at restart.
-    pub async fn reserve(&self, row: ReservationRow) -> Result<(), AuditError> {
+    /// Raises a budget cover by `cover.micro_usd`, and lowers the `lower` covers by theirs, in one
+    /// transaction (the sequencer's next batch); resolves once that is durable. A request the cover did not
+    /// hold is forwarded only after this.
+    pub async fn raise_cover(
+        &self,
+        cover: CoverRow,
+        lower: Vec<CoverRow>,
+    ) -> Result<(), AuditError> {
+        self.change_covers(Some(cover), lower).await
+    }
+
+    /// Lowers budget covers by what they hold beyond requests in flight (their slack, at shutdown) and
+    /// resolves once that is durable.
+    pub async fn lower_covers(&self, lower: Vec<CoverRow>) -> Result<(), AuditError> {
+        self.change_covers(None, lower).await
+    }
+
+    async fn change_covers(
+        &self,
+        raise: Option<CoverRow>,
+        lower: Vec<CoverRow>,
+    ) -> Result<(), AuditError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Command::Reserve {
-                row: Box::new(row),
+            .send(Command::Covers(Box::new(CoverChange {
+                raise,
+                lower,
                 reply,
-            })
+            })))
             .await
             .map_err(|_| AuditError::Stopped)?;
         answer.await.unwrap_or(Err(AuditError::Stopped))
@@ -407,7 +434,7 @@ struct Acks {
     /// The sequencer's commit count once the batch committed.
     seq: u64,
     appends: Vec<(Reply, Appended)>,
-    reserves: Vec<oneshot::Sender<Result<(), AuditError>>>,
+    raises: Vec<oneshot::Sender<Result<(), AuditError>>>,
     /// Answered once everything committed before it is durable.
     barrier: Option<oneshot::Sender<Result<(), AuditError>>>,
 }
@@ -417,7 +444,7 @@ impl Acks {
         for (reply, appended) in self.appends {
             let _ = reply.send(outcome.clone().map(|()| appended));
         }
-        for reply in self.reserves.into_iter().chain(self.barrier) {
+        for reply in self.raises.into_iter().chain(self.barrier) {
             let _ = reply.send(outcome.clone());
         }
     }
@@ -565,7 +592,7 @@ impl Writer {
 
     async fn process(&mut self, batch: Vec<Command>) {
         let mut appends = Vec::with_capacity(batch.len());
-        let mut reserves = Vec::new();
+        let mut raises = Vec::new();
         let mut checkpoints = Vec::new();
         let mut flushes = Vec::new();
         for cmd in batch {
@@ -581,13 +608,13 @@ impl Writer {
                     release,
                     reply,
                 }),
-                Command::Reserve { row, reply } => reserves.push((*row, reply)),
+                Command::Covers(change) => raises.push(*change),
                 Command::Checkpoint { tenant, reply } => checkpoints.push((tenant, reply)),
                 Command::Flush { reply } => flushes.push(reply),
             }
         }
-        if !appends.is_empty() || !reserves.is_empty() {
-            self.commit(appends, reserves).await;
+        if !appends.is_empty() || !raises.is_empty() {
+            self.commit(appends, raises).await;
         }
         for (tenant, reply) in checkpoints {
             let _ = reply.send(self.sign(&tenant, true).await);
@@ -600,17 +627,13 @@ impl Writer {
 
     /// Assigns indices on copies of the tails, commits, and only then makes the copies the truth: a failed
     /// commit leaves no hole and no skipped index.
-    async fn commit(
-        &mut self,
-        appends: Vec<Pending>,
-        reserves: Vec<(ReservationRow, oneshot::Sender<Result<(), AuditError>>)>,
-    ) {
+    async fn commit(&mut self, appends: Vec<Pending>, raises: Vec<CoverChange>) {
         let n = i64::try_from(appends.len()).unwrap_or(i64::MAX);
         let mut staged: HashMap<String, Tail> = HashMap::new();
         let mut rows = Vec::with_capacity(appends.len());
         let mut results = Vec::with_capacity(appends.len());
         let mut sealed = Vec::new();
-        let mut release = Vec::new();
+        let mut lower: HashMap<(String, String, String), u64> = HashMap::new();
         let mut spend: HashMap<(String, String, u64), SpendRow> = HashMap::new();
         for Pending {
             mut entry,
@@ -619,7 +642,15 @@ impl Writer {
             reply,
         } in appends
         {
-            release.extend(settles);
+            if settles > 0 {
+                *lower
+                    .entry((
+                        entry.tenant_id.clone(),
+                        entry.key_id.clone(),
+                        entry.endpoint.clone(),
+                    ))
+                    .or_default() += settles;
+            }
             if entry.kind == super::entry::EntryKind::Request
                 && crate::admission::ENDPOINTS.contains(&entry.endpoint.as_str())
             {
@@ -685,13 +716,43 @@ impl Writer {
                 request_id,
             });
         }
-        let (reserve, reserve_replies): (Vec<_>, Vec<_>) = reserves.into_iter().unzip();
+        let mut raise: HashMap<(String, String, String), u64> = HashMap::new();
+        let mut raise_replies = Vec::with_capacity(raises.len());
+        for CoverChange {
+            raise: raised,
+            lower: lowered,
+            reply,
+        } in raises
+        {
+            if let Some(cover) = raised {
+                *raise
+                    .entry((cover.tenant_id, cover.key_id, cover.endpoint))
+                    .or_default() += cover.micro_usd;
+            }
+            for c in lowered {
+                *lower
+                    .entry((c.tenant_id, c.key_id, c.endpoint))
+                    .or_default() += c.micro_usd;
+            }
+            raise_replies.push(reply);
+        }
+        let rows_of = |covers: HashMap<(String, String, String), u64>| {
+            covers
+                .into_iter()
+                .map(|((tenant_id, key_id, endpoint), micro_usd)| CoverRow {
+                    tenant_id,
+                    key_id,
+                    endpoint,
+                    micro_usd,
+                })
+                .collect()
+        };
         let batch = AuditBatch {
             entries: rows,
             content: sealed,
             spend: spend.into_values().collect(),
-            reserve,
-            release,
+            raise: rows_of(raise),
+            lower: rows_of(lower),
             checkpoint_first: self.checkpointed.swap(false, Ordering::Acquire),
         };
         let outcome = if self.syncer.as_ref().is_some_and(Syncer::failed) {
@@ -701,7 +762,7 @@ impl Writer {
         } else {
             let outcome = async { self.db().await?.insert_batch(&batch).await }.await;
             self.keep_db(outcome).map_err(|e| {
-                tracing::error!(error = %e, entries = batch.entries.len(), reservations = batch.reserve.len(), "audit batch failed to commit");
+                tracing::error!(error = %e, entries = batch.entries.len(), covers_raised = batch.raise.len(), "audit batch failed to commit");
                 AuditError::Commit(e.to_string())
             })
         };
@@ -709,7 +770,7 @@ impl Writer {
         let acks = Acks {
             seq: self.commits.load(Ordering::Relaxed) + 1,
             appends: results,
-            reserves: reserve_replies,
+            raises: raise_replies,
             barrier: None,
         };
         match outcome {
@@ -739,7 +800,7 @@ impl Writer {
         syncer.after_sync(Acks {
             seq,
             appends: Vec::new(),
-            reserves: Vec::new(),
+            raises: Vec::new(),
             barrier: Some(reply),
         });
         answer.await.unwrap_or(Err(AuditError::Stopped))

@@ -115,8 +115,9 @@ impl App {
     }
 }
 
-/// Loads limits and budgets, settles the reservations a previous run left behind (at their full amount, in
-/// an audit entry each), then rebuilds the current windows' spend from the durable daily totals.
+/// Loads limits and budgets, charges what budget covers still hold (requests a previous run left in flight,
+/// at their full amount, in an audit entry per cover), then rebuilds the current windows' spend from the
+/// durable daily totals.
 async fn restore_admission(
     storage: &Storage,
     audit: &AuditLog,
@@ -146,20 +147,20 @@ async fn restore_admission(
             }
         }
     }
-    for r in storage.open_reservations().await? {
-        // The gateway stopped between reserving and settling: the upstream may have billed the worst case.
+    for c in storage.open_covers().await? {
+        // The gateway stopped with requests in flight under this cover: they may have cost all of it.
         let entry = crate::audit::entry::Entry {
             index: 0,
             prev_leaf: [0; 32],
             kind: crate::audit::entry::EntryKind::Request,
             timestamp_ms: crate::audit::now_ms(),
-            tenant_id: r.tenant_id.clone(),
-            key_id: r.key_id.clone(),
-            request_id: r.request_id.clone(),
-            trace_id: r.trace_id.clone(),
-            endpoint: r.endpoint.clone(),
-            subject: "usage:reservation".to_owned(),
-            model_requested: r.model.clone(),
+            tenant_id: c.tenant_id.clone(),
+            key_id: c.key_id.clone(),
+            request_id: String::new(),
+            trace_id: String::new(),
+            endpoint: c.endpoint.clone(),
+            subject: "usage:cover".to_owned(),
+            model_requested: String::new(),
             deployment: String::new(),
             tier: String::new(),
             region: String::new(),
@@ -169,19 +170,17 @@ async fn restore_admission(
             error_code: "interrupted".to_owned(),
             prompt_tokens: 0,
             completion_tokens: 0,
-            cost_micro_usd: r.micro_usd,
-            latency_us: crate::audit::now_ms()
-                .saturating_sub(r.created_ms)
-                .saturating_mul(1000),
+            cost_micro_usd: c.micro_usd,
+            latency_us: 0,
             content: crate::audit::entry::ContentMark::None,
             prompt_commitment: None,
             response_commitment: None,
         };
         audit
-            .append_settling(entry, None, Some(r.id.clone()))
+            .append_settling(entry, None, c.micro_usd)
             .await
-            .map_err(|e| StartError::Audit(format!("settling an interrupted request: {e}")))?;
-        tracing::warn!(tenant = %r.tenant_id, request_id = %r.request_id, micro_usd = r.micro_usd, "request interrupted by a restart charged at its reservation");
+            .map_err(|e| StartError::Audit(format!("charging a budget cover: {e}")))?;
+        tracing::warn!(tenant = %c.tenant_id, key = %c.key_id, endpoint = %c.endpoint, micro_usd = c.micro_usd, "requests interrupted by a restart charged at their budget cover");
     }
     let today = crate::admission::window::day_of(admission.clock().now_ns());
     let month_start = crate::admission::window::month_start(today);
@@ -435,6 +434,14 @@ impl Gateway {
         pruner.abort();
         app.background.close();
         app.background.wait().await;
+        // No request is in flight: what budget covers hold beyond that goes back, so the next start charges
+        // only requests whose outcome is unknown (those cut off by the grace period).
+        let slack = app.admission.release_covers();
+        if !slack.is_empty()
+            && let Err(e) = app.audit.lower_covers(slack).await
+        {
+            tracing::error!(error = %e, "budget covers could not be lowered; the next start charges them");
+        }
         app.audit.flush().await;
         app.storage.close().await;
         tracing::info!("stopped");

@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use super::App;
 use super::router::{Body, RequestCtx, json_response};
 use super::stream::SseBody;
+use crate::admission::cover::CoverStep;
 use crate::admission::{BudgetAsk, Demand, Rejection, Ticket};
 use crate::audit::content::Content;
 use crate::audit::entry::{ContentMark, Entry, EntryKind};
@@ -28,7 +29,6 @@ use crate::providers::{
     Deployment, Endpoint, Enrichment, ProviderError, SlotPermit, UpstreamReply, UpstreamRequest,
     Usage,
 };
-use crate::storage::ReservationRow;
 use crate::wire::{self, ChatRequest, EmbeddingsRequest};
 
 /// Times a phase into the `sluice_phase_duration_seconds` histogram.
@@ -257,8 +257,8 @@ pub struct Finished {
     pub generated_bytes: u64,
     /// The outcome is unknown (the handler panicked): charge this reservation instead of the usage.
     pub unknown_outcome_charge: Option<u64>,
-    /// A durable reservation this request's entry settles, when no ticket carries it.
-    pub release: Option<String>,
+    /// What this request's entry releases from its key's budget cover, when no ticket carries it.
+    pub release: u64,
     /// The upstream answered: if it reported no usage, charge `estimated_usage` rather than nothing.
     pub estimate_missing_usage: bool,
     /// What a tenant API call changed, recorded in its entry.
@@ -289,7 +289,7 @@ impl Finished {
             prompt_tokens_bound: 0,
             generated_bytes: 0,
             unknown_outcome_charge: None,
-            release: None,
+            release: 0,
             estimate_missing_usage: false,
             subject: String::new(),
             policy: String::new(),
@@ -305,11 +305,11 @@ impl Finished {
         }
     }
 
-    /// The durable reservation the entry settles.
-    pub fn release(&self) -> Option<String> {
-        self.release
-            .clone()
-            .or_else(|| self.ticket.as_ref().and_then(|t| t.durable()))
+    /// What the entry releases from the key's budget cover (micro-USD).
+    pub fn release(&self) -> u64 {
+        self.ticket
+            .as_ref()
+            .map_or(self.release, |t| t.covered_micro_usd())
     }
 
     /// The entry and, unless the tenant keeps no content, the content it commits to. Phase 10: the ticket
@@ -613,12 +613,11 @@ fn rejected(app: &App, rejection: &Rejection) -> ApiError {
 }
 
 /// Phase 5b: reserves the worst-case cost against the budgets, lowers (or sets) the output cap sent
-/// upstream so the reservation is a true bound, and, when a cap applies, makes the reservation durable
-/// before anything is forwarded.
+/// upstream so the reservation is a true bound, and, when a cap applies, has the key's budget cover hold the
+/// reservation before anything is forwarded (raising the cover durably first if it must).
 async fn reserve(
     app: &App,
     ctx: &mut RequestCtx,
-    finished: &Finished,
     route: &Route,
     inference: &mut Inference,
     ticket: &Ticket,
@@ -648,27 +647,41 @@ async fn reserve(
         }
     }
     if hold.capped {
-        let id = uuid::Uuid::now_v7().to_string();
-        let row = ReservationRow {
-            id: id.clone(),
-            tenant_id: finished.principal.tenant_id.to_string(),
-            key_id: finished.principal.key_id.to_string(),
-            request_id: finished.request_id.clone(),
-            trace_id: finished.trace_id.clone(),
-            endpoint: finished.endpoint.to_owned(),
-            model: finished.model.clone(),
-            micro_usd: hold.micro_usd,
-            created_ms: crate::audit::now_ms(),
-        };
         let start = Instant::now();
-        app.audit
-            .reserve(row)
-            .await
-            .map_err(|e| audit_unavailable(app, &e))?;
-        app.metrics
-            .observe_phase("reserve_durable", start.elapsed().as_secs_f64());
-        ticket.set_durable(id.clone());
-        ctx.reservation_id = Some(id);
+        let mut waited = false;
+        loop {
+            match ticket.cover() {
+                CoverStep::Covered(ahead) => {
+                    if let Some(raise) = ahead {
+                        let audit = app.audit.clone();
+                        app.background.spawn(async move {
+                            if audit.raise_cover(raise.row(), raise.lower()).await.is_ok() {
+                                raise.landed();
+                            }
+                        });
+                    }
+                    break;
+                }
+                CoverStep::Raise(raise) => {
+                    waited = true;
+                    app.audit
+                        .raise_cover(raise.row(), raise.lower())
+                        .await
+                        .map_err(|e| audit_unavailable(app, &e))?;
+                    raise.landed();
+                }
+                CoverStep::Wait(mut done) => {
+                    waited = true;
+                    // Returns once the raise is done, landed or not; then look again.
+                    let _ = done.changed().await;
+                }
+            }
+        }
+        if waited {
+            app.metrics
+                .observe_phase("reserve_durable", start.elapsed().as_secs_f64());
+        }
+        ctx.covered_micro_usd = hold.micro_usd;
     }
     Ok(())
 }
@@ -828,7 +841,7 @@ async fn after_auth(
     };
     // 5b. reserve the worst-case cost. It needs the prices of the deployments the request may reach, so it
     // runs once the route is known, and before anything is forwarded.
-    reserve(app, ctx, finished, &route, &mut inference, &ticket).await?;
+    reserve(app, ctx, &route, &mut inference, &ticket).await?;
     let tier = classified.map_or_else(|| route.configured_tier(), |c| c.tier);
     // 9. forward.
     let tenant = finished.principal.tenant_id.clone();

@@ -57,8 +57,8 @@ pub struct RequestCtx {
     pub error_code: Option<&'static str>,
     /// The budget reservation (micro-USD) once made: a panic after it is charged at this amount.
     pub reserved_micro_usd: Option<u64>,
-    /// The durable reservation's id, settled by whichever entry ends up recording the request.
-    pub reservation_id: Option<String>,
+    /// What the key's budget cover holds for the request, released by whichever entry ends up recording it.
+    pub covered_micro_usd: u64,
 }
 
 fn valid_request_id(v: &str) -> bool {
@@ -131,7 +131,7 @@ pub async fn handle(
         audited: false,
         error_code: None,
         reserved_micro_usd: None,
-        reservation_id: None,
+        covered_micro_usd: 0,
         id,
     };
     let span = tracing::info_span!(
@@ -177,7 +177,7 @@ pub async fn handle(
                 // Nobody knows what the upstream did: charge the reservation, as the ticket did when the
                 // panic dropped it.
                 finished.unknown_outcome_charge = ctx.reserved_micro_usd;
-                finished.release = ctx.reservation_id.clone();
+                finished.release = ctx.covered_micro_usd;
                 if let Err(e) = finished
                     .settle_and_audit(&app, 500, Some("internal"), None, None)
                     .await

@@ -277,18 +277,13 @@ pub struct ContentRow {
     pub ciphertext: Vec<u8>,
 }
 
-/// A durable budget reservation of a request in flight.
+/// A budget cover (`spend_covers`), or an amount to raise or lower one by.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReservationRow {
-    pub id: String,
+pub struct CoverRow {
     pub tenant_id: String,
     pub key_id: String,
-    pub request_id: String,
-    pub trace_id: String,
     pub endpoint: String,
-    pub model: String,
     pub micro_usd: u64,
-    pub created_ms: u64,
 }
 
 /// One day's inference totals of one key, added to `spend_daily`.
@@ -309,9 +304,10 @@ pub struct AuditBatch {
     pub entries: Vec<AuditRow>,
     pub content: Vec<ContentRow>,
     pub spend: Vec<SpendRow>,
-    pub reserve: Vec<ReservationRow>,
-    /// Reservations settled by entries of this batch.
-    pub release: Vec<String>,
+    /// Budget covers raised for requests about to be forwarded (created when new), one row per cover.
+    pub raise: Vec<CoverRow>,
+    /// Budget covers lowered by the entries of this batch (never below zero), one row per cover.
+    pub lower: Vec<CoverRow>,
     /// Checkpoint the WAL before the transaction. After a background checkpoint has copied most pages, this
     /// copies the few committed meanwhile, so the transaction finds the WAL fully copied and restarts it from
     /// its beginning (see [`Storage::wal_checkpoint`]).
@@ -658,27 +654,23 @@ impl Storage {
             .collect()
     }
 
-    /// Reservations whose request never got its entry (the gateway stopped in between).
-    pub async fn open_reservations(&self) -> Result<Vec<ReservationRow>, StorageError> {
+    /// Covers that still hold something: at start, what requests in flight when the gateway stopped may have
+    /// cost.
+    pub async fn open_covers(&self) -> Result<Vec<CoverRow>, StorageError> {
         let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query(
-            "SELECT id, tenant_id, key_id, request_id, trace_id, endpoint, model, micro_usd, created_ms \
-             FROM spend_reservations ORDER BY created_ms",
+            "SELECT tenant_id, key_id, endpoint, micro_usd FROM spend_covers WHERE micro_usd > 0 \
+             ORDER BY tenant_id, key_id, endpoint",
         )
         .fetch_all(pool)
         .await?;
         rows.into_iter()
             .map(|r| {
-                Ok(ReservationRow {
-                    id: r.try_get("id")?,
+                Ok(CoverRow {
                     tenant_id: r.try_get("tenant_id")?,
                     key_id: r.try_get("key_id")?,
-                    request_id: r.try_get("request_id")?,
-                    trace_id: r.try_get("trace_id")?,
                     endpoint: r.try_get("endpoint")?,
-                    model: r.try_get("model")?,
                     micro_usd: to_u64(r.try_get("micro_usd")?),
-                    created_ms: to_u64(r.try_get("created_ms")?),
                 })
             })
             .collect()
@@ -1053,28 +1045,27 @@ impl AuditWriter {
         });
         push_inserts(
             &mut sql,
-            "spend_reservations (id, tenant_id, key_id, request_id, trace_id, endpoint, model, micro_usd, created_ms)",
-            "",
-            &batch.reserve,
-            |mut b, r| {
-                b.push_bind(&r.id)
-                    .push_bind(&r.tenant_id)
-                    .push_bind(&r.key_id)
-                    .push_bind(&r.request_id)
-                    .push_bind(&r.trace_id)
-                    .push_bind(&r.endpoint)
-                    .push_bind(&r.model)
-                    .push_bind(to_i64(r.micro_usd))
-                    .push_bind(to_i64(r.created_ms));
+            "spend_covers (tenant_id, key_id, endpoint, micro_usd)",
+            " ON CONFLICT (tenant_id, key_id, endpoint) DO UPDATE SET \
+             micro_usd = micro_usd + excluded.micro_usd",
+            &batch.raise,
+            |mut b, c| {
+                b.push_bind(&c.tenant_id)
+                    .push_bind(&c.key_id)
+                    .push_bind(&c.endpoint)
+                    .push_bind(to_i64(c.micro_usd));
             },
         );
-        for chunk in batch.release.chunks(ROWS_PER_STATEMENT) {
-            sql.push(" DELETE FROM spend_reservations WHERE id IN (");
-            let mut ids = sql.separated(", ");
-            for id in chunk {
-                ids.push_bind(id);
-            }
-            sql.push(");");
+        for c in &batch.lower {
+            sql.push(" UPDATE spend_covers SET micro_usd = MAX(0, micro_usd - ")
+                .push_bind(to_i64(c.micro_usd))
+                .push(") WHERE tenant_id = ")
+                .push_bind(&c.tenant_id)
+                .push(" AND key_id = ")
+                .push_bind(&c.key_id)
+                .push(" AND endpoint = ")
+                .push_bind(&c.endpoint)
+                .push(";");
         }
         push_inserts(
             &mut sql,
@@ -1126,7 +1117,7 @@ impl AuditWriter {
         let WriterConn::Sqlite(conn) = &mut self.conn;
         // The text differs with every batch size: small batches (the common case under light load, where
         // latency counts) stay prepared in the connection's cache, large ones would only fill it.
-        let small = batch.entries.len() + batch.reserve.len() <= 16;
+        let small = batch.entries.len() + batch.raise.len() + batch.lower.len() <= 16;
         if let Err(e) = sql.build().persistent(small).execute(&mut *conn).await {
             // A statement failed between BEGIN and COMMIT: undo what ran. When BEGIN itself failed there is
             // nothing to undo and ROLLBACK's own error says so, which is fine.
