@@ -679,7 +679,7 @@ async fn reserve(
         }
         if waited {
             app.metrics
-                .observe_phase("reserve_durable", start.elapsed().as_secs_f64());
+                .observe_phase("cover_raise", start.elapsed().as_secs_f64());
         }
         ctx.covered_micro_usd = hold.micro_usd;
     }
