@@ -526,7 +526,9 @@ fn reserved(adm: &Admission, key: &str, worst: u64) -> Ticket {
     ticket
 }
 
-fn capped(adm: &Admission, daily: u64) {
+/// Admission with a daily cap on tenant `t`.
+fn capped(daily: u64) -> Admission {
+    let (_clock, adm) = setup(noon());
     adm.set_budget(
         "t",
         None,
@@ -535,18 +537,24 @@ fn capped(adm: &Admission, daily: u64) {
             monthly_micro_usd: None,
         },
     );
+    adm
+}
+
+/// The raise `ticket` must send before its cover holds it.
+fn raise_of(ticket: &Ticket) -> cover::CoverRaise {
+    match ticket.cover() {
+        cover::CoverStep::Raise(raise) => raise,
+        other => panic!("expected a raise, got {other:?}"),
+    }
 }
 
 #[test]
 fn a_cover_is_raised_once_with_a_margin_and_then_holds_requests_without_a_write() {
     use cover::{CoverStep, MIN_REQUESTS};
-    let (_clock, adm) = setup(noon());
-    capped(&adm, 1_000_000);
+    let adm = capped(1_000_000);
     let first = reserved(&adm, "k", 300);
-    let CoverStep::Raise(raise) = first.cover() else {
-        panic!("an empty cover must be raised first");
-    };
-    // What is in flight (300) plus a margin of MIN_REQUESTS requests.
+    // An empty cover is raised first: by what is in flight (300) plus a margin of MIN_REQUESTS requests.
+    let raise = raise_of(&first);
     assert_eq!(raise.row().micro_usd, 300 + MIN_REQUESTS * 300);
     assert_eq!(
         (raise.row().key_id.as_str(), raise.row().endpoint.as_str()),
@@ -596,22 +604,18 @@ fn a_cover_is_raised_once_with_a_margin_and_then_holds_requests_without_a_write(
 #[test]
 fn a_raise_that_fails_leaves_the_cover_as_it_was_and_the_next_request_raises() {
     use cover::CoverStep;
-    let (_clock, adm) = setup(noon());
-    capped(&adm, 1_000_000);
+    let adm = capped(1_000_000);
     let first = reserved(&adm, "k", 300);
     let second = reserved(&adm, "k", 300);
-    let CoverStep::Raise(raise) = first.cover() else {
-        panic!("raise first");
-    };
+    let raise = raise_of(&first);
     let CoverStep::Wait(done) = second.cover() else {
         panic!("wait for it");
     };
     drop(raise); // the write failed
     assert!(done.has_changed().is_err());
-    // The waiter raises for both requests in flight (the first still waits for its request's answer).
-    let CoverStep::Raise(again) = second.cover() else {
-        panic!("nothing was covered, so raise again");
-    };
+    // Nothing was covered, so the waiter raises again, for both requests in flight (the first still waits
+    // for its request's answer).
+    let again = raise_of(&second);
     assert_eq!(again.row().micro_usd, 600 + 2_400);
     // A waiting ticket that goes away no longer counts.
     drop(first);
@@ -623,12 +627,9 @@ fn a_raise_that_fails_leaves_the_cover_as_it_was_and_the_next_request_raises() {
 #[test]
 fn covers_stay_within_what_the_caps_leave_across_keys() {
     use cover::CoverStep;
-    let (_clock, adm) = setup(noon());
-    capped(&adm, 1_000);
+    let adm = capped(1_000);
     let a = reserved(&adm, "a", 300);
-    let CoverStep::Raise(raise) = a.cover() else {
-        panic!("raise");
-    };
+    let raise = raise_of(&a);
     assert_eq!(raise.row().micro_usd, 1_000, "the margin stops at the cap");
     assert!(raise.lower().is_empty());
     raise.landed();
@@ -636,9 +637,7 @@ fn covers_stay_within_what_the_caps_leave_across_keys() {
     // Key b needs a cover of its own, but key a's holds all the cap leaves: b takes a's slack (700) back in
     // its raise's transaction, so the covers together never hold more than the cap.
     let b = reserved(&adm, "b", 300);
-    let CoverStep::Raise(raise) = b.cover() else {
-        panic!("b has a cover of its own");
-    };
+    let raise = raise_of(&b);
     assert_eq!(
         (raise.row().key_id.as_str(), raise.row().micro_usd),
         ("b", 700)
@@ -656,9 +655,8 @@ fn covers_stay_within_what_the_caps_leave_across_keys() {
     // that can take back only b's slack (400).
     a.settle(300, 0);
     let a2 = reserved(&adm, "a", 300);
-    let CoverStep::Raise(raise) = a2.cover() else {
-        panic!("a's cover was emptied by its settle");
-    };
+    // a's cover was emptied by its settle.
+    let raise = raise_of(&a2);
     assert_eq!(raise.row().micro_usd, 400);
     assert_eq!(raise.lower()[0].micro_usd, 400);
 }
