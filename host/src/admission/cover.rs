@@ -121,11 +121,17 @@ impl Ledger {
     }
 }
 
-/// The cover to raise to for `needed` in flight: `needed` plus a margin of the larger of `needed` and
-/// `MIN_REQUESTS` requests of `worst`, the margin within `room`.
+/// A raise's margin: the larger of what is in flight (`needed`) and `MIN_REQUESTS` requests of `worst`.
+fn margin(needed: u64, worst: u64) -> u64 {
+    needed.max(worst.saturating_mul(MIN_REQUESTS))
+}
+
+/// The cover to raise to for `needed` in flight: `needed` plus its margin, the margin within `room`.
 fn target(needed: u64, worst: u64, room: u64) -> u64 {
-    let margin = needed.max(worst.saturating_mul(MIN_REQUESTS));
-    needed.saturating_add(margin).min(room).max(needed)
+    needed
+        .saturating_add(margin(needed, worst))
+        .min(room)
+        .max(needed)
 }
 
 pub(super) fn endpoint_index(endpoint: &str) -> usize {
@@ -151,12 +157,13 @@ impl Ticket {
                 cover.waiting = cover.waiting.saturating_sub(worst);
             }
             held.cover = Standing::Covered;
-            if cover.raising.is_some() {
-                return CoverStep::Covered(None);
-            }
-            // Raise ahead when less than half a margin is left, so later requests need not wait.
+            // Raise ahead when less than half a margin is left, so later requests need not wait. The room
+            // (a walk over the tenant's covers) is looked at only then.
             let needed = cover.covered.saturating_add(cover.waiting);
             let slack = cover.durable - cover.covered;
+            if cover.raising.is_some() || slack >= margin(needed, worst) / 2 {
+                return CoverStep::Covered(None);
+            }
             let to = target(needed, worst, self.room(st, e));
             let cover = &mut st.keys.entry(self.key_id.clone()).or_default().covers[e];
             let ahead = (to > cover.durable && slack < (to - needed) / 2)
