@@ -1,6 +1,6 @@
 //! Spend governance over real HTTP: budgets that never overshoot under a burst, `max_tokens` clamping, cut
-//! streams billed for what they generated, a crash between reserve and settle, rate limits, concurrency
-//! limits, and the budget, limits and usage endpoints.
+//! streams billed for what they generated, a crash with a request in flight (charged its budget cover),
+//! rate limits, concurrency limits, and the budget, limits and usage endpoints.
 
 use std::time::Duration;
 
