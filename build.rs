@@ -1,6 +1,7 @@
 //! Builds the built-in policies (`policies/`, a workspace of its own) as `wasm32-wasip2` components, so the
 //! gateway can embed them (`host/src/policy/builtin.rs` includes them from `OUT_DIR`), and the example tenant
-//! policy (`examples/custom-router`, a crate of its own on the guest SDK), so the tests can run it.
+//! policies (`examples/custom-router` and `examples/secret-guard`, crates of their own on the guest SDK), so
+//! the tests and the load harness can run them.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -73,6 +74,9 @@ fn main() {
         "examples/custom-router/src",
         "examples/custom-router/Cargo.toml",
         "examples/custom-router/Cargo.lock",
+        "examples/secret-guard/src",
+        "examples/secret-guard/Cargo.toml",
+        "examples/secret-guard/Cargo.lock",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
@@ -95,16 +99,16 @@ fn main() {
     }
 
     let examples_target = &policies_target;
-    build_wasm(
-        &cargo,
-        &root.join("examples/custom-router"),
-        examples_target,
-        "the example policy examples/custom-router",
-    );
-    copy_wasm(
-        examples_target,
-        "custom_router",
-        &out,
-        "example_custom_router.wasm",
-    );
+    for (dir, name) in [
+        ("custom-router", "custom_router"),
+        ("secret-guard", "secret_guard"),
+    ] {
+        build_wasm(
+            &cargo,
+            &root.join("examples").join(dir),
+            examples_target,
+            &format!("the example policy examples/{dir}"),
+        );
+        copy_wasm(examples_target, name, &out, &format!("example_{name}.wasm"));
+    }
 }

@@ -1,7 +1,7 @@
 //! Load harness: added latency (p50, p99) at one client and throughput at 32 clients of the real `sluice`
 //! binary against a direct call to the same instant upstream, measured in one run; plus the gateway's
 //! idle and after-load RSS. A second tenant with limits and a spend cap measures the full admission path,
-//! durable budget reservation included, in the same run. A third tenant with its own `auth`, `classify`
+//! budget cover included, in the same run. A third tenant with its own `auth`, `classify`
 //! and `route` policies uploaded measures the three policy calls, and a fourth with both is DESIGN's full
 //! pipeline.
 //!
@@ -295,7 +295,7 @@ async fn tenant(gateway: &str, token: &str, name: &str, features: &[Feature]) ->
         for (slot, bytes) in [
             (
                 "auth",
-                &include_bytes!(concat!(env!("OUT_DIR"), "/sluice_policy_test_hostile.wasm"))[..],
+                &include_bytes!(concat!(env!("OUT_DIR"), "/example_secret_guard.wasm"))[..],
             ),
             ("classify", sluice::policy::builtin::CLASSIFIER),
             ("route", sluice::policy::builtin::ROUTER),
@@ -410,8 +410,8 @@ model = "fake-model"
         // cap, so each request is also held by its key's durable budget cover before it is forwarded.
         let (_, capped_key) = tenant(&gateway, token, "capped", &[Feature::Caps]).await;
         // A third tenant with three policies of its own, so each request makes three Wasm calls: `auth` (the
-        // test program's allow path), the built-in classifier and the built-in router, uploaded as the
-        // tenant's. The model is named, and the tenant's router orders its deployments.
+        // example `examples/secret-guard`, which scans every message for credentials), the built-in
+        // classifier and the built-in router, uploaded as the tenant's. The model is named, and the tenant's router orders its deployments.
         let (_, policy_key) = tenant(&gateway, token, "policies", &[Feature::Policies]).await;
         // DESIGN's full pipeline: both.
         let (_, full_key) =

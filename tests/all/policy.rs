@@ -961,3 +961,43 @@ async fn the_example_router_is_tested_pushed_and_routes_as_its_readme_says() {
         .to_owned();
     assert!(served.starts_with("eu-"), "{served}");
 }
+
+/// The example tenant auth policy (`examples/secret-guard`), built by the build script.
+const SECRET_GUARD: &str = concat!(env!("OUT_DIR"), "/example_secret_guard.wasm");
+
+/// `examples/secret-guard` pushed as a tenant's `auth` policy: a prompt carrying a private key is refused
+/// before any upstream sees it, a member's oversized output cap is refused, and ordinary requests pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_auth_policy_refuses_credentials_and_lets_the_rest_through() {
+    let gw = TestGateway::start(ROUTING).await;
+    let (tenant, _, member) = gw.tenant_key("acme").await;
+    let admin = key_with_role(&gw, &tenant, "admin").await;
+    let bytes = std::fs::read(SECRET_GUARD).unwrap();
+    assert_eq!(upload(&gw, &admin, "auth", bytes).await.status(), 201);
+    let ask = |key: &str, content: &str, max_tokens: u32| {
+        gw.http
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&json!({"model": "auto", "max_tokens": max_tokens,
+                          "messages": [{"role": "user", "content": content}]}))
+            .send()
+    };
+    assert_eq!(ask(&member, "hello", 100).await.unwrap().status(), 200);
+    let pem = "fix my config:\n-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----";
+    let (status, code, message) = error_message(ask(&member, pem, 100).await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (403, "policy_denied"));
+    assert!(message.contains("a private key"), "{message}");
+    assert!(
+        !message.contains("MIIE"),
+        "the reason never echoes the secret: {message}"
+    );
+    let (status, _, message) =
+        error_message(ask(&member, "a long story", 8000).await.unwrap()).await;
+    assert_eq!(status, 403);
+    assert!(message.contains("4096"), "{message}");
+    // Admins are not capped by this policy.
+    assert_eq!(
+        ask(&admin, "a long story", 8000).await.unwrap().status(),
+        200
+    );
+}
