@@ -31,13 +31,26 @@ pub const MIN_REQUESTS: u64 = 8;
 #[derive(Debug, Default)]
 pub(super) struct Cover {
     /// What the database's cover holds at least.
-    pub(super) durable: u64,
+    durable: u64,
     /// Worst case of the covered requests in flight; never more than `durable`.
     covered: u64,
     /// Worst case of the requests waiting for a raise.
     waiting: u64,
     /// The raise on its way to disk, and its amount: its sender is dropped when it is done, landed or not.
     raising: Option<(watch::Receiver<()>, u64)>,
+}
+
+impl Cover {
+    /// Takes back what the cover holds beyond its covered requests (memory's view falls now), unless a raise
+    /// is on its way; the amount lowers the database's.
+    fn take_slack(&mut self) -> Option<u64> {
+        if self.raising.is_some() || self.durable <= self.covered {
+            return None;
+        }
+        let slack = self.durable - self.covered;
+        self.durable = self.covered;
+        Some(slack)
+    }
 }
 
 /// Where a ticket stands with its cover.
@@ -267,16 +280,17 @@ impl Ticket {
                 continue;
             }
             for (i, c) in state.covers.iter_mut().enumerate() {
-                if (*k == self.key_id && i == e) || c.raising.is_some() || c.durable == c.covered {
+                if *k == self.key_id && i == e {
                     continue;
                 }
-                rows.push(CoverRow {
-                    tenant_id: self.tenant_id.clone(),
-                    key_id: k.clone(),
-                    endpoint: ENDPOINTS[i].to_owned(),
-                    micro_usd: c.durable - c.covered,
-                });
-                c.durable = c.covered;
+                if let Some(micro_usd) = c.take_slack() {
+                    rows.push(CoverRow {
+                        tenant_id: self.tenant_id.clone(),
+                        key_id: k.clone(),
+                        endpoint: ENDPOINTS[i].to_owned(),
+                        micro_usd,
+                    });
+                }
             }
         }
         rows
@@ -310,14 +324,13 @@ impl super::Admission {
             let mut st = lock(&cell);
             for (key, state) in &mut st.keys {
                 for (i, c) in state.covers.iter_mut().enumerate() {
-                    if c.raising.is_none() && c.durable > c.covered {
+                    if let Some(micro_usd) = c.take_slack() {
                         rows.push(CoverRow {
                             tenant_id: tenant.clone(),
                             key_id: key.clone(),
                             endpoint: ENDPOINTS[i].to_owned(),
-                            micro_usd: c.durable - c.covered,
+                            micro_usd,
                         });
-                        c.durable = c.covered;
                     }
                 }
             }
