@@ -13,6 +13,7 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, Row};
 
 use crate::auth::Role;
+pub use crate::auth::KeyRow;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -48,20 +49,6 @@ pub struct TenantRow {
     pub id: String,
     pub name: String,
     pub created_at: i64,
-}
-
-/// A stored API key: never the secret, only its salted, peppered hash.
-#[derive(Debug, Clone)]
-pub struct KeyRow {
-    pub id: String,
-    pub tenant_id: String,
-    pub name: String,
-    pub role: Role,
-    pub salt: Vec<u8>,
-    pub hash: Vec<u8>,
-    pub last4: String,
-    pub created_at: i64,
-    pub revoked_at: Option<i64>,
 }
 
 fn now() -> i64 {
