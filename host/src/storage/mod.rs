@@ -1,7 +1,5 @@
-//! Durable state behind sqlx: pools, embedded migrations, and one repository method per query.
-//!
-//! SQLite (WAL) is the embedded default. The backend is an enum so PostgreSQL can join as a second
-//! variant with its own migrations folder; callers only see the repository methods below.
+//! Durable state behind sqlx: an SQLite (WAL) pool, embedded migrations, and one repository method per
+//! query.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -31,16 +29,12 @@ pub enum StorageError {
     Sync(String),
 }
 
-#[derive(Debug, Clone)]
-enum Backend {
-    /// The pool, and the options to open the audit sequencer's own connection with.
-    Sqlite(SqlitePool, Box<SqliteConnectOptions>),
-}
-
 /// Handle to the database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Storage {
-    backend: Backend,
+    pool: SqlitePool,
+    /// The options to open the audit sequencer's own connection with.
+    writer_options: SqliteConnectOptions,
     durability: crate::config::Durability,
 }
 
@@ -88,7 +82,8 @@ impl Storage {
             .map_err(open_err)?;
         sqlx::migrate!("host/migrations/sqlite").run(&pool).await?;
         Ok(Storage {
-            backend: Backend::Sqlite(pool, Box::new(options)),
+            pool,
+            writer_options: options,
             durability,
         })
     }
@@ -105,38 +100,30 @@ impl Storage {
     /// Returns the frames in the WAL and how many of them are now copied (both -1 when the database is not
     /// in WAL mode, such as an in-memory one).
     pub async fn wal_checkpoint(&self) -> Result<(i64, i64), StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         let (_busy, frames, copied): (i64, i64, i64) =
             sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
-                .fetch_one(pool)
+                .fetch_one(&self.pool)
                 .await?;
         Ok((frames, copied))
     }
 
     /// A cheap round trip, for readiness.
     pub async fn ping(&self) -> Result<(), StorageError> {
-        match &self.backend {
-            Backend::Sqlite(pool, _) => {
-                sqlx::query("SELECT 1").execute(pool).await?;
-            }
-        }
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 
     pub async fn close(&self) {
-        match &self.backend {
-            Backend::Sqlite(pool, _) => pool.close().await,
-        }
+        self.pool.close().await;
     }
 
     pub async fn create_tenant(&self, id: &str, name: &str) -> Result<TenantRow, StorageError> {
         let created_at = now();
-        let Backend::Sqlite(pool, _) = &self.backend;
         let result = sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)")
             .bind(id)
             .bind(name)
             .bind(created_at)
-            .execute(pool)
+            .execute(&self.pool)
             .await;
         match result {
             Ok(_) => Ok(TenantRow {
@@ -152,9 +139,8 @@ impl Storage {
     }
 
     pub async fn list_tenants(&self) -> Result<Vec<TenantRow>, StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY created_at, id")
-            .fetch_all(pool)
+            .fetch_all(&self.pool)
             .await?;
         rows.into_iter()
             .map(|r| {
@@ -168,16 +154,14 @@ impl Storage {
     }
 
     pub async fn tenant_exists(&self, id: &str) -> Result<bool, StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         let row = sqlx::query("SELECT 1 FROM tenants WHERE id = ?")
             .bind(id)
-            .fetch_optional(pool)
+            .fetch_optional(&self.pool)
             .await?;
         Ok(row.is_some())
     }
 
     pub async fn insert_key(&self, key: &KeyRow) -> Result<(), StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         let result = sqlx::query(
             "INSERT INTO api_keys (id, tenant_id, name, role, salt, hash, last4, created_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -190,7 +174,7 @@ impl Storage {
         .bind(&key.hash)
         .bind(&key.last4)
         .bind(key.created_at)
-        .execute(pool)
+        .execute(&self.pool)
         .await;
         match result {
             Ok(_) => Ok(()),
@@ -203,26 +187,24 @@ impl Storage {
 
     /// Marks a key revoked; returns the revoked key's tenant, or `None` if no live key has that id.
     pub async fn revoke_key(&self, id: &str) -> Result<Option<String>, StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         let row = sqlx::query(
             "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL RETURNING tenant_id",
         )
         .bind(now())
         .bind(id)
-        .fetch_optional(pool)
+        .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|r| r.try_get("tenant_id")).transpose()?)
     }
 
     /// Every key, live and revoked, for loading the in-memory key store and for listings.
     pub async fn list_keys(&self, tenant_id: Option<&str>) -> Result<Vec<KeyRow>, StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query(
             "SELECT id, tenant_id, name, role, salt, hash, last4, created_at, revoked_at \
              FROM api_keys WHERE (?1 IS NULL OR tenant_id = ?1) ORDER BY created_at, id",
         )
         .bind(tenant_id)
-        .fetch_all(pool)
+        .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
             .map(|r| {
@@ -326,11 +308,10 @@ impl Storage {
         tenant_id: &str,
         size: u64,
     ) -> Result<Vec<(u64, Vec<u8>, Vec<u8>)>, StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query("SELECT idx, nonce, ciphertext FROM audit_content WHERE tenant_id = ? AND idx < ? ORDER BY idx")
             .bind(tenant_id)
             .bind(to_i64(size))
-            .fetch_all(pool)
+            .fetch_all(&self.pool)
             .await?;
         rows.into_iter()
             .map(|r| {
@@ -349,22 +330,20 @@ impl Storage {
         tenant_id: &str,
         before: Option<i64>,
     ) -> Result<u64, StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         let done = sqlx::query(
             "DELETE FROM audit_content WHERE tenant_id = ? AND (?2 IS NULL OR created_at < ?2)",
         )
         .bind(tenant_id)
         .bind(before)
-        .execute(pool)
+        .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
     }
 
     /// Tenants that have stored content.
     pub async fn audit_content_tenants(&self) -> Result<Vec<String>, StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query("SELECT DISTINCT tenant_id FROM audit_content")
-            .fetch_all(pool)
+            .fetch_all(&self.pool)
             .await?;
         rows.into_iter()
             .map(|r| Ok(r.try_get("tenant_id")?))
@@ -373,10 +352,9 @@ impl Storage {
 
     /// Tenants with their own retention (days; 0 = keep no content).
     pub async fn retention_overrides(&self) -> Result<Vec<(String, u32)>, StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         let rows =
             sqlx::query("SELECT id, retention_days FROM tenants WHERE retention_days IS NOT NULL")
-                .fetch_all(pool)
+                .fetch_all(&self.pool)
                 .await?;
         rows.into_iter()
             .map(|r| {
@@ -388,22 +366,20 @@ impl Storage {
 
     /// Sets a tenant's retention; false if there is no such tenant.
     pub async fn set_retention(&self, tenant_id: &str, days: u32) -> Result<bool, StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         let done = sqlx::query("UPDATE tenants SET retention_days = ? WHERE id = ?")
             .bind(i64::from(days))
             .bind(tenant_id)
-            .execute(pool)
+            .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
     }
 
     /// Every tenant's leaf hashes in index order, to rebuild the sequencer's state at start.
     pub async fn audit_all_leaves(&self) -> Result<Vec<(String, u64, Vec<u8>)>, StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query(
             "SELECT tenant_id, idx, leaf_hash FROM audit_entries ORDER BY tenant_id, idx",
         )
-        .fetch_all(pool)
+        .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
             .map(|r| {
@@ -422,13 +398,12 @@ impl Storage {
         tenant_id: &str,
         size: u64,
     ) -> Result<Vec<Vec<u8>>, StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query(
             "SELECT leaf_hash FROM audit_entries WHERE tenant_id = ? AND idx < ? ORDER BY idx",
         )
         .bind(tenant_id)
         .bind(to_i64(size))
-        .fetch_all(pool)
+        .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
             .map(|r| Ok(r.try_get("leaf_hash")?))
@@ -442,14 +417,13 @@ impl Storage {
         from: u64,
         limit: u64,
     ) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query(
             "SELECT idx, entry FROM audit_entries WHERE tenant_id = ? AND idx >= ? ORDER BY idx LIMIT ?",
         )
         .bind(tenant_id)
         .bind(to_i64(from))
         .bind(to_i64(limit))
-        .fetch_all(pool)
+        .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
             .map(|r| Ok((to_u64(r.try_get("idx")?), r.try_get("entry")?)))
@@ -462,11 +436,10 @@ impl Storage {
         tenant_id: &str,
         request_id: &str,
     ) -> Result<Option<u64>, StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         let row = sqlx::query("SELECT idx FROM audit_entries WHERE tenant_id = ? AND request_id = ? ORDER BY idx LIMIT 1")
             .bind(tenant_id)
             .bind(request_id)
-            .fetch_optional(pool)
+            .fetch_optional(&self.pool)
             .await?;
         Ok(row.map(|r| r.try_get("idx").map(to_u64)).transpose()?)
     }
@@ -476,10 +449,9 @@ impl Storage {
         &self,
         tenant_id: &str,
     ) -> Result<Vec<CheckpointRow>, StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query("SELECT size, root, note, created_at FROM audit_checkpoints WHERE tenant_id = ? ORDER BY size")
             .bind(tenant_id)
-            .fetch_all(pool)
+            .fetch_all(&self.pool)
             .await?;
         rows.into_iter()
             .map(|r| {
@@ -497,12 +469,11 @@ impl Storage {
     pub async fn audit_latest_checkpoints(
         &self,
     ) -> Result<Vec<(String, u64, Vec<u8>)>, StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query(
             "SELECT tenant_id, size, root FROM audit_checkpoints c \
              WHERE size = (SELECT MAX(size) FROM audit_checkpoints WHERE tenant_id = c.tenant_id)",
         )
-        .fetch_all(pool)
+        .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
             .map(|r| {
@@ -520,9 +491,8 @@ impl Storage {
 impl Storage {
     /// Every stored limit: (tenant, scope, JSON).
     pub async fn admission_limits(&self) -> Result<Vec<(String, String, String)>, StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query("SELECT tenant_id, scope, limits FROM admission_limits")
-            .fetch_all(pool)
+            .fetch_all(&self.pool)
             .await?;
         rows.into_iter()
             .map(|r| {
@@ -542,7 +512,6 @@ impl Storage {
         scope: &str,
         limits: Option<&str>,
     ) -> Result<(), StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         match limits {
             Some(json) => sqlx::query(
                 "INSERT INTO admission_limits (tenant_id, scope, limits, updated_at) VALUES (?, ?, ?, ?) \
@@ -552,12 +521,12 @@ impl Storage {
             .bind(scope)
             .bind(json)
             .bind(now())
-            .execute(pool)
+            .execute(&self.pool)
             .await?,
             None => sqlx::query("DELETE FROM admission_limits WHERE tenant_id = ? AND scope = ?")
                 .bind(tenant_id)
                 .bind(scope)
-                .execute(pool)
+                .execute(&self.pool)
                 .await?,
         };
         Ok(())
@@ -567,11 +536,10 @@ impl Storage {
     pub async fn admission_budgets(
         &self,
     ) -> Result<Vec<(String, String, Option<u64>, Option<u64>)>, StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query(
             "SELECT tenant_id, scope, daily_micro_usd, monthly_micro_usd FROM admission_budgets",
         )
-        .fetch_all(pool)
+        .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
             .map(|r| {
@@ -593,7 +561,6 @@ impl Storage {
         daily: Option<u64>,
         monthly: Option<u64>,
     ) -> Result<(), StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         sqlx::query(
             "INSERT INTO admission_budgets (tenant_id, scope, daily_micro_usd, monthly_micro_usd, updated_at) \
              VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, scope) DO UPDATE SET \
@@ -605,7 +572,7 @@ impl Storage {
         .bind(daily.map(to_i64))
         .bind(monthly.map(to_i64))
         .bind(now())
-        .execute(pool)
+        .execute(&self.pool)
         .await?;
         Ok(())
     }
@@ -616,7 +583,6 @@ impl Storage {
         tenant_id: Option<&str>,
         from_day: u64,
     ) -> Result<Vec<SpendRow>, StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query(
             "SELECT tenant_id, key_id, day, requests, prompt_tokens, completion_tokens, micro_usd \
              FROM spend_daily WHERE day >= ? AND (? IS NULL OR tenant_id = ?) ORDER BY day, key_id",
@@ -624,7 +590,7 @@ impl Storage {
         .bind(to_i64(from_day))
         .bind(tenant_id)
         .bind(tenant_id)
-        .fetch_all(pool)
+        .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
             .map(|r| {
@@ -644,12 +610,11 @@ impl Storage {
     /// Covers that still hold something: at start, what requests in flight when the gateway stopped may have
     /// cost.
     pub async fn open_covers(&self) -> Result<Vec<CoverRow>, StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query(
             "SELECT tenant_id, key_id, endpoint, micro_usd FROM spend_covers WHERE micro_usd > 0 \
              ORDER BY tenant_id, key_id, endpoint",
         )
-        .fetch_all(pool)
+        .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
             .map(|r| {
@@ -665,10 +630,9 @@ impl Storage {
 
     /// The tenant of a key (live or revoked).
     pub async fn key_tenant(&self, key_id: &str) -> Result<Option<String>, StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         let row = sqlx::query("SELECT tenant_id FROM api_keys WHERE id = ?")
             .bind(key_id)
-            .fetch_optional(pool)
+            .fetch_optional(&self.pool)
             .await?;
         Ok(row.map(|r| r.try_get("tenant_id")).transpose()?)
     }
@@ -719,8 +683,7 @@ impl Storage {
         bytes: &[u8],
         uploaded_by: &str,
     ) -> Result<u32, StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
-        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("INSERT INTO policy_blobs (digest, bytes) VALUES (?, ?) ON CONFLICT (digest) DO NOTHING")
             .bind(digest)
             .bind(bytes)
@@ -759,10 +722,9 @@ impl Storage {
         slot: &str,
         version: u32,
     ) -> Result<Option<String>, StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         // IMMEDIATE: this transaction reads, then writes; a deferred one could not upgrade its lock once the
         // audit sequencer has committed in between (SQLITE_BUSY without waiting).
-        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let digest: Option<String> = sqlx::query_scalar(
             "SELECT digest FROM policy_versions WHERE tenant_id = ? AND slot = ? AND version = ?",
         )
@@ -784,11 +746,10 @@ impl Storage {
         tenant_id: &str,
         slot: &str,
     ) -> Result<bool, StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         let done = sqlx::query("DELETE FROM policy_active WHERE tenant_id = ? AND slot = ?")
             .bind(tenant_id)
             .bind(slot)
-            .execute(pool)
+            .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -801,7 +762,6 @@ impl Storage {
         version: u32,
         reason: &str,
     ) -> Result<(), StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         sqlx::query(
             "UPDATE policy_active SET quarantined_at = ?, quarantine_reason = ?, updated_at = ? \
              WHERE tenant_id = ? AND slot = ? AND version = ?",
@@ -812,7 +772,7 @@ impl Storage {
         .bind(tenant_id)
         .bind(slot)
         .bind(i64::from(version))
-        .execute(pool)
+        .execute(&self.pool)
         .await?;
         Ok(())
     }
@@ -822,13 +782,12 @@ impl Storage {
         &self,
         tenant_id: &str,
     ) -> Result<Vec<PolicyVersionRow>, StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query(
             "SELECT slot, version, digest, size, uploaded_by, created_at FROM policy_versions \
              WHERE tenant_id = ? ORDER BY slot, version DESC",
         )
         .bind(tenant_id)
-        .fetch_all(pool)
+        .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
             .map(|r| {
@@ -846,13 +805,12 @@ impl Storage {
 
     /// The active version of every tenant's slots.
     pub async fn policy_active(&self) -> Result<Vec<ActivePolicyRow>, StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         let rows = sqlx::query(
             "SELECT a.tenant_id, a.slot, a.version, v.digest, a.quarantined_at, a.quarantine_reason \
              FROM policy_active a JOIN policy_versions v \
              ON v.tenant_id = a.tenant_id AND v.slot = a.slot AND v.version = a.version",
         )
-        .fetch_all(pool)
+        .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
             .map(|r| {
@@ -871,21 +829,19 @@ impl Storage {
 
     /// The bytes of an uploaded component.
     pub async fn policy_blob(&self, digest: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         Ok(
             sqlx::query_scalar("SELECT bytes FROM policy_blobs WHERE digest = ?")
                 .bind(digest)
-                .fetch_optional(pool)
+                .fetch_optional(&self.pool)
                 .await?,
         )
     }
 
     /// Every tenant's policy settings.
     pub async fn policy_settings(&self) -> Result<Vec<PolicySettingsRow>, StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         let rows =
             sqlx::query("SELECT tenant_id, deadline_ms, allowed_regions FROM policy_settings")
-                .fetch_all(pool)
+                .fetch_all(&self.pool)
                 .await?;
         rows.into_iter()
             .map(|r| {
@@ -900,7 +856,6 @@ impl Storage {
 
     /// Stores a tenant's policy settings (both fields, as given).
     pub async fn put_policy_settings(&self, row: &PolicySettingsRow) -> Result<(), StorageError> {
-        let Backend::Sqlite(pool, _) = &self.backend;
         sqlx::query(
             "INSERT INTO policy_settings (tenant_id, deadline_ms, allowed_regions, updated_at) VALUES (?, ?, ?, ?) \
              ON CONFLICT (tenant_id) DO UPDATE SET deadline_ms = excluded.deadline_ms, \
@@ -910,7 +865,7 @@ impl Storage {
         .bind(row.deadline_ms.map(to_i64))
         .bind(row.allowed_regions.as_deref())
         .bind(now())
-        .execute(pool)
+        .execute(&self.pool)
         .await?;
         Ok(())
     }
@@ -947,13 +902,8 @@ pub fn unix_now() -> i64 {
 /// hands out its connections in turn.
 #[derive(Debug)]
 pub struct AuditWriter {
-    conn: WriterConn,
+    conn: SqliteConnection,
     wal_to_sync: Option<std::path::PathBuf>,
-}
-
-#[derive(Debug)]
-enum WriterConn {
-    Sqlite(SqliteConnection),
 }
 
 impl Storage {
@@ -965,8 +915,7 @@ impl Storage {
     /// after its commit has returned. That is what `synchronous = FULL` does at each commit, without the
     /// sequencer waiting on the disk.
     pub async fn audit_writer(&self) -> Result<AuditWriter, StorageError> {
-        let Backend::Sqlite(_, options) = &self.backend;
-        let mut conn = options.connect().await?;
+        let mut conn = self.writer_options.connect().await?;
         // The sequencer does not checkpoint the WAL as it commits (copying pages into the database file and
         // syncing it would stall every request waiting on its batch): `wal_checkpoint` does, from a pool
         // connection, and the sequencer only finishes what it left (`AuditBatch::checkpoint_first`).
@@ -988,7 +937,7 @@ impl Storage {
             _ => None,
         };
         Ok(AuditWriter {
-            conn: WriterConn::Sqlite(conn),
+            conn,
             wal_to_sync,
         })
     }
@@ -1101,14 +1050,13 @@ impl AuditWriter {
             },
         );
         sql.push(" COMMIT;");
-        let WriterConn::Sqlite(conn) = &mut self.conn;
         // The text differs with every batch size: small batches (the common case under light load, where
         // latency counts) stay prepared in the connection's cache, large ones would only fill it.
         let small = batch.entries.len() + batch.raise.len() + batch.lower.len() <= 16;
-        if let Err(e) = sql.build().persistent(small).execute(&mut *conn).await {
+        if let Err(e) = sql.build().persistent(small).execute(&mut self.conn).await {
             // A statement failed between BEGIN and COMMIT: undo what ran. When BEGIN itself failed there is
             // nothing to undo and ROLLBACK's own error says so, which is fine.
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
             return Err(e.into());
         }
         Ok(())
@@ -1123,7 +1071,6 @@ impl AuditWriter {
         root: &[u8],
         note: &str,
     ) -> Result<bool, StorageError> {
-        let WriterConn::Sqlite(conn) = &mut self.conn;
         let done = sqlx::query(
             "INSERT INTO audit_checkpoints (tenant_id, size, root, note, created_at) \
              SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS \
@@ -1134,7 +1081,7 @@ impl AuditWriter {
         .bind(root)
         .bind(note)
         .bind(now())
-        .execute(&mut *conn)
+        .execute(&mut self.conn)
         .await?;
         Ok(done.rows_affected() == 1)
     }
