@@ -9,8 +9,6 @@ use std::sync::{Arc, RwLock};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::storage::KeyRow;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -35,6 +33,20 @@ impl Role {
             Role::Member => "member",
         }
     }
+}
+
+/// A stored API key: never the secret, only its salted, peppered hash.
+#[derive(Debug, Clone)]
+pub struct KeyRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub role: Role,
+    pub salt: Vec<u8>,
+    pub hash: Vec<u8>,
+    pub last4: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
