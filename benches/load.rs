@@ -247,7 +247,7 @@ enum Feature {
 
 /// Creates a tenant with `features` and an admin key; returns (tenant id, key).
 async fn tenant(gateway: &str, token: &str, name: &str, features: &[Feature]) -> (String, String) {
-    use sluice::api::client::{call, send};
+    use sluice::cli::client::{call, send};
     let t = call(
         gateway,
         token,

@@ -11,17 +11,18 @@
 //! - [`providers`]: routing snapshot, provider adapters (openai, anthropic, fake), SSE.
 //! - [`audit`]: the per-tenant verifiable audit log (entries, Merkle tree, signed checkpoints, sequencer).
 //! - [`storage`]: sqlx, migrations, repositories.
-//! - [`api`]: control-plane endpoints and the CLI's client.
+//! - [`api`]: control-plane endpoints.
 //! - [`error`]: error codes and their one mapping to HTTP.
+//! - [`cli`]: the `sluice` command (arguments, each command, the HTTP client it calls a gateway with).
 
 pub mod admission;
 pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod cache;
+pub mod cli;
 pub mod config;
 pub mod error;
-pub mod init;
 pub mod policy;
 pub mod providers;
 pub mod server;

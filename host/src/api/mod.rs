@@ -2,7 +2,6 @@
 
 pub mod admin;
 pub mod audit;
-pub mod client;
 pub mod policies;
 pub mod spend;
 pub mod tenant;

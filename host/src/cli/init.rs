@@ -37,7 +37,7 @@ pub fn starter_config(
     db_url: &str,
 ) -> String {
     format!(
-        r#"# Sluice configuration (format version 1). Reference: README.md, "Configuration".
+        r#"# Sluice configuration (format version 1). Reference: docs/configuration.md
 version = 1
 
 [server]
@@ -123,6 +123,16 @@ fn write_private(path: &Path, text: &str) -> Result<(), InitError> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
     }
+    Ok(())
+}
+
+/// `sluice init` (and `sluice serve` without the default config): writes the starter files and prints the
+/// operator token once.
+pub fn run(config: &Path, force: bool) -> anyhow::Result<()> {
+    let token = init(config, force)?.operator_token;
+    println!("Wrote {} and its pepper file.", config.display());
+    println!("Operator token (shown once, stored only as a hash):\n\n    {token}\n");
+    println!("export SLUICE_ADMIN_TOKEN={token}");
     Ok(())
 }
 

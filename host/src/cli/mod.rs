@@ -1,0 +1,105 @@
+//! The `sluice` command line: its clap arguments and the dispatch to each command group.
+//!
+//! - [`serve`]: `serve` (the gateway itself, with logging and signals) and `check`.
+//! - [`init`]: `init`, the starter config, pepper and key files, and the operator token.
+//! - [`tenant`]: `tenant` and `key`, operator commands against a running gateway.
+//! - [`policy`]: `policy test` (offline) and a tenant's `policy push` / `list` / `activate` / `rollback`.
+//! - [`audit`]: `audit export` and the offline `audit verify`.
+//! - [`client`]: the HTTP client the remote commands (and the load bench) call a gateway with.
+//!
+//! `anyhow` is used here only: this is the application layer.
+
+pub mod audit;
+pub mod client;
+pub mod init;
+pub mod policy;
+pub mod serve;
+pub mod tenant;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Env;
+
+// No doc comments on the clap types: clap would turn them into help text.
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Multi-tenant, OpenAI-compatible LLM gateway"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the gateway. Without an existing config file at the default path, a starter config is created.
+    Serve {
+        #[arg(long, short, default_value = "sluice.toml")]
+        config: PathBuf,
+    },
+    /// Write a starter config (fake provider, no API keys needed) and print the operator token once.
+    Init {
+        #[arg(long, short, default_value = "sluice.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check a config file and exit.
+    Check {
+        #[arg(long, short, default_value = "sluice.toml")]
+        config: PathBuf,
+    },
+    /// Manage tenants on a running gateway.
+    Tenant {
+        #[command(subcommand)]
+        action: tenant::TenantAction,
+        #[command(flatten)]
+        remote: tenant::Remote,
+    },
+    /// Manage API keys on a running gateway.
+    Key {
+        #[command(subcommand)]
+        action: tenant::KeyAction,
+        #[command(flatten)]
+        remote: tenant::Remote,
+    },
+    /// Export and verify tenant audit logs.
+    Audit {
+        #[command(subcommand)]
+        action: audit::AuditAction,
+    },
+    /// Internal: the gateway's policy compiler process (a component on stdin, its artifact on stdout).
+    #[command(name = "compile-policy", hide = true)]
+    CompilePolicy {
+        #[arg(long)]
+        max_memory_bytes: usize,
+    },
+    /// Test a policy offline; push, list, activate and roll back a tenant's policies.
+    Policy {
+        #[command(subcommand)]
+        action: policy::PolicyAction,
+    },
+}
+
+/// Runs one parsed command. Commands that fail a check (`policy test`, `audit verify`) and
+/// `compile-policy` end the process with their own exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let env: Env = std::env::vars().collect();
+    match cli.command {
+        Command::Init { config, force } => init::run(&config, force),
+        Command::Check { config } => serve::check(&config, &env),
+        Command::Serve { config } => serve::serve(config, env).await,
+        Command::Tenant { action, remote } => tenant::tenant(action, &remote).await,
+        Command::Key { action, remote } => tenant::key(action, &remote).await,
+        Command::Audit { action } => audit::run(action).await,
+        Command::Policy { action } => policy::run(action).await,
+        // No logging, no config: compile and exit.
+        Command::CompilePolicy { max_memory_bytes } => {
+            std::process::exit(crate::policy::compiler::run_child(max_memory_bytes))
+        }
+    }
+}
