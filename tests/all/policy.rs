@@ -458,7 +458,7 @@ async fn versions_activate_roll_back_and_survive_a_restart() {
     let v1: Value = resp.json().await.unwrap();
     assert_eq!(v1["version"], 1);
     let hostile_digest = v1["digest"].as_str().unwrap().to_owned();
-    assert_eq!(hostile_digest, sluice::policy::tenants::digest_of(HOSTILE));
+    assert_eq!(hostile_digest, sluice::policy::digest_of(HOSTILE));
     let resp = chat(&gw, &member, "auto", &[("route-to", "fake-large")]).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-sluice-deployment"], "fake-large");

@@ -24,8 +24,7 @@ use serde::Deserialize;
 use super::admin::read_json;
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ErrorCode};
-use crate::policy::tenants::UploadError;
-use crate::policy::{Slot, TenantPolicies};
+use crate::policy::{Slot, TenantPolicies, UploadError};
 use crate::server::{App, Body, Finished, RequestCtx, authenticate, json_response};
 
 #[derive(Debug, Deserialize)]

@@ -1,12 +1,17 @@
 //! Authorization, classification and routing decisions: the Wasm runtime (`wasm`), the built-in policies
-//! (`builtin`), the compiled-artifact cache (`artifacts`), each tenant's uploaded versions and the decisions
-//! made with them (`tenants`), and the budget rules the router and the reservation share (below).
+//! (`builtin`), the compiler process (`compiler`), the compiled-artifact cache (`artifacts`), each tenant's
+//! uploaded versions (`registry`) and their failure counts (`quarantine`), the decisions made with them
+//! (`decide`), what policies see of the host's types (`view`), `sluice policy test` (`offline`), and the
+//! budget rules the router and the reservation share (below).
 
 pub mod artifacts;
 pub mod builtin;
 pub mod compiler;
+mod decide;
 pub mod offline;
-pub mod tenants;
+mod quarantine;
+mod registry;
+mod view;
 pub mod wasm;
 
 use std::sync::Arc;
@@ -14,7 +19,9 @@ use std::sync::Arc;
 use crate::config::{Price, Tier};
 use crate::providers::Deployment;
 
-pub use tenants::{AuthOutcome, Classified, Policies, Refused, TenantPolicies, Trail};
+pub use decide::{AuthOutcome, Classified, Refused, Trail};
+pub use registry::{Active, Policies, TenantPolicies, UploadError, digest_of};
+pub use view::{PolicyRequest, RequestFacts, request_view};
 pub use wasm::Slot;
 
 /// The deployments a request may go to, in fallback order.

@@ -8,26 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::tenants::{cap_labels, wit_tier};
+use super::view::{cap_labels, messages, wit_tier};
 use super::wasm::{self, PolicyFailure, Slot, wit};
 use crate::config::Tier;
 use crate::wire::{self, ChatRequest};
-
-/// What the policies see of a chat request's messages: roles and text parts.
-pub fn messages(chat: &ChatRequest) -> Vec<wit::Message> {
-    chat.messages
-        .iter()
-        .map(|m| wit::Message {
-            role: serde_json::to_value(m.role)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
-            text: wire::content_text(m.content.as_ref())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        })
-        .collect()
-}
 
 /// One deployment of a catalog file.
 #[derive(Debug, Deserialize)]

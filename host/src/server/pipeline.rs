@@ -428,61 +428,15 @@ pub fn audit_unavailable(app: &App, e: &crate::audit::AuditError) -> ApiError {
 
 // ---- POST /v1/chat/completions and /v1/embeddings -------------------------------------------------
 
-/// Longest metadata value passed to policies, and most metadata entries.
-const MAX_META_VALUE: usize = 256;
-const MAX_META: usize = 32;
-
-/// What the policies see of a request: plain data, nothing secret (DESIGN 3.5).
-fn policy_request(
-    finished: &Finished,
-    inference: &Inference,
-    headers: &HeaderMap,
-) -> policy::wasm::wit::Request {
-    use policy::wasm::wit;
-    let chat = inference.chat.as_ref();
-    let messages = chat.map(policy::offline::messages).unwrap_or_default();
-    let mut metadata: Vec<wit::Label> = headers
+/// The `x-sluice-meta-*` headers policies see, prefix stripped; values that are not visible ASCII are left out.
+fn policy_metadata(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
         .iter()
         .filter_map(|(name, value)| {
             let key = name.as_str().strip_prefix("x-sluice-meta-")?;
-            let value = value.to_str().ok()?;
-            Some(wit::Label {
-                key: key.to_owned(),
-                value: value.chars().take(MAX_META_VALUE).collect(),
-            })
+            Some((key.to_owned(), value.to_str().ok()?.to_owned()))
         })
-        .take(MAX_META)
-        .collect();
-    if let Some(user) = chat.and_then(|c| c.user.as_ref()) {
-        metadata.push(wit::Label {
-            key: "user".to_owned(),
-            value: user.chars().take(MAX_META_VALUE).collect(),
-        });
-    }
-    let p = &finished.principal;
-    wit::Request {
-        request_id: finished.request_id.clone(),
-        tenant_id: p.tenant_id.to_string(),
-        key_id: p.key_id.to_string(),
-        key_role: match p.role {
-            crate::auth::Role::Owner => wit::Role::Owner,
-            crate::auth::Role::Admin => wit::Role::Admin,
-            crate::auth::Role::Member => wit::Role::Member,
-        },
-        endpoint: match inference.endpoint {
-            Endpoint::Chat => wit::Endpoint::Chat,
-            Endpoint::Embeddings => wit::Endpoint::Embeddings,
-        },
-        model: inference.model.clone(),
-        messages,
-        max_tokens: inference.max_output,
-        temperature: chat.and_then(|c| c.temperature),
-        stream: inference.stream,
-        has_tools: chat.is_some_and(|c| c.tools.as_ref().is_some_and(|t| !t.is_empty())),
-        metadata,
-        prompt_tokens: inference.prompt_tokens,
-        labels: Vec::new(),
-    }
+        .collect()
 }
 
 /// What the phases after `validate` need of a request, whatever its endpoint.
@@ -712,8 +666,19 @@ async fn after_auth(
         && (routes || tenant.is_some_and(|t| t.active(policy::Slot::Classify).is_some()));
     let authorizes = tenant.is_some_and(|t| t.active(policy::Slot::Auth).is_some());
     // What the policies see; built only when one runs.
-    let mut req =
-        (authorizes || classifies || routes).then(|| policy_request(finished, &inference, headers));
+    let mut req = (authorizes || classifies || routes).then(|| {
+        policy::request_view(&policy::RequestFacts {
+            request_id: &finished.request_id,
+            principal: &finished.principal,
+            endpoint: inference.endpoint,
+            model: &inference.model,
+            chat: inference.chat.as_ref(),
+            max_tokens: inference.max_output,
+            stream: inference.stream,
+            prompt_tokens: inference.prompt_tokens,
+            metadata: policy_metadata(headers),
+        })
+    });
     let mut trail = policy::Trail::default();
     // 4. authorize: the tenant's `auth` policy, if any; fail closed (503 when overload stopped it).
     if authorizes && let Some(req) = req.as_mut() {
@@ -794,23 +759,12 @@ async fn after_auth(
         .remaining_budget(&finished.principal.tenant_id, &finished.principal.key_id);
     let route = match req {
         Some(req) if routes => {
-            let input = policy::wasm::RoutingInput {
-                req,
-                tier: policy::tenants::wit_tier(
-                    classified
-                        .as_ref()
-                        .map_or(crate::config::Tier::Standard, |c| c.tier),
-                ),
-                candidates: candidates
-                    .iter()
-                    .map(|d| policy::tenants::wit_deployment(d))
-                    .collect(),
-                budget: policy::wasm::wit::Budget {
-                    remaining_micro_usd: remaining,
-                },
-            };
+            let tier = classified
+                .as_ref()
+                .map_or(crate::config::Tier::Standard, |c| c.tier);
             let decided = timed(app, "route", || {
-                app.policies.route(tenant, input, candidates, &mut trail)
+                app.policies
+                    .route(tenant, req, tier, candidates, remaining, &mut trail)
             });
             finished.policy = trail.as_str().to_owned();
             decided

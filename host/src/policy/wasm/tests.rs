@@ -366,10 +366,10 @@ fn megabytes_of_labels_come_back_and_the_host_caps_what_it_keeps() {
         panic!("expected allow");
     };
     assert_eq!(labels.len(), 4_000);
-    let kept = crate::policy::tenants::cap_labels(labels);
-    assert_eq!(kept.len(), crate::policy::tenants::MAX_LABELS);
+    let kept = crate::policy::view::cap_labels(labels);
+    assert_eq!(kept.len(), crate::policy::decide::MAX_LABELS);
     assert!(
         kept.iter()
-            .all(|l| l.value.len() <= crate::policy::tenants::MAX_LABEL_VALUE)
+            .all(|l| l.value.len() <= crate::policy::decide::MAX_LABEL_VALUE)
     );
 }
