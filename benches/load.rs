@@ -2,7 +2,7 @@
 //! binary against a direct call to the same instant upstream, measured in one run; plus the gateway's
 //! idle and after-load RSS. A second tenant with limits and a spend cap measures the full admission path,
 //! budget cover included, in the same run. A third tenant with its own `auth`, `classify`
-//! and `route` policies uploaded measures the three policy calls, and a fourth with both is DESIGN's full
+//! and `route` policies uploaded measures the three policy calls, and a fourth with both is the full
 //! pipeline.
 //!
 //! `cargo bench --bench load` (set `SLUICE_LOAD_SECONDS` to change the 32-client phase length, default 5;
@@ -413,7 +413,7 @@ model = "fake-model"
         // example `examples/secret-guard`, which scans every message for credentials), the built-in
         // classifier and the built-in router, uploaded as the tenant's. The model is named, and the tenant's router orders its deployments.
         let (_, policy_key) = tenant(&gateway, token, "policies", &[Feature::Policies]).await;
-        // DESIGN's full pipeline: both.
+        // The full pipeline: both.
         let (_, full_key) =
             tenant(&gateway, token, "full", &[Feature::Caps, Feature::Policies]).await;
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -1,10 +1,12 @@
-//! The public error codes and the one mapping from a code to an HTTP status and an error body.
+//! The public error codes, the one mapping from a code to an HTTP status and an error body, and the one
+//! place where the domain modules' errors (admission, providers, wire, policies, storage) become the
+//! client's answer: a flat list of `From` impls, one per cause.
 
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use serde::Serialize;
 
-/// Stable error codes of the public interface (DESIGN 4). Clients may match on them.
+/// Stable error codes of the public interface. Clients may match on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -80,7 +82,7 @@ impl ErrorCode {
 
     /// Codes whose cause is on our side or upstream: the client gets a generic message, the log gets the
     /// detail.
-    fn hides_detail(self) -> bool {
+    pub fn hides_detail(self) -> bool {
         matches!(
             self,
             ErrorCode::Internal
@@ -168,3 +170,196 @@ impl std::fmt::Display for ApiError {
 
 /// `application/json` as a header value, shared by every JSON response.
 pub const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+// ---- domain errors → the client's answer ---------------------------------------------------------------
+
+use crate::admission::window::NS_PER_SEC;
+use crate::admission::{InvalidLimit, RateState, Rejection, Unit};
+use crate::policy::UploadError;
+use crate::providers::ProviderError;
+use crate::storage::StorageError;
+
+fn usd(micro: u64) -> String {
+    format!("${}.{:06}", micro / 1_000_000, micro % 1_000_000)
+}
+
+/// A duration as OpenAI writes it in `x-ratelimit-reset-*`: `250ms`, `6s`, `1m30s`.
+fn duration_text(ns: u64) -> String {
+    let ms = ns.div_ceil(1_000_000);
+    if ms < 1_000 {
+        return format!("{ms}ms");
+    }
+    let secs = ms.div_ceil(1_000);
+    match (secs / 3600, secs / 60 % 60, secs % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, m, s) => format!("{h}h{m}m{s}s"),
+    }
+}
+
+fn limit_header(unit: Unit, what: &str) -> http::HeaderName {
+    http::HeaderName::from_bytes(format!("x-ratelimit-{what}-{}", unit.as_str()).as_bytes())
+        .unwrap_or(http::header::RETRY_AFTER)
+}
+
+/// `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` of a request's tightest limits.
+pub fn rate_headers(rates: &[RateState]) -> Vec<(http::HeaderName, HeaderValue)> {
+    let mut out = Vec::new();
+    for r in rates {
+        for (what, value) in [
+            ("limit", r.limit.to_string()),
+            ("remaining", r.remaining.to_string()),
+            ("reset", duration_text(r.reset_ns)),
+        ] {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                out.push((limit_header(r.unit, what), v));
+            }
+        }
+    }
+    out
+}
+
+/// 429 `rate_limited` with `Retry-After` and `x-ratelimit-*`, 402 `budget_exceeded`, or 400 for a request
+/// that can never fit.
+impl From<&Rejection> for ApiError {
+    fn from(rejection: &Rejection) -> ApiError {
+        match rejection {
+            Rejection::Rate {
+                scope,
+                unit,
+                limit,
+                per,
+                retry_after_ns,
+                reset_ns,
+            } => {
+                let retry = retry_after_ns.div_ceil(NS_PER_SEC).max(1);
+                let u = unit.as_str();
+                ApiError::new(
+                    ErrorCode::RateLimited,
+                    format!("rate limit reached: the {scope} allows {limit} {u} per {per}; retry in {retry} s"),
+                )
+                .with_header(http::header::RETRY_AFTER, &retry.to_string())
+                .with_header(limit_header(*unit, "limit"), &limit.to_string())
+                .with_header(limit_header(*unit, "remaining"), "0")
+                .with_header(limit_header(*unit, "reset"), &duration_text(*reset_ns))
+            }
+            Rejection::TooLarge {
+                scope,
+                limit,
+                per,
+                needed,
+            } => ApiError::invalid(
+                "max_tokens",
+                format!(
+                    "this request may use up to {needed} tokens (prompt upper bound plus max_tokens), more than the {scope}'s limit of {limit} tokens per {per}"
+                ),
+            ),
+            Rejection::Concurrency { scope, limit } => ApiError::new(
+                ErrorCode::RateLimited,
+                format!("too many requests in flight: the {scope} allows {limit} at once"),
+            )
+            .with_header(http::header::RETRY_AFTER, "1"),
+            Rejection::Budget {
+                scope,
+                window,
+                remaining_micro_usd,
+                needed_micro_usd,
+                resets_at,
+            } => ApiError::new(
+                ErrorCode::BudgetExceeded,
+                format!(
+                    "the {scope}'s {window} budget has {} left and this request needs at least {}; the window resets at {resets_at}",
+                    usd(*remaining_micro_usd),
+                    usd(*needed_micro_usd)
+                ),
+            ),
+        }
+    }
+}
+
+impl From<InvalidLimit> for ApiError {
+    fn from(e: InvalidLimit) -> ApiError {
+        let message = e.to_string();
+        ApiError::invalid(e.field, message)
+    }
+}
+
+impl From<crate::wire::Invalid> for ApiError {
+    fn from(e: crate::wire::Invalid) -> ApiError {
+        ApiError {
+            code: ErrorCode::InvalidRequest,
+            message: e.message,
+            param: e.param,
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// What the client is told of an upstream failure; the detail stays in the log.
+impl From<&ProviderError> for ApiError {
+    fn from(e: &ProviderError) -> ApiError {
+        use http::StatusCode as S;
+        match e {
+            ProviderError::Timeout { .. } => {
+                ApiError::new(ErrorCode::UpstreamTimeout, e.to_string())
+            }
+            ProviderError::Status {
+                status, message, ..
+            } if *status == S::BAD_REQUEST || *status == S::UNPROCESSABLE_ENTITY => {
+                // The upstream rejected the request's content: that is the client's to fix.
+                ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("the upstream rejected the request: {message}"),
+                )
+            }
+            ProviderError::Status { status, .. } if *status == S::TOO_MANY_REQUESTS => {
+                ApiError::new(
+                    ErrorCode::RateLimited,
+                    "the upstream provider is rate limiting; retry later",
+                )
+                .with_header(http::header::RETRY_AFTER, "1")
+            }
+            ProviderError::Saturated { .. } => ApiError::new(
+                ErrorCode::RateLimited,
+                "every deployment serving this model is at its concurrency limit; retry shortly",
+            )
+            .with_header(http::header::RETRY_AFTER, "1"),
+            ProviderError::Unsupported { field, reason } => {
+                ApiError::invalid(field.clone(), reason.clone())
+            }
+            ProviderError::Connect { .. }
+            | ProviderError::Status { .. }
+            | ProviderError::Protocol { .. }
+            | ProviderError::Reset { .. } => ApiError::new(ErrorCode::UpstreamError, e.to_string()),
+        }
+    }
+}
+
+impl From<UploadError> for ApiError {
+    fn from(e: UploadError) -> ApiError {
+        match e {
+            UploadError::TooLarge { .. } => {
+                ApiError::new(ErrorCode::PayloadTooLarge, e.to_string())
+            }
+            UploadError::Invalid(_)
+            | UploadError::WrongWorld(_)
+            | UploadError::CompileTimeout(_) => ApiError::invalid("policy", e.to_string()),
+            UploadError::Storage(_) | UploadError::Compiler(_) => {
+                ApiError::new(ErrorCode::Unavailable, e.to_string())
+            }
+        }
+    }
+}
+
+/// Storage failures are the gateway's (503), except the two a request causes.
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> ApiError {
+        match e {
+            StorageError::DuplicateTenant(name) => {
+                ApiError::invalid("name", format!("a tenant named `{name}` already exists"))
+            }
+            StorageError::NoSuchTenant => ApiError::new(ErrorCode::NotFound, "no such tenant"),
+            other => ApiError::new(ErrorCode::Unavailable, format!("storage: {other}")),
+        }
+    }
+}

@@ -4,16 +4,30 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::ApiError;
+/// Why a request body is not a valid request: the offending parameter (a JSON path) when there is one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Invalid {
+    pub param: Option<String>,
+    pub message: String,
+}
 
-/// Whether the `Content-Type` header names `mime`, case-insensitively and ignoring parameters such as
-/// `charset`.
-pub fn has_media_type(headers: &http::HeaderMap, mime: &str) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case(mime))
+impl Invalid {
+    /// A parameter with a bad value.
+    pub fn param(param: impl Into<String>, message: impl Into<String>) -> Invalid {
+        Invalid {
+            param: Some(param.into()),
+            message: message.into(),
+        }
+    }
+
+    /// A body that is wrong as a whole.
+    pub fn body(message: impl Into<String>) -> Invalid {
+        Invalid {
+            param: None,
+            message: message.into(),
+        }
+    }
 }
 
 /// `POST /v1/chat/completions` body.
@@ -107,12 +121,12 @@ impl ChatRequest {
     }
 
     /// Checks the ranges and shapes serde cannot express.
-    pub fn validate(&self) -> Result<(), ApiError> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         if self.model.is_empty() {
-            return Err(ApiError::invalid("model", "`model` must not be empty"));
+            return Err(Invalid::param("model", "`model` must not be empty"));
         }
         if self.messages.is_empty() {
-            return Err(ApiError::invalid(
+            return Err(Invalid::param(
                 "messages",
                 "`messages` must contain at least one message",
             ));
@@ -122,7 +136,7 @@ impl ChatRequest {
                 None | Some(Value::Null) => {
                     let has_calls = m.rest.get("tool_calls").is_some_and(|v| !v.is_null());
                     if !(m.role == MessageRole::Assistant && has_calls) {
-                        return Err(ApiError::invalid(
+                        return Err(Invalid::param(
                             format!("messages[{i}].content"),
                             "`content` is required",
                         ));
@@ -132,7 +146,7 @@ impl ChatRequest {
                 Some(Value::Array(parts)) => {
                     for (j, p) in parts.iter().enumerate() {
                         if !p.get("type").is_some_and(Value::is_string) {
-                            return Err(ApiError::invalid(
+                            return Err(Invalid::param(
                                 format!("messages[{i}].content[{j}].type"),
                                 "every content part needs a string `type`",
                             ));
@@ -140,7 +154,7 @@ impl ChatRequest {
                     }
                 }
                 Some(_) => {
-                    return Err(ApiError::invalid(
+                    return Err(Invalid::param(
                         format!("messages[{i}].content"),
                         "`content` must be a string or an array of content parts",
                     ));
@@ -150,7 +164,7 @@ impl ChatRequest {
         if let Some(t) = self.temperature
             && !(0.0..=2.0).contains(&t)
         {
-            return Err(ApiError::invalid(
+            return Err(Invalid::param(
                 "temperature",
                 "`temperature` must be between 0 and 2",
             ));
@@ -158,18 +172,15 @@ impl ChatRequest {
         if let Some(p) = self.top_p
             && !(0.0..=1.0).contains(&p)
         {
-            return Err(ApiError::invalid(
-                "top_p",
-                "`top_p` must be between 0 and 1",
-            ));
+            return Err(Invalid::param("top_p", "`top_p` must be between 0 and 1"));
         }
         if let Some(n) = self.n
             && !(1..=128).contains(&n)
         {
-            return Err(ApiError::invalid("n", "`n` must be between 1 and 128"));
+            return Err(Invalid::param("n", "`n` must be between 1 and 128"));
         }
         if self.max_output_tokens() == Some(0) {
-            return Err(ApiError::invalid(
+            return Err(Invalid::param(
                 "max_tokens",
                 "the output token cap must be at least 1",
             ));
@@ -192,9 +203,9 @@ pub fn content_text(content: Option<&Value>) -> Box<dyn Iterator<Item = &str> + 
 }
 
 impl EmbeddingsRequest {
-    pub fn validate(&self) -> Result<(), ApiError> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         if self.model.is_empty() {
-            return Err(ApiError::invalid("model", "`model` must not be empty"));
+            return Err(Invalid::param("model", "`model` must not be empty"));
         }
         let ok = match &self.input {
             Value::String(s) => !s.is_empty(),
@@ -214,7 +225,7 @@ impl EmbeddingsRequest {
         if ok {
             Ok(())
         } else {
-            Err(ApiError::invalid(
+            Err(Invalid::param(
                 "input",
                 "`input` must be a non-empty string, array of strings, or array of token arrays",
             ))
@@ -241,37 +252,24 @@ impl EmbeddingsRequest {
 }
 
 /// Parses a JSON body into `T`, naming the offending field on failure.
-pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Invalid> {
     if std::str::from_utf8(body).is_err() {
-        return Err(ApiError::new(
-            crate::error::ErrorCode::InvalidRequest,
-            "the request body is not valid UTF-8",
-        ));
+        return Err(Invalid::body("the request body is not valid UTF-8"));
     }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            ApiError::new(
-                crate::error::ErrorCode::InvalidRequest,
-                format!("the request body is not valid JSON: {inner}"),
-            )
+            Invalid::body(format!("the request body is not valid JSON: {inner}"))
         } else if path == "." {
-            ApiError::new(
-                crate::error::ErrorCode::InvalidRequest,
-                format!("invalid request: {inner}"),
-            )
+            Invalid::body(format!("invalid request: {inner}"))
         } else {
-            ApiError::invalid(path.clone(), format!("invalid `{path}`: {inner}"))
+            Invalid::param(path.clone(), format!("invalid `{path}`: {inner}"))
         }
     })?;
-    de.end().map_err(|e| {
-        ApiError::new(
-            crate::error::ErrorCode::InvalidRequest,
-            format!("the request body is not valid JSON: {e}"),
-        )
-    })?;
+    de.end()
+        .map_err(|e| Invalid::body(format!("the request body is not valid JSON: {e}")))?;
     Ok(value)
 }
 

@@ -8,6 +8,8 @@ mod bad_input;
 mod cli;
 mod compat;
 mod data_plane;
+mod edge;
+mod layers;
 mod ops;
 mod policy;
 mod spend;

@@ -1,5 +1,5 @@
-//! Budget covers (DESIGN 3.6, single instance): the durable side of budget reservations, without a database
-//! write per request.
+//! Budget covers (single instance): the durable side of budget reservations, without a database write per
+//! request.
 //!
 //! A request under a spend cap may reach its upstream only once a durable record bounds what it can cost, so
 //! that a crash never leaves spend uncharged. That record is a *cover* per key and endpoint (`spend_covers`):
@@ -16,13 +16,63 @@
 //!
 //! Memory's view of a cover (`Cover::durable`) is never more than the database's: it rises only once a raise
 //! is durable and falls as soon as a covered request settles, before its entry lowers the database's.
+//!
+//! The writes ([`hold`], [`lower`]) go through the audit sequencer, so a raise shares a transaction with
+//! the entries around it and a lowering with the entry that settles it.
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 
 use super::{ENDPOINTS, Ledger, TenantState, Ticket, lock};
+use crate::audit::{AuditError, AuditLog};
 use crate::storage::CoverRow;
+
+/// Has the key's cover hold a capped request's reservation before it is forwarded: at once when it fits,
+/// else after the cover's raise is durable (one raise at a time; the others wait for it and look again). A
+/// cover running low is raised ahead, in the background. `Ok` carries how long the request waited for a
+/// raise, if it did; `Err` means the raise could not be made durable, and the request must not go out.
+pub async fn hold(
+    audit: &AuditLog,
+    ticket: &Ticket,
+    background: &TaskTracker,
+) -> Result<Option<Duration>, AuditError> {
+    let start = Instant::now();
+    let mut waited = false;
+    loop {
+        match ticket.cover() {
+            CoverStep::Covered(ahead) => {
+                if let Some(raise) = ahead {
+                    let audit = audit.clone();
+                    background.spawn(async move {
+                        if audit.raise_cover(raise.row(), raise.lower()).await.is_ok() {
+                            raise.landed();
+                        }
+                    });
+                }
+                return Ok(waited.then(|| start.elapsed()));
+            }
+            CoverStep::Raise(raise) => {
+                waited = true;
+                audit.raise_cover(raise.row(), raise.lower()).await?;
+                raise.landed();
+            }
+            CoverStep::Wait(mut done) => {
+                waited = true;
+                // Returns once the raise is done, landed or not; then look again.
+                let _ = done.changed().await;
+            }
+        }
+    }
+}
+
+/// Lowers covers by what they hold beyond requests in flight (their slack, at shutdown: see
+/// `Admission::release_covers`), durably.
+pub async fn lower(audit: &AuditLog, slack: Vec<CoverRow>) -> Result<(), AuditError> {
+    audit.lower_covers(slack).await
+}
 
 /// A raise's margin holds at least this many requests of the raising request's worst case.
 pub const MIN_REQUESTS: u64 = 8;

@@ -1,4 +1,4 @@
-//! Admission and spend (DESIGN 3.6): rate limits (GCRA), token caps, concurrency limits and budgets, all
+//! Admission and spend: rate limits (GCRA), token caps, concurrency limits and budgets, all
 //! served from memory on the hot path.
 //!
 //! A request is admitted in two steps, both under its tenant's one mutex so every check-and-add is atomic:
@@ -25,7 +25,6 @@ pub mod window;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
-use http::{HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -33,7 +32,6 @@ use gcra::Rate;
 use window::{NS_PER_DAY, NS_PER_SEC, day_of, month_of};
 
 use crate::config::Price;
-use crate::error::{ApiError, ErrorCode};
 use crate::providers::Usage;
 
 /// Exact cost of a usage at a deployment's prices, in micro-USD, rounded up so the gateway never
@@ -45,7 +43,7 @@ pub fn cost_micro_usd(usage: Usage, price: Price) -> u64 {
 }
 
 /// The endpoints that are admitted, and may carry limits of their own.
-pub const ENDPOINTS: [&str; 2] = ["chat", "embeddings"];
+pub const ENDPOINTS: [&str; 2] = crate::audit::entry::INFERENCE_ENDPOINTS;
 
 /// Rate, token and concurrency limits of one scope (a tenant, a key, or a tenant's endpoint). `None` means
 /// no limit. Request rates allow a burst of their own size (600 per minute: 600 at once, then one every
@@ -73,7 +71,7 @@ pub enum Unit {
 }
 
 impl Unit {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Unit::Requests => "requests",
             Unit::Tokens => "tokens",
@@ -109,7 +107,7 @@ impl LimitSet {
     }
 
     /// Checks that every limit that is set is at least 1 (`None` removes a limit; 0 would block forever).
-    pub fn validate(&self, prefix: &str) -> Result<(), ApiError> {
+    pub fn validate(&self, prefix: &str) -> Result<(), InvalidLimit> {
         let fields = [
             (
                 "requests_per_second",
@@ -125,11 +123,9 @@ impl LimitSet {
         ];
         for (name, value) in fields {
             if value == Some(0) {
-                let field = format!("{prefix}{name}");
-                return Err(ApiError::invalid(
-                    field.clone(),
-                    format!("`{field}` must be at least 1; use null for no limit"),
-                ));
+                return Err(InvalidLimit {
+                    field: format!("{prefix}{name}"),
+                });
             }
         }
         Ok(())
@@ -291,24 +287,6 @@ pub enum Rejection {
     },
 }
 
-fn usd(micro: u64) -> String {
-    format!("${}.{:06}", micro / 1_000_000, micro % 1_000_000)
-}
-
-/// A duration as OpenAI writes it in `x-ratelimit-reset-*`: `250ms`, `6s`, `1m30s`.
-fn duration_text(ns: u64) -> String {
-    let ms = ns.div_ceil(1_000_000);
-    if ms < 1_000 {
-        return format!("{ms}ms");
-    }
-    let secs = ms.div_ceil(1_000);
-    match (secs / 3600, secs / 60 % 60, secs % 60) {
-        (0, 0, s) => format!("{s}s"),
-        (0, m, s) => format!("{m}m{s}s"),
-        (h, m, s) => format!("{h}h{m}m{s}s"),
-    }
-}
-
 impl Rejection {
     /// The metrics label.
     pub fn reason(&self) -> &'static str {
@@ -325,67 +303,6 @@ impl Rejection {
             Rejection::Budget { .. } => "budget",
         }
     }
-
-    /// The client's answer: 429 `rate_limited` with `Retry-After` and `x-ratelimit-*`, 402
-    /// `budget_exceeded`, or 400 for a request that can never fit.
-    pub fn to_api_error(&self) -> ApiError {
-        match self {
-            Rejection::Rate {
-                scope,
-                unit,
-                limit,
-                per,
-                retry_after_ns,
-                reset_ns,
-            } => {
-                let retry = retry_after_ns.div_ceil(NS_PER_SEC).max(1);
-                let u = unit.as_str();
-                ApiError::new(
-                    ErrorCode::RateLimited,
-                    format!("rate limit reached: the {scope} allows {limit} {u} per {per}; retry in {retry} s"),
-                )
-                .with_header(http::header::RETRY_AFTER, &retry.to_string())
-                .with_header(limit_header(*unit, "limit"), &limit.to_string())
-                .with_header(limit_header(*unit, "remaining"), "0")
-                .with_header(limit_header(*unit, "reset"), &duration_text(*reset_ns))
-            }
-            Rejection::TooLarge {
-                scope,
-                limit,
-                per,
-                needed,
-            } => ApiError::invalid(
-                "max_tokens",
-                format!(
-                    "this request may use up to {needed} tokens (prompt upper bound plus max_tokens), more than the {scope}'s limit of {limit} tokens per {per}"
-                ),
-            ),
-            Rejection::Concurrency { scope, limit } => ApiError::new(
-                ErrorCode::RateLimited,
-                format!("too many requests in flight: the {scope} allows {limit} at once"),
-            )
-            .with_header(http::header::RETRY_AFTER, "1"),
-            Rejection::Budget {
-                scope,
-                window,
-                remaining_micro_usd,
-                needed_micro_usd,
-                resets_at,
-            } => ApiError::new(
-                ErrorCode::BudgetExceeded,
-                format!(
-                    "the {scope}'s {window} budget has {} left and this request needs at least {}; the window resets at {resets_at}",
-                    usd(*remaining_micro_usd),
-                    usd(*needed_micro_usd)
-                ),
-            ),
-        }
-    }
-}
-
-fn limit_header(unit: Unit, what: &str) -> HeaderName {
-    HeaderName::from_bytes(format!("x-ratelimit-{what}-{}", unit.as_str()).as_bytes())
-        .unwrap_or(http::header::RETRY_AFTER)
 }
 
 /// What a request asks of the limits.
@@ -496,7 +413,7 @@ impl Admission {
             tokens: demand.tokens,
             ..Held::default()
         };
-        let headers;
+        let rates_now;
         {
             let mut st = lock(&cell);
             let limiters = st.limiters(demand.endpoint, demand.key_id);
@@ -561,7 +478,7 @@ impl Admission {
                 l.in_flight += 1;
                 held.slots[s] = true;
             }
-            headers = rate_headers(&tightest);
+            rates_now = rates(&tightest);
         }
         Ok(Ticket {
             cell,
@@ -570,7 +487,7 @@ impl Admission {
             key_id: demand.key_id.to_owned(),
             endpoint: demand.endpoint,
             held: Mutex::new(held),
-            headers,
+            rates: rates_now,
         })
     }
 
@@ -696,22 +613,36 @@ impl Admission {
     }
 }
 
-fn rate_headers(tightest: &[Option<(u64, u64, u64)>; 2]) -> Vec<(HeaderName, HeaderValue)> {
-    let mut out = Vec::new();
-    for (i, unit) in [Unit::Requests, Unit::Tokens].into_iter().enumerate() {
-        if let Some((limit, left, reset)) = tightest[i] {
-            for (what, value) in [
-                ("limit", limit.to_string()),
-                ("remaining", left.to_string()),
-                ("reset", duration_text(reset)),
-            ] {
-                if let Ok(v) = HeaderValue::from_str(&value) {
-                    out.push((limit_header(unit, what), v));
-                }
-            }
-        }
-    }
-    out
+fn rates(tightest: &[Option<(u64, u64, u64)>; 2]) -> Vec<RateState> {
+    [Unit::Requests, Unit::Tokens]
+        .into_iter()
+        .zip(tightest)
+        .filter_map(|(unit, t)| {
+            t.map(|(limit, remaining, reset_ns)| RateState {
+                unit,
+                limit,
+                remaining,
+                reset_ns,
+            })
+        })
+        .collect()
+}
+
+/// Where a request stands against its tightest limit of one unit, for `x-ratelimit-*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateState {
+    pub unit: Unit,
+    pub limit: u64,
+    pub remaining: u64,
+    /// Until the limit is whole again.
+    pub reset_ns: u64,
+}
+
+/// A limit of 0, which would block forever (`null` removes a limit).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{field}` must be at least 1; use null for no limit")]
+pub struct InvalidLimit {
+    pub field: String,
 }
 
 /// An admitted request's hold on its tenant's limits and budget, until it is settled.
@@ -723,8 +654,8 @@ pub struct Ticket {
     key_id: String,
     endpoint: &'static str,
     held: Mutex<Held>,
-    /// `x-ratelimit-*` of the tightest request and token limits, for the response.
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The tightest request and token limits, for the response's `x-ratelimit-*`.
+    pub rates: Vec<RateState>,
 }
 
 impl Ticket {

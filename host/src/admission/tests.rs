@@ -205,8 +205,7 @@ fn token_rates_reserve_then_settle_to_actual_usage() {
     );
     a.settle(0, 100); // it used 100
     let b = adm.admit("t", &chat("k", 800)).unwrap();
-    let tokens = b
-        .headers
+    let tokens = crate::error::rate_headers(&b.rates)
         .iter()
         .find(|(n, _)| n == "x-ratelimit-remaining-tokens")
         .map(|(_, v)| v.to_str().unwrap().to_owned());
@@ -222,7 +221,10 @@ fn token_rates_reserve_then_settle_to_actual_usage() {
     assert!(adm.admit("t", &chat("k", 1)).is_ok());
     // A request larger than the whole limit can never fit: 400, not a retry loop.
     let huge = adm.admit("t", &chat("k", 1_001)).unwrap_err();
-    assert_eq!(huge.to_api_error().status(), http::StatusCode::BAD_REQUEST);
+    assert_eq!(
+        crate::error::ApiError::from(&huge).status(),
+        http::StatusCode::BAD_REQUEST
+    );
 }
 
 fn price(input: u64, output: u64) -> Price {
@@ -348,9 +350,9 @@ fn max_tokens_is_clamped_to_what_the_budget_allows() {
     // A prompt the budget cannot cover is refused with the numbers.
     let t = adm.admit("t", &chat("k3", 0)).unwrap();
     let r = t.reserve_budget(&ask(2_000_000, None, p)).unwrap_err();
-    let e = r.to_api_error();
+    let e = crate::error::ApiError::from(&r);
     assert_eq!(e.status(), http::StatusCode::PAYMENT_REQUIRED);
-    assert_eq!(e.code, ErrorCode::BudgetExceeded);
+    assert_eq!(e.code, crate::error::ErrorCode::BudgetExceeded);
     assert!(
         e.message.contains("key's daily budget has $1.000000 left"),
         "{}",
@@ -453,8 +455,7 @@ fn rejection_bodies_and_headers() {
         },
     );
     let ok = adm.admit("t", &chat("k", 0)).unwrap();
-    let names: Vec<_> = ok
-        .headers
+    let names: Vec<_> = crate::error::rate_headers(&ok.rates)
         .iter()
         .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap()))
         .collect();
@@ -466,7 +467,7 @@ fn rejection_bodies_and_headers() {
             "x-ratelimit-reset-requests: 1m0s"
         ]
     );
-    let e = adm.admit("t", &chat("k", 0)).unwrap_err().to_api_error();
+    let e = crate::error::ApiError::from(&adm.admit("t", &chat("k", 0)).unwrap_err());
     assert_eq!(e.status(), http::StatusCode::TOO_MANY_REQUESTS);
     let headers: Vec<_> = e
         .headers

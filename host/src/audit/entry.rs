@@ -72,6 +72,9 @@ pub struct Entry {
     pub response_commitment: Option<Hash>,
 }
 
+/// The endpoints whose request entries are inference: they count in the daily spend totals.
+pub const INFERENCE_ENDPOINTS: [&str; 2] = ["chat", "embeddings"];
+
 /// Why bytes are not a canonical entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -105,6 +108,52 @@ fn put_opt_hash(out: &mut Vec<u8>, h: &Option<Hash>) {
 }
 
 impl Entry {
+    /// An entry of `kind` with its identity set and every other field empty; the sequencer assigns `index`
+    /// and `prev_leaf`. The one place an entry's fields are listed outside decoding.
+    fn blank(kind: EntryKind, tenant_id: &str, key_id: &str, endpoint: &str) -> Entry {
+        Entry {
+            index: 0,
+            prev_leaf: [0; 32],
+            kind,
+            timestamp_ms: crate::audit::now_ms(),
+            tenant_id: tenant_id.to_owned(),
+            key_id: key_id.to_owned(),
+            request_id: String::new(),
+            trace_id: String::new(),
+            endpoint: endpoint.to_owned(),
+            subject: String::new(),
+            model_requested: String::new(),
+            deployment: String::new(),
+            tier: String::new(),
+            region: String::new(),
+            cache: String::new(),
+            policy: String::new(),
+            status: 0,
+            error_code: String::new(),
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            cost_micro_usd: 0,
+            latency_us: 0,
+            content: ContentMark::None,
+            prompt_commitment: None,
+            response_commitment: None,
+        }
+    }
+
+    /// The entry of a request made with a tenant credential (data plane or tenant self-service).
+    pub fn request(tenant_id: &str, key_id: &str, endpoint: &str) -> Entry {
+        Entry::blank(EntryKind::Request, tenant_id, key_id, endpoint)
+    }
+
+    /// The entry of an operator action on a tenant (`admin.key_created`, ...), written to that tenant's log.
+    pub fn admin(tenant_id: &str, action: &str, subject: &str) -> Entry {
+        Entry {
+            subject: subject.to_owned(),
+            status: 200,
+            ..Entry::blank(EntryKind::Admin, tenant_id, "operator", action)
+        }
+    }
+
     /// The canonical byte form, which the leaf hash covers.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);

@@ -301,8 +301,8 @@ impl AuditLog {
 
     /// Raises a budget cover by `cover.micro_usd`, and lowers the `lower` covers by theirs, in one
     /// transaction (the sequencer's next batch); resolves once that is durable. A request the cover did not
-    /// hold is forwarded only after this.
-    pub async fn raise_cover(
+    /// hold is forwarded only after this. Only `admission::cover` calls it.
+    pub(crate) async fn raise_cover(
         &self,
         cover: CoverRow,
         lower: Vec<CoverRow>,
@@ -312,7 +312,7 @@ impl AuditLog {
 
     /// Lowers budget covers by what they hold beyond requests in flight (their slack, at shutdown) and
     /// resolves once that is durable.
-    pub async fn lower_covers(&self, lower: Vec<CoverRow>) -> Result<(), AuditError> {
+    pub(crate) async fn lower_covers(&self, lower: Vec<CoverRow>) -> Result<(), AuditError> {
         self.change_covers(None, lower).await
     }
 
@@ -627,6 +627,7 @@ impl Writer {
 
     /// Assigns indices on copies of the tails, commits, and only then makes the copies the truth: a failed
     /// commit leaves no hole and no skipped index.
+    #[expect(clippy::too_many_lines, reason = "being split into helpers")]
     async fn commit(&mut self, appends: Vec<Pending>, raises: Vec<CoverChange>) {
         let n = i64::try_from(appends.len()).unwrap_or(i64::MAX);
         let mut staged: HashMap<String, Tail> = HashMap::new();
@@ -652,7 +653,7 @@ impl Writer {
                     .or_default() += settles;
             }
             if entry.kind == super::entry::EntryKind::Request
-                && crate::admission::ENDPOINTS.contains(&entry.endpoint.as_str())
+                && super::entry::INFERENCE_ENDPOINTS.contains(&entry.endpoint.as_str())
             {
                 let day = entry.timestamp_ms / 86_400_000;
                 let row = spend

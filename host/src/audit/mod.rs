@@ -14,13 +14,7 @@ use ed25519_dalek::SigningKey;
 
 pub use log::{Appended, AuditError, AuditLog, SignedCheckpoint, Signer};
 
-/// Parses base64 text of exactly 32 bytes.
-pub fn key32_from_text(text: &str) -> Option<[u8; 32]> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .ok()?;
-    bytes.as_slice().try_into().ok()
-}
+pub use crate::config::key32_from_text;
 
 /// Parses a base64 32-byte Ed25519 seed.
 pub fn signing_key_from_text(text: &str) -> Option<SigningKey> {

@@ -112,6 +112,7 @@ fn entry_err(index: u64, reason: impl Into<String>) -> VerifyError {
 /// Verifies an export. `trusted_key` is the auditor's pinned verifier key text; without it the export's own
 /// key is used (which only proves self-consistency, not origin). `since` is an older signed checkpoint
 /// note the log must extend.
+#[expect(clippy::too_many_lines, reason = "being split into helpers")]
 pub fn verify_export(
     export: &Export,
     trusted_key: Option<&str>,

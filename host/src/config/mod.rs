@@ -68,7 +68,30 @@ pub struct Config {
     pub routing: RoutingConfig,
 }
 
-/// Limits of tenant policies (DESIGN 3.5).
+/// Fuel per millisecond of deadline, unless the operator sets `policies.fuel_per_ms`: about what a busy loop
+/// (the `loop` mode of `policies/test-hostile`) burns in a millisecond of wall-clock on one idle core, so that
+/// running out of fuel happens at about the deadline on an idle machine.
+///
+/// Measured 2026-11-24 on the 2-core development machine, idle (a throwaway test in a debug build; the Wasm
+/// code is Cranelift's optimized output either way): the loop given a fixed budget (10^8 fuel once, then 10^9
+/// four times) under a 1 s deadline, so that the 4 s backstop stays far, timed until it ran out of fuel.
+/// Three runs gave 4.7 to 6.4 million fuel per ms, 6.4 million in the least disturbed calls; rounded down to
+/// 6 million, a loop stops after 0.9 to 1.3 deadlines. The built-in classifier on a 4.5 KB prompt (string
+/// scanning; wasmtime charges `memory.copy` and `memory.fill` one unit per byte), instantiation included,
+/// burned 5.0 to 6.9 million per ms: ordinary policy code runs out at about its deadline too.
+pub const DEFAULT_FUEL_PER_MS: u64 = 6_000_000;
+
+/// How the gateway compiles policy components (the compilation itself is `policy::compiler`).
+#[derive(Debug, Clone, Default)]
+pub enum Compiler {
+    /// On the blocking pool of the gateway's own runtime.
+    #[default]
+    InProcess,
+    /// In a child process: this executable (the `sluice` binary), run as `sluice compile-policy`.
+    Process(PathBuf),
+}
+
+/// Limits of tenant policies.
 #[derive(Debug, Clone)]
 pub struct PolicyConfig {
     pub default_deadline: Duration,
@@ -82,7 +105,7 @@ pub struct PolicyConfig {
     pub cache_dir: Option<PathBuf>,
     /// Where components are compiled. Not a config file setting: `sluice serve` compiles in a child process
     /// of its own binary; embedders (and most tests) compile in-process.
-    pub compiler: crate::policy::compiler::Compiler,
+    pub compiler: Compiler,
 }
 
 /// The audit log's signing key and batching.
@@ -422,9 +445,7 @@ fn validate_policies(
             "must not exceed policies.max_deadline_ms",
         ));
     }
-    let fuel_per_ms = raw
-        .fuel_per_ms
-        .unwrap_or(crate::policy::wasm::DEFAULT_FUEL_PER_MS);
+    let fuel_per_ms = raw.fuel_per_ms.unwrap_or(DEFAULT_FUEL_PER_MS);
     if fuel_per_ms == 0 {
         return Err(field_err("policies.fuel_per_ms", "must be positive"));
     }
@@ -470,7 +491,7 @@ fn validate_policies(
         compile_timeout,
         quarantine_after,
         cache_dir,
-        compiler: crate::policy::compiler::Compiler::InProcess,
+        compiler: Compiler::InProcess,
     })
 }
 
@@ -584,7 +605,7 @@ fn audit_key(
                 ),
             )
         })?;
-    if crate::audit::key32_from_text(key.expose()).is_none() {
+    if key32_from_text(key.expose()).is_none() {
         return Err(field_err(
             format!("audit.{name}"),
             "must be 32 bytes, base64-encoded",
@@ -627,6 +648,15 @@ fn validate_audit(raw: raw::RawAudit, base: &Path, env: &Env) -> Result<AuditCon
             .clamp(1, 65_536),
         checkpoint_interval: ms(raw.checkpoint_interval_ms, 1_000),
     })
+}
+
+/// Parses base64 text of exactly 32 bytes (the audit signing seed, the content master key).
+pub fn key32_from_text(text: &str) -> Option<[u8; 32]> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .ok()?;
+    bytes.as_slice().try_into().ok()
 }
 
 /// Decodes 64 hex characters into 32 bytes.
@@ -684,6 +714,7 @@ pub(crate) fn price_micro(field: &str, usd: f64) -> Result<u64, ConfigError> {
     Ok((usd * 1_000_000.0).round() as u64)
 }
 
+#[expect(clippy::too_many_lines, reason = "being split into helpers")]
 fn validate_routing(
     providers: Vec<raw::RawProvider>,
     deployments: Vec<raw::RawDeployment>,
@@ -1039,10 +1070,7 @@ price = { input_per_mtok = 0.10, output_per_mtok = 0.40 }
         let c = Config::from_toml(&set, Path::new("."), &env()).unwrap();
         assert_eq!(c.policies.fuel_per_ms, 7);
         let c = Config::from_toml(ISSUE_EXAMPLE, Path::new("."), &env()).unwrap();
-        assert_eq!(
-            c.policies.fuel_per_ms,
-            crate::policy::wasm::DEFAULT_FUEL_PER_MS
-        );
+        assert_eq!(c.policies.fuel_per_ms, DEFAULT_FUEL_PER_MS);
     }
 
     #[test]

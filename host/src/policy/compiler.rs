@@ -13,7 +13,6 @@
 //! something that does not load (the binary was replaced by an upgrade while the gateway ran, say).
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -29,15 +28,7 @@ pub const SUBCOMMAND: &str = "compile-policy";
 /// Exit code of the compiler process when it refuses its input.
 const REFUSED: i32 = 2;
 
-/// How the gateway compiles components.
-#[derive(Debug, Clone, Default)]
-pub enum Compiler {
-    /// On the blocking pool of the gateway's own runtime.
-    #[default]
-    InProcess,
-    /// In a child process: this executable (the `sluice` binary), run as `sluice compile-policy`.
-    Process(PathBuf),
-}
+pub use crate::config::Compiler;
 
 /// Why a compilation produced nothing.
 #[derive(Debug)]

@@ -38,18 +38,7 @@ use bindings::sluice::policy::log;
 pub const MAX_LOG_LINES: usize = 32;
 pub const MAX_LOG_LINE_BYTES: usize = 1024;
 
-/// Fuel per millisecond of deadline, unless the operator sets `policies.fuel_per_ms`: about what a busy loop
-/// (the `loop` mode of `policies/test-hostile`) burns in a millisecond of wall-clock on one idle core, so that
-/// running out of fuel happens at about the deadline on an idle machine.
-///
-/// Measured 2026-11-24 on the 2-core development machine, idle (a throwaway test in a debug build; the Wasm
-/// code is Cranelift's optimized output either way): the loop given a fixed budget (10^8 fuel once, then 10^9
-/// four times) under a 1 s deadline, so that the 4 s backstop stays far, timed until it ran out of fuel.
-/// Three runs gave 4.7 to 6.4 million fuel per ms, 6.4 million in the least disturbed calls; rounded down to
-/// 6 million, a loop stops after 0.9 to 1.3 deadlines. The built-in classifier on a 4.5 KB prompt (string
-/// scanning; wasmtime charges `memory.copy` and `memory.fill` one unit per byte), instantiation included,
-/// burned 5.0 to 6.9 million per ms: ordinary policy code runs out at about its deadline too.
-pub const DEFAULT_FUEL_PER_MS: u64 = 6_000_000;
+pub use crate::config::DEFAULT_FUEL_PER_MS;
 
 /// Limits of every call.
 #[derive(Debug, Clone, Copy)]

@@ -21,7 +21,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::config::{DeploymentConfig, ProviderConfig, ProviderKind, RoutingConfig, Timeouts};
-use crate::error::{ApiError, ErrorCode};
 
 /// Tokens an upstream reported (or the fake provider counted).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -68,47 +67,6 @@ impl ProviderError {
             ProviderError::Protocol { .. }
             | ProviderError::Reset { .. }
             | ProviderError::Unsupported { .. } => false,
-        }
-    }
-
-    /// What the client is told; details stay in the log.
-    pub fn to_api_error(&self) -> ApiError {
-        match self {
-            ProviderError::Timeout { .. } => {
-                ApiError::new(ErrorCode::UpstreamTimeout, self.to_string())
-            }
-            ProviderError::Status {
-                status, message, ..
-            } if *status == StatusCode::BAD_REQUEST
-                || *status == StatusCode::UNPROCESSABLE_ENTITY =>
-            {
-                // The upstream rejected the request's content: that is the client's to fix.
-                ApiError::new(
-                    ErrorCode::InvalidRequest,
-                    format!("the upstream rejected the request: {message}"),
-                )
-            }
-            ProviderError::Status { status, .. } if *status == StatusCode::TOO_MANY_REQUESTS => {
-                ApiError::new(
-                    ErrorCode::RateLimited,
-                    "the upstream provider is rate limiting; retry later",
-                )
-                .with_header(http::header::RETRY_AFTER, "1")
-            }
-            ProviderError::Saturated { .. } => ApiError::new(
-                ErrorCode::RateLimited,
-                "every deployment serving this model is at its concurrency limit; retry shortly",
-            )
-            .with_header(http::header::RETRY_AFTER, "1"),
-            ProviderError::Unsupported { field, reason } => {
-                ApiError::invalid(field.clone(), reason.clone())
-            }
-            ProviderError::Connect { .. }
-            | ProviderError::Status { .. }
-            | ProviderError::Protocol { .. }
-            | ProviderError::Reset { .. } => {
-                ApiError::new(ErrorCode::UpstreamError, self.to_string())
-            }
         }
     }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sluice::server::App;
+use sluice::App;
 use sluice::{Config, ConfigSource, Gateway};
 use tokio_util::sync::CancellationToken;
 

@@ -1,26 +1,26 @@
-//! The streaming response body: passes upstream SSE events to the client one by one, turns an upstream
-//! failure into an SSE error event and a clean end, and makes the request's audit entry durable before the
-//! final event (`[DONE]` or the error) is sent. If the client goes away first, dropping the body cancels
-//! the upstream request and the entry is appended in the background: exactly one entry either way.
+//! A streamed answer: passes upstream SSE events to the client one by one, turns an upstream failure into
+//! an SSE error event and a clean end, and makes the request's audit entry (whose guard it owns) durable
+//! before the final event (`[DONE]` or the error) is sent. If the client goes away first, dropping the
+//! stream cancels the upstream request and the entry is appended in the background: exactly one entry
+//! either way. The edge wraps it into the response body.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures_util::{FutureExt, StreamExt};
-use http_body::{Body, Frame};
+use futures_util::{FutureExt, Stream, StreamExt};
 
-use super::App;
-use super::pipeline::{Finished, audit_unavailable};
-use crate::audit::{Appended, AuditError};
+use super::audit_guard::AuditGuard;
+use super::exchange::audit_unavailable;
+use crate::app::App;
+use crate::audit::AuditError;
 use crate::error::{ApiError, ErrorCode};
 use crate::providers::sse::DONE;
 use crate::providers::{EventStream, SlotPermit, StreamItem, Usage};
 
-type AuditFuture = Pin<Box<dyn Future<Output = Result<Appended, AuditError>> + Send>>;
+type AuditFuture = Pin<Box<dyn Future<Output = Result<(), AuditError>> + Send>>;
 
 enum State {
     Streaming(EventStream),
@@ -37,11 +37,15 @@ enum Last {
     Error(ApiError),
 }
 
-pub(super) struct SseBody {
+pub struct AnswerStream {
     app: Arc<App>,
     state: State,
-    finished: Finished,
+    request_id: String,
+    /// The request's entry, committed when the stream ends.
+    guard: AuditGuard,
     usage: Option<Usage>,
+    /// The answering deployment's prices, for the cost in the usage event.
+    price: Option<crate::config::Price>,
     /// Set when the usage arrived: the next event carrying it gets its `usage.cost_micro_usd`.
     cost_pending: bool,
     /// The events sent so far (cheap `Bytes` handles), when the tenant keeps content.
@@ -50,23 +54,39 @@ pub(super) struct SseBody {
     _permit: SlotPermit,
 }
 
-impl SseBody {
+impl std::fmt::Debug for AnswerStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnswerStream")
+            .field("request_id", &self.request_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AnswerStream {
     pub fn new(
         app: Arc<App>,
         upstream: EventStream,
-        finished: Finished,
+        mut guard: AuditGuard,
         permit: SlotPermit,
-    ) -> SseBody {
+    ) -> AnswerStream {
         app.metrics.open_streams.inc();
-        let keep = app.audit.retention_days(&finished.principal.tenant_id) > 0;
-        let mut finished = finished;
-        // The upstream answered: a stream that ends without a usage report is charged what it generated.
-        finished.estimate_missing_usage = true;
-        SseBody {
+        let mut keep = false;
+        let mut request_id = String::new();
+        let mut price = None;
+        if let Some(record) = guard.record() {
+            keep = app.audit.retention_days(&record.principal.tenant_id) > 0;
+            // The upstream answered: a stream that ends without a usage report is charged what it generated.
+            record.estimate_missing_usage = true;
+            request_id.clone_from(&record.request_id);
+            price = record.deployment.as_ref().map(|d| d.config.price);
+        }
+        AnswerStream {
             sent: keep.then(Vec::new),
             app,
             state: State::Streaming(upstream),
-            finished,
+            request_id,
+            guard,
+            price,
             usage: None,
             cost_pending: false,
             _permit: permit,
@@ -75,30 +95,26 @@ impl SseBody {
 
     fn error_event(&self, err: &ApiError) -> Bytes {
         let mut out = b"data: ".to_vec();
-        out.extend_from_slice(&err.body(&self.finished.request_id));
+        out.extend_from_slice(&err.body(&self.request_id));
         out.extend_from_slice(b"\n\n");
         Bytes::from(out)
     }
 
     /// The request's entry on its way to the sequencer, with the streamed answer as the response content.
-    fn append(&self, error_code: Option<&str>) -> AuditFuture {
+    fn append(&mut self, error_code: Option<&str>) -> AuditFuture {
         let response = self.sent.as_ref().map(|chunks| chunks.concat());
-        let (entry, content) =
-            self.finished
-                .record(&self.app, 200, error_code, self.usage, response.as_deref());
         Box::pin(
-            self.app
-                .audit
-                .append_settling(entry, content, self.finished.release()),
+            self.guard
+                .commit(200, error_code, self.usage, response.as_deref()),
         )
     }
 
     /// The usage event as the client gets it: with the request's cost in `usage.cost_micro_usd`.
     fn with_cost(&self, event: Bytes) -> Bytes {
-        let (Some(usage), Some(dep)) = (self.usage, &self.finished.deployment) else {
+        let (Some(usage), Some(price)) = (self.usage, self.price) else {
             return event;
         };
-        let cost = crate::admission::cost_micro_usd(usage, dep.config.price);
+        let cost = crate::admission::cost_micro_usd(usage, price);
         event
             .strip_prefix(b"data: ")
             .map(|json| json.trim_ascii_end())
@@ -120,14 +136,10 @@ impl SseBody {
     }
 }
 
-impl Body for SseBody {
-    type Data = Bytes;
-    type Error = Infallible;
+impl Stream for AnswerStream {
+    type Item = Bytes;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         loop {
             match &mut self.state {
                 State::Finished => return Poll::Ready(None),
@@ -149,7 +161,7 @@ impl Body for SseBody {
                             self.error_event(&err)
                         }
                     };
-                    return Poll::Ready(Some(Ok(Frame::data(frame))));
+                    return Poll::Ready(Some(frame));
                 }
                 State::Streaming(upstream) => {
                     let item = match upstream.poll_next_unpin(cx) {
@@ -162,12 +174,14 @@ impl Body for SseBody {
                                 self.cost_pending = false;
                                 bytes = self.with_cost(bytes);
                             }
-                            self.finished.generated_bytes +=
-                                crate::providers::sse::generated_text_bytes(&bytes);
+                            let generated = crate::providers::sse::generated_text_bytes(&bytes);
+                            if let Some(record) = self.guard.record() {
+                                record.generated_bytes += generated;
+                            }
                             if let Some(sent) = &mut self.sent {
                                 sent.push(bytes.clone());
                             }
-                            return Poll::Ready(Some(Ok(Frame::data(bytes))));
+                            return Poll::Ready(Some(bytes));
                         }
                         Some(Ok(StreamItem::Usage(u))) => {
                             self.usage = Some(u);
@@ -175,8 +189,8 @@ impl Body for SseBody {
                         }
                         Some(Ok(StreamItem::Done)) => self.start_audit(Last::Done),
                         Some(Err(e)) => {
-                            tracing::warn!(request_id = %self.finished.request_id, error = %e, "upstream stream failed");
-                            self.start_audit(Last::Error(e.to_api_error()));
+                            tracing::warn!(request_id = %self.request_id, error = %e, "upstream stream failed");
+                            self.start_audit(Last::Error(ApiError::from(&e)));
                         }
                         None => {
                             // The adapter ended without `Done`: report it rather than pretend the answer is whole.
@@ -190,13 +204,9 @@ impl Body for SseBody {
             }
         }
     }
-
-    fn is_end_stream(&self) -> bool {
-        matches!(self.state, State::Finished)
-    }
 }
 
-impl Drop for SseBody {
+impl Drop for AnswerStream {
     fn drop(&mut self) {
         self.app.metrics.open_streams.dec();
         let append: AuditFuture = match std::mem::replace(&mut self.state, State::Finished) {
@@ -204,11 +214,11 @@ impl Drop for SseBody {
             // The entry is on its way; see it through even though nobody waits for it any more.
             State::Auditing { append, .. } => append,
             State::Streaming(_) => {
-                tracing::info!(request_id = %self.finished.request_id, "client went away mid-stream; upstream request cancelled");
+                tracing::info!(request_id = %self.request_id, "client went away mid-stream; upstream request cancelled");
                 self.append(Some("client_disconnected"))
             }
         };
-        let request_id = self.finished.request_id.clone();
+        let request_id = self.request_id.clone();
         self.app.background.spawn(async move {
             if let Err(e) = append.await {
                 tracing::error!(request_id = %request_id, error = %e, "audit entry of an interrupted stream failed");

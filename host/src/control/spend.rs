@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::admission::{BudgetSet, ENDPOINTS, LimitSet, Scope};
+use crate::app::App;
 use crate::error::{ApiError, ErrorCode};
-use crate::server::App;
 
 /// Largest cap accepted, in USD: anything above is a typo.
 const MAX_USD: f64 = 1e9;

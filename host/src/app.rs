@@ -1,0 +1,245 @@
+//! `App`: the shared state of a running gateway (keys, routing snapshot, admission, policies, audit log,
+//! storage, metrics), how it is built from a validated `Config`, and how it reloads.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+use arc_swap::ArcSwap;
+use tokio_util::task::TaskTracker;
+
+use crate::admission::{Admission, BudgetSet, Clock, LimitSet, Scope};
+use crate::audit::entry::Entry;
+use crate::audit::{AuditLog, Signer};
+use crate::auth::KeyStore;
+use crate::config::{Config, ConfigError, Env, ServerConfig};
+use crate::metrics::{self, Metrics};
+use crate::policy::Policies;
+use crate::providers::{BuildError, RoutingSnapshot};
+use crate::storage::{Storage, StorageError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Providers(#[from] BuildError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+    #[error("audit log: {0}")]
+    Audit(String),
+    #[error("policies: {0}")]
+    Policy(String),
+}
+
+/// Where the running config came from, so SIGHUP can read it again.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    pub path: Option<PathBuf>,
+    pub env: Env,
+}
+
+/// Shared state of a running gateway.
+pub struct App {
+    pub limits: ServerConfig,
+    pub routing: ArcSwap<RoutingSnapshot>,
+    pub keys: KeyStore,
+    pub storage: Storage,
+    pub metrics: Metrics,
+    pub audit: AuditLog,
+    /// Rate limits, concurrency, token caps and budgets, in memory.
+    pub admission: Admission,
+    /// The Wasm runtime, the built-in policies and every tenant's uploaded ones.
+    pub policies: Policies,
+    /// Work that outlives its request (audit entries of requests whose client left); awaited on shutdown.
+    pub background: TaskTracker,
+    admin_token_sha256: [u8; 32],
+    draining: AtomicBool,
+    /// A phase that panics on purpose (`Phase::index() + 1`, 0 for none): how tests prove that a panic
+    /// anywhere still leaves exactly one audit entry. Only `pipeline::inject_panic` sets it.
+    pub(crate) panic_at: AtomicU8,
+    source: ConfigSource,
+}
+
+impl App {
+    /// Opens storage and the audit log, loads keys, routing, policies, limits and budgets.
+    pub async fn build(
+        config: &Config,
+        source: ConfigSource,
+        clock: Arc<dyn Clock>,
+    ) -> Result<App, StartError> {
+        let storage = Storage::open(
+            &config.storage.url,
+            config.storage.max_connections,
+            config.storage.durability,
+        )
+        .await?;
+        let keys = KeyStore::new(
+            config.auth.pepper.expose().as_bytes(),
+            storage.list_keys(None).await?,
+        );
+        let routing = RoutingSnapshot::build(&config.routing)?;
+        let audit = open_audit(config, &storage).await?;
+        let policies = Policies::load(
+            &config.policies,
+            config.auth.pepper.expose().as_bytes(),
+            Some(storage.clone()),
+        )
+        .await
+        .map_err(|e| StartError::Policy(e.to_string()))?;
+        let admission = Admission::new(clock);
+        restore_admission(&storage, &audit, &admission).await?;
+        Ok(App {
+            limits: config.server.clone(),
+            routing: ArcSwap::from_pointee(routing),
+            keys,
+            storage,
+            metrics: Metrics::new(),
+            audit,
+            admission,
+            policies,
+            background: TaskTracker::new(),
+            admin_token_sha256: config.admin.token_sha256,
+            draining: AtomicBool::new(false),
+            panic_at: AtomicU8::new(0),
+            source,
+        })
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Readiness goes false: the gateway is shutting down.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn admin_token_sha256(&self) -> &[u8; 32] {
+        &self.admin_token_sha256
+    }
+
+    /// Validates a new config and swaps the routing snapshot atomically. On error the old snapshot stays.
+    pub fn reload(&self, config: &Config) -> Result<(), BuildError> {
+        let snapshot = RoutingSnapshot::build(&config.routing)?;
+        self.routing.store(Arc::new(snapshot));
+        Ok(())
+    }
+
+    /// Re-reads the config file (SIGHUP). Failures are logged and counted; the old snapshot keeps serving.
+    pub fn reload_from_source(&self) -> Result<(), String> {
+        let Some(path) = &self.source.path else {
+            return Err("the gateway was started without a config file".to_owned());
+        };
+        let outcome = Config::load(path, &self.source.env)
+            .map_err(|e: ConfigError| e.to_string())
+            .and_then(|c| self.reload(&c).map_err(|e| e.to_string()));
+        let code = if outcome.is_ok() { "ok" } else { "invalid" };
+        self.metrics
+            .config_reloads
+            .get_or_create(&metrics::ErrorLabels { code })
+            .inc();
+        match &outcome {
+            Ok(()) => tracing::info!(path = %path.display(), "routing snapshot reloaded"),
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "config reload rejected; keeping the old routing snapshot")
+            }
+        }
+        outcome
+    }
+
+    /// The end of a drain, once no request is in flight: what budget covers hold beyond that goes back (so
+    /// the next start charges only requests whose outcome is unknown), the audit queue is flushed and
+    /// storage closed.
+    pub async fn close(&self) {
+        self.background.close();
+        self.background.wait().await;
+        let slack = self.admission.release_covers();
+        if !slack.is_empty()
+            && let Err(e) = crate::admission::cover::lower(&self.audit, slack).await
+        {
+            tracing::error!(error = %e, "budget covers could not be lowered; the next start charges them");
+        }
+        self.audit.flush().await;
+        self.storage.close().await;
+    }
+}
+
+async fn open_audit(config: &Config, storage: &Storage) -> Result<AuditLog, StartError> {
+    let signing_key = crate::audit::signing_key_from_text(config.audit.signing_key.expose())
+        .ok_or_else(|| {
+            StartError::Audit("the signing key is not a base64 32-byte seed".to_owned())
+        })?;
+    let master_key = crate::audit::key32_from_text(config.audit.master_key.expose())
+        .ok_or_else(|| StartError::Audit("the master key is not base64 of 32 bytes".to_owned()))?;
+    let (audit, _writer) = AuditLog::open(
+        storage.clone(),
+        Signer::new(config.audit.origin.clone(), signing_key),
+        crate::audit::content::Sealer::new(master_key),
+        config.audit.retention_days,
+        config.audit.batch_max,
+        config.audit.checkpoint_interval,
+    )
+    .await?;
+    Ok(audit)
+}
+
+/// Loads limits and budgets, charges what budget covers still hold (requests a previous run left in flight,
+/// at their full amount, in an audit entry per cover), then rebuilds the current windows' spend from the
+/// durable daily totals.
+async fn restore_admission(
+    storage: &Storage,
+    audit: &AuditLog,
+    admission: &Admission,
+) -> Result<(), StartError> {
+    for (tenant, scope, json) in storage.admission_limits().await? {
+        match (
+            Scope::decode(&scope),
+            serde_json::from_str::<LimitSet>(&json),
+        ) {
+            (Some(scope), Ok(limits)) => admission.set_limits(&tenant, &scope, limits),
+            _ => {
+                tracing::error!(tenant = %tenant, scope = %scope, "unreadable stored limits ignored")
+            }
+        }
+    }
+    for (tenant, scope, daily, monthly) in storage.admission_budgets().await? {
+        let budget = BudgetSet {
+            daily_micro_usd: daily,
+            monthly_micro_usd: monthly,
+        };
+        match Scope::decode(&scope) {
+            Some(Scope::Tenant) => admission.set_budget(&tenant, None, budget),
+            Some(Scope::Key(key)) => admission.set_budget(&tenant, Some(&key), budget),
+            _ => {
+                tracing::error!(tenant = %tenant, scope = %scope, "unreadable stored budget ignored")
+            }
+        }
+    }
+    for c in storage.open_covers().await? {
+        // The gateway stopped with requests in flight under this cover: they may have cost all of it.
+        let entry = Entry {
+            subject: "usage:cover".to_owned(),
+            status: 500,
+            error_code: "interrupted".to_owned(),
+            cost_micro_usd: c.micro_usd,
+            ..Entry::request(&c.tenant_id, &c.key_id, &c.endpoint)
+        };
+        audit
+            .append_settling(entry, None, c.micro_usd)
+            .await
+            .map_err(|e| StartError::Audit(format!("charging a budget cover: {e}")))?;
+        tracing::warn!(tenant = %c.tenant_id, key = %c.key_id, endpoint = %c.endpoint, micro_usd = c.micro_usd, "requests interrupted by a restart charged at their budget cover");
+    }
+    let today = crate::admission::window::day_of(admission.clock().now_ns());
+    let month_start = crate::admission::window::month_start(today);
+    for row in storage.spend_since(None, month_start).await? {
+        admission.record_spend(&row.tenant_id, &row.key_id, row.day, row.micro_usd);
+    }
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! Tenant audit endpoints under `/v1/audit` (tenant key with the `admin` or `owner` role): entries,
+//! checkpoints, inclusion and consistency proofs, the export `sluice audit verify` checks offline, and
+//! erasure of the tenant's stored content.
+//! The tenant comes from the credential, never from the URL.
+
+use base64::Engine;
+
+use super::{ControlRequest, Endpoint, View};
+use crate::app::App;
+use crate::audit::entry::{Entry, hex};
+use crate::audit::merkle::{self, Hash};
+use crate::audit::verify::{Export, ExportedContent, ExportedEntry, FORMAT};
+use crate::error::{ApiError, ErrorCode};
+
+/// Largest page of `/v1/audit/entries`.
+const MAX_PAGE: u64 = 1000;
+
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::Unavailable, format!("audit storage: {e}"))
+}
+
+async fn leaves(app: &App, tenant: &str, size: u64) -> Result<Vec<Hash>, ApiError> {
+    let rows = app
+        .audit
+        .storage()
+        .audit_leaves(tenant, size)
+        .await
+        .map_err(unavailable)?;
+    Ok(rows
+        .into_iter()
+        .map(|l| l.as_slice().try_into().unwrap_or([0; 32]))
+        .collect())
+}
+
+/// The latest checkpoint covering the log (signed now unless one was signed within the interval).
+async fn latest(app: &App, tenant: &str) -> Result<crate::audit::SignedCheckpoint, ApiError> {
+    app.audit
+        .checkpoint_now(tenant)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "the log has no entries yet"))
+}
+
+fn ok(v: serde_json::Value) -> View {
+    View::ok(&v)
+}
+
+/// Serves one audit endpoint for the caller's tenant.
+pub async fn serve(
+    app: &App,
+    tenant: &str,
+    endpoint: Endpoint,
+    call: ControlRequest<'_>,
+) -> Result<View, ApiError> {
+    match endpoint {
+        Endpoint::AuditEntries => entries(app, tenant, &call).await,
+        Endpoint::AuditCheckpoint => {
+            let cp = latest(app, tenant).await?;
+            Ok(ok(
+                serde_json::json!({"size": cp.size, "root": hex(&cp.root), "note": cp.note}),
+            ))
+        }
+        Endpoint::AuditCheckpoints => {
+            let all = app
+                .audit
+                .storage()
+                .audit_checkpoints(tenant)
+                .await
+                .map_err(unavailable)?;
+            Ok(ok(serde_json::json!({"object": "list", "data": all})))
+        }
+        Endpoint::AuditProofInclusion => inclusion(app, tenant, &call).await,
+        Endpoint::AuditProofConsistency => consistency(app, tenant, &call).await,
+        Endpoint::AuditExport => export(app, tenant).await,
+        Endpoint::AuditErase => {
+            // The tenant's right to erasure: content and salts go; entries, chain and checkpoints stay.
+            let deleted = app
+                .audit
+                .storage()
+                .audit_delete_content(tenant, None)
+                .await
+                .map_err(unavailable)?;
+            Ok(ok(serde_json::json!({"erased_entries": deleted})))
+        }
+        _ => Err(ApiError::new(ErrorCode::NotFound, "no such audit endpoint")),
+    }
+}
+
+async fn entries(app: &App, tenant: &str, call: &ControlRequest<'_>) -> Result<View, ApiError> {
+    let storage = app.audit.storage();
+    let from = call.number("from")?.unwrap_or(0);
+    let limit = call.number("limit")?.unwrap_or(100).clamp(1, MAX_PAGE);
+    let rows = storage
+        .audit_entries(tenant, from, limit)
+        .await
+        .map_err(unavailable)?;
+    let next = rows.last().map(|(i, _)| i + 1);
+    let data: Vec<_> = rows
+        .into_iter()
+        .map(|(index, bytes)| {
+            serde_json::json!({
+                "index": index,
+                "leaf_hash": hex(&merkle::leaf_hash(&bytes)),
+                "entry": base64::engine::general_purpose::STANDARD.encode(&bytes),
+                "fields": Entry::decode(&bytes).ok(),
+            })
+        })
+        .collect();
+    Ok(ok(
+        serde_json::json!({"object": "list", "data": data, "next_from": next}),
+    ))
+}
+
+async fn inclusion(app: &App, tenant: &str, call: &ControlRequest<'_>) -> Result<View, ApiError> {
+    let storage = app.audit.storage();
+    let request_id = call
+        .query("request_id")
+        .ok_or_else(|| ApiError::invalid("request_id", "`request_id` is required"))?;
+    let index = storage
+        .audit_find_request(tenant, &request_id)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no entry records that request"))?;
+    let cp = latest(app, tenant).await?;
+    let leaves = leaves(app, tenant, cp.size).await?;
+    let proof = merkle::inclusion_proof(&leaves, index, cp.size)
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "inclusion proof out of range"))?;
+    Ok(ok(serde_json::json!({
+        "index": index,
+        "size": cp.size,
+        "leaf_hash": leaves.get(usize::try_from(index).unwrap_or(usize::MAX)).map(|l| hex(l)),
+        "proof": proof.iter().map(|h| hex(h)).collect::<Vec<_>>(),
+        "checkpoint": cp.note,
+    })))
+}
+
+async fn consistency(app: &App, tenant: &str, call: &ControlRequest<'_>) -> Result<View, ApiError> {
+    let from = call
+        .number("from")?
+        .ok_or_else(|| ApiError::invalid("from", "`from` is required"))?;
+    let cp = latest(app, tenant).await?;
+    let to = call.number("to")?.unwrap_or(cp.size);
+    if from > to || to > cp.size {
+        return Err(ApiError::invalid(
+            "from",
+            format!(
+                "need from <= to <= {} (the latest checkpoint size)",
+                cp.size
+            ),
+        ));
+    }
+    let leaves = leaves(app, tenant, to).await?;
+    let proof = merkle::consistency_proof(&leaves, from, to)
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "consistency proof out of range"))?;
+    Ok(ok(serde_json::json!({
+        "from": from,
+        "to": to,
+        "proof": proof.iter().map(|h| hex(h)).collect::<Vec<_>>(),
+        "checkpoint": cp.note,
+    })))
+}
+
+async fn export(app: &App, tenant: &str) -> Result<View, ApiError> {
+    let storage = app.audit.storage();
+    let cp = latest(app, tenant).await?;
+    let rows = storage
+        .audit_entries(tenant, 0, cp.size)
+        .await
+        .map_err(unavailable)?;
+    let mut content: std::collections::HashMap<u64, Result<ExportedContent, String>> = storage
+        .audit_content(tenant, cp.size)
+        .await
+        .map_err(unavailable)?
+        .into_iter()
+        .map(|(index, nonce, ciphertext)| {
+            let opened = app
+                .audit
+                .sealer()
+                .open(tenant, index, &nonce, &ciphertext)
+                .map(|c| ExportedContent::from_content(&c))
+                .map_err(|e| e.to_string());
+            (index, opened)
+        })
+        .collect();
+    let entries = rows
+        .into_iter()
+        .map(|(index, bytes)| {
+            let (content, content_error) = match content.remove(&index) {
+                None => (None, None),
+                Some(Ok(c)) => (Some(c), None),
+                Some(Err(e)) => (None, Some(e)),
+            };
+            ExportedEntry {
+                index,
+                fields: Entry::decode(&bytes).ok(),
+                entry: base64::engine::general_purpose::STANDARD.encode(&bytes),
+                content,
+                content_error,
+            }
+        })
+        .collect();
+    let checkpoints = storage
+        .audit_checkpoints(tenant)
+        .await
+        .map_err(unavailable)?
+        .into_iter()
+        .filter(|c| c.size < cp.size)
+        .map(|c| c.note)
+        .collect();
+    let export = Export {
+        format: FORMAT.to_owned(),
+        tenant_id: tenant.to_owned(),
+        origin: app.audit.signer().log_origin(tenant),
+        public_key: app.audit.signer().verifier_key(),
+        entries,
+        checkpoint: cp.note,
+        checkpoints,
+    };
+    let body = serde_json::to_vec(&export)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("encoding the export: {e}")))?;
+    Ok(View {
+        status: 200,
+        body: body.into(),
+        subject: None,
+        admin: None,
+    })
+}

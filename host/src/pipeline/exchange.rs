@@ -1,0 +1,197 @@
+//! `Exchange`: the one per-request context. The edge makes it when a request arrives; every phase takes it
+//! `&mut`; from `authenticate` on it owns the request's audit entry (`AuditGuard`).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use http::HeaderMap;
+
+use super::audit_guard::{AuditGuard, Record};
+use crate::app::App;
+use crate::auth::{AuthError, Principal};
+use crate::error::{ApiError, ErrorCode};
+
+/// The named phases of a request, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Validate,
+    Authenticate,
+    Authorize,
+    Admit,
+    Candidates,
+    Classify,
+    Cache,
+    Route,
+    Reserve,
+    Forward,
+    Respond,
+}
+
+impl Phase {
+    /// Every phase, in order.
+    pub const ALL: [Phase; 11] = [
+        Phase::Validate,
+        Phase::Authenticate,
+        Phase::Authorize,
+        Phase::Admit,
+        Phase::Candidates,
+        Phase::Classify,
+        Phase::Cache,
+        Phase::Route,
+        Phase::Reserve,
+        Phase::Forward,
+        Phase::Respond,
+    ];
+
+    pub fn index(self) -> u8 {
+        match self {
+            Phase::Validate => 0,
+            Phase::Authenticate => 1,
+            Phase::Authorize => 2,
+            Phase::Admit => 3,
+            Phase::Candidates => 4,
+            Phase::Classify => 5,
+            Phase::Cache => 6,
+            Phase::Route => 7,
+            Phase::Reserve => 8,
+            Phase::Forward => 9,
+            Phase::Respond => 10,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Validate => "validate",
+            Phase::Authenticate => "authenticate",
+            Phase::Authorize => "authorize",
+            Phase::Admit => "admit",
+            Phase::Candidates => "candidates",
+            Phase::Classify => "classify",
+            Phase::Cache => "cache",
+            Phase::Route => "route",
+            Phase::Reserve => "reserve",
+            Phase::Forward => "forward",
+            Phase::Respond => "respond",
+        }
+    }
+}
+
+/// One request, from arrival to its audit entry.
+pub struct Exchange {
+    pub app: Arc<App>,
+    /// The client's `x-request-id` when well formed, else a fresh UUIDv7.
+    pub id: String,
+    /// W3C `traceparent` sent upstream: the client's trace continued, or a new one.
+    pub traceparent: String,
+    pub started: Instant,
+    /// Route label for metrics (a fixed set, never the raw path).
+    pub route: &'static str,
+    /// Who is asking, once `authenticate` succeeded.
+    pub principal: Option<Principal>,
+    /// The error code of the answer, for metrics.
+    pub error_code: Option<&'static str>,
+    /// The request's audit entry: armed by `authenticate`, appended exactly once.
+    pub audit: AuditGuard,
+}
+
+impl std::fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exchange")
+            .field("id", &self.id)
+            .field("route", &self.route)
+            .field("principal", &self.principal)
+            .field("audit", &self.audit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Exchange {
+    pub fn new(app: Arc<App>, id: String, traceparent: String, route: &'static str) -> Exchange {
+        Exchange {
+            audit: AuditGuard::new(app.clone()),
+            app,
+            id,
+            traceparent,
+            started: Instant::now(),
+            route,
+            principal: None,
+            error_code: None,
+        }
+    }
+
+    /// Marks the start of `phase`. Tests make a phase panic here (`inject_panic`) to prove the audit
+    /// guard holds wherever a request dies.
+    pub fn enter(&self, phase: Phase) {
+        if self.app.panic_at.load(Ordering::Relaxed) == phase.index() + 1 {
+            panic_in(phase);
+        }
+    }
+
+    /// Phase 3, authenticate: the bearer API key → `Principal` (401 otherwise). On success the audit guard
+    /// is armed: from here on the request has exactly one entry, recorded under `endpoint`.
+    pub fn authenticate(
+        &mut self,
+        headers: &HeaderMap,
+        endpoint: &'static str,
+    ) -> Result<Principal, ApiError> {
+        let start = Instant::now();
+        let result = crate::auth::bearer(headers)
+            .ok_or(AuthError::Missing)
+            .and_then(|token| self.app.keys.authenticate(token));
+        self.app
+            .metrics
+            .observe_phase("authenticate", start.elapsed().as_secs_f64());
+        let principal =
+            result.map_err(|e| ApiError::new(ErrorCode::Unauthenticated, e.to_string()))?;
+        tracing::Span::current().record("tenant", &*principal.tenant_id);
+        self.principal = Some(principal.clone());
+        self.audit.arm(Record::new(
+            &self.id,
+            &self.traceparent,
+            self.started,
+            principal.clone(),
+            endpoint,
+        ));
+        self.enter(Phase::Authenticate);
+        Ok(principal)
+    }
+
+    /// Records something in the request's entry (a no-op before `authenticate` armed it).
+    pub fn note(&mut self, f: impl FnOnce(&mut Record)) {
+        if let Some(record) = self.audit.record() {
+            f(record);
+        }
+    }
+
+    /// Appends the entry for an answer that is an error (the entry is durable when this returns `Ok`).
+    pub async fn audit_error(&mut self, err: &ApiError) -> Result<(), ApiError> {
+        let append = self
+            .audit
+            .commit(err.status().as_u16(), Some(err.code.as_str()), None, None);
+        append.await.map_err(|e| audit_unavailable(&self.app, &e))
+    }
+}
+
+/// Makes `phase` panic in every request that reaches it (`None` stops it): for tests of the audit guard.
+pub fn inject_panic(app: &App, phase: Option<Phase>) {
+    let code = phase.map_or(0, |p| p.index() + 1);
+    app.panic_at.store(code, Ordering::Relaxed);
+}
+
+#[expect(
+    clippy::panic,
+    reason = "a panic on purpose, for the audit guard's tests"
+)]
+fn panic_in(phase: Phase) -> ! {
+    panic!("panic injected in phase {}", phase.as_str())
+}
+
+/// The answer when the audit log cannot take an entry.
+pub fn audit_unavailable(app: &App, e: &crate::audit::AuditError) -> ApiError {
+    app.metrics.audit_failures.inc();
+    ApiError::new(
+        ErrorCode::Unavailable,
+        format!("audit log unavailable: {e}"),
+    )
+}

@@ -1,0 +1,242 @@
+//! The edge and the request's shape, driven in process: the route table (every known path with a wrong
+//! method is 405 with `allow`, unknown paths 404), a panic in each phase still leaves exactly one audit
+//! entry, and a client that hangs up before a non-streamed answer still gets its entry.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use sluice::audit::entry::Entry;
+use sluice::pipeline::Phase;
+
+use crate::support::upstream::Upstream;
+use crate::support::{TestGateway, chat_body, deployment, openai_provider};
+
+async fn call(gw: &TestGateway, method: Method, path: &str, body: &[u8]) -> http::Response<Bytes> {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .unwrap();
+    let resp = sluice::edge::handle(gw.app.clone(), req).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    http::Response::from_parts(parts, bytes)
+}
+
+fn code_of(resp: &http::Response<Bytes>) -> String {
+    let v: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();
+    v["error"]["code"].as_str().unwrap_or_default().to_owned()
+}
+
+const METHODS: [Method; 5] = [
+    Method::GET,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+    Method::PATCH,
+];
+
+#[tokio::test]
+async fn every_known_path_answers_405_with_allow_to_other_methods() {
+    let gw = TestGateway::start("").await;
+    let known = sluice::edge::routes::known();
+    assert!(
+        known.len() >= 30,
+        "the table lists every endpoint: {known:?}"
+    );
+    for (path, served) in known {
+        for method in METHODS.iter().filter(|m| !served.contains(m)) {
+            let resp = call(&gw, method.clone(), &path, b"{}").await;
+            assert_eq!(
+                resp.status(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}"
+            );
+            assert_eq!(code_of(&resp), "method_not_allowed", "{method} {path}");
+            let allow = resp.headers().get("allow").unwrap().to_str().unwrap();
+            let mut listed: Vec<&str> = allow.split(", ").collect();
+            let mut expected: Vec<&str> = served.iter().map(Method::as_str).collect();
+            listed.sort_unstable();
+            expected.sort_unstable();
+            assert_eq!(listed, expected, "allow of {path}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_documented_paths_are_in_the_table_and_others_are_404() {
+    let gw = TestGateway::start("").await;
+    let documented = [
+        (Method::GET, "/healthz"),
+        (Method::GET, "/readyz"),
+        (Method::GET, "/metrics"),
+        (Method::GET, "/.well-known/sluice-audit-keys"),
+        (Method::POST, "/v1/chat/completions"),
+        (Method::POST, "/v1/embeddings"),
+        (Method::GET, "/v1/models"),
+        (Method::GET, "/v1/budget"),
+        (Method::GET, "/v1/usage"),
+        (Method::PUT, "/v1/keys/k1/budget"),
+        (Method::GET, "/v1/policies"),
+        (Method::PUT, "/v1/policies/settings"),
+        (Method::PUT, "/v1/policies/auth"),
+        (Method::DELETE, "/v1/policies/classify"),
+        (Method::POST, "/v1/policies/route/activate"),
+        (Method::POST, "/v1/policies/route/rollback"),
+        (Method::GET, "/v1/audit/entries"),
+        (Method::GET, "/v1/audit/checkpoint"),
+        (Method::GET, "/v1/audit/checkpoints"),
+        (Method::GET, "/v1/audit/proof/inclusion"),
+        (Method::GET, "/v1/audit/proof/consistency"),
+        (Method::GET, "/v1/audit/export"),
+        (Method::POST, "/v1/audit/erase"),
+        (Method::POST, "/admin/v1/tenants"),
+        (Method::GET, "/admin/v1/tenants"),
+        (Method::POST, "/admin/v1/tenants/t1/keys"),
+        (Method::GET, "/admin/v1/tenants/t1/keys"),
+        (Method::PUT, "/admin/v1/tenants/t1/retention"),
+        (Method::PUT, "/admin/v1/tenants/t1/budget"),
+        (Method::GET, "/admin/v1/tenants/t1/budget"),
+        (Method::PUT, "/admin/v1/tenants/t1/limits"),
+        (Method::GET, "/admin/v1/tenants/t1/limits"),
+        (Method::PUT, "/admin/v1/tenants/t1/regions"),
+        (Method::DELETE, "/admin/v1/keys/k1"),
+        (Method::PUT, "/admin/v1/keys/k1/budget"),
+        (Method::PUT, "/admin/v1/keys/k1/limits"),
+        (Method::POST, "/admin/v1/audit/prune"),
+    ];
+    for (method, path) in documented {
+        // Unauthenticated: 401 (or 400 for a body the data plane cannot parse, 200 for the open ones),
+        // never the table's 404 or 405.
+        let resp = call(&gw, method.clone(), path, b"{}").await;
+        assert_ne!(resp.status(), StatusCode::NOT_FOUND, "{method} {path}");
+        assert_ne!(
+            resp.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+    }
+    for path in [
+        "/",
+        "/v1",
+        "/v1/chat",
+        "/v1/chat/completions/extra",
+        "/v2/chat/completions",
+        "/v1/policies/bogus",
+        "/v1/policies/bogus/activate",
+        "/v1/audit/nope",
+        "/admin/v1/nope",
+        "/admin/v1/tenants//keys",
+        "/healthz/",
+    ] {
+        for method in [Method::GET, Method::POST] {
+            let resp = call(&gw, method.clone(), path, b"{}").await;
+            assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{method} {path}");
+            assert_eq!(code_of(&resp), "not_found", "{method} {path}");
+        }
+    }
+}
+
+async fn gateway_with_upstream(upstream: &Upstream) -> TestGateway {
+    TestGateway::start(&format!(
+        "{}{}",
+        openai_provider("up", &upstream.url, ""),
+        deployment("small", "up", "small-model")
+    ))
+    .await
+}
+
+/// The tenant's entries with this request id.
+async fn entries_for(gw: &TestGateway, tenant: &str, request_id: &str) -> Vec<Entry> {
+    let rows = gw
+        .app
+        .audit
+        .storage()
+        .audit_entries(tenant, 0, 10_000)
+        .await
+        .unwrap();
+    rows.into_iter()
+        .map(|(_, bytes)| Entry::decode(&bytes).unwrap())
+        .filter(|e| e.request_id == request_id)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_panic_in_any_phase_leaves_exactly_one_audit_entry() {
+    let upstream = Upstream::ok().await;
+    let gw = gateway_with_upstream(&upstream).await;
+    let (tenant, _, key) = gw.tenant_key("panics").await;
+    for phase in Phase::ALL {
+        sluice::pipeline::inject_panic(&gw.app, Some(phase));
+        let request_id = format!("panic-{}", phase.as_str());
+        let resp = gw
+            .http
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .header("x-request-id", &request_id)
+            .json(&chat_body("small"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 500, "panic in {}", phase.as_str());
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "internal");
+        // The panic path awaits the entry before answering.
+        let entries = entries_for(&gw, &tenant, &request_id).await;
+        if phase == Phase::Validate {
+            // Before authentication there is no principal, so no tenant log to write to.
+            assert!(entries.is_empty(), "validate: {entries:?}");
+            continue;
+        }
+        assert_eq!(entries.len(), 1, "panic in {}: {entries:?}", phase.as_str());
+        assert_eq!(entries[0].status, 500);
+        assert_eq!(entries[0].error_code, "internal");
+    }
+    sluice::pipeline::inject_panic(&gw.app, None);
+    // The gateway keeps serving, and the ticket of every panicked request was settled.
+    let resp = gw
+        .post("/v1/chat/completions", &key, chat_body("small"))
+        .await;
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_before_the_answer_is_audited_once() {
+    let upstream = Upstream::slow(Duration::from_millis(400)).await;
+    let gw = gateway_with_upstream(&upstream).await;
+    let (tenant, _, key) = gw.tenant_key("hangs-up").await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let request_id = "leaves-early";
+    let sent = client
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .header("x-request-id", request_id)
+        .json(&chat_body("small"))
+        .send()
+        .await;
+    assert!(
+        sent.is_err(),
+        "the client gave up before the upstream answered"
+    );
+    drop(client);
+    // The entry is appended in the background once hyper drops the request: wait for it (bounded).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let entries = loop {
+        let found = entries_for(&gw, &tenant, request_id).await;
+        if !found.is_empty() || tokio::time::Instant::now() > deadline {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].error_code, "client_disconnected");
+    assert_eq!(entries[0].status, sluice::pipeline::CLIENT_CLOSED);
+    assert_eq!(upstream.hits(), 1, "the upstream had received the request");
+    gw.stop().await;
+}

@@ -1,0 +1,125 @@
+//! The crate's layering, read from its sources: no import cycle between the top-level modules of
+//! `host/src`, and the domain modules name none of the layers above them (the edge, the control plane, the
+//! pipeline, the app) nor the HTTP error type.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Top-level module of `host/src` → the top-level modules its non-test code names as `crate::<name>`.
+fn graph() -> BTreeMap<String, BTreeSet<String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("host/src");
+    let mut files = Vec::new();
+    collect(&src, &mut files);
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in files {
+        let rel = file.strip_prefix(&src).unwrap();
+        let top = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy()
+            .trim_end_matches(".rs")
+            .to_owned();
+        if matches!(top.as_str(), "lib" | "main") || rel.ends_with("tests.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        // Unit tests may reach anywhere; only the code above them counts.
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        let deps = graph.entry(top.clone()).or_default();
+        for (i, _) in code.match_indices("crate::") {
+            let name: String = code[i + 7..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() && name != top {
+                deps.insert(name);
+            }
+        }
+    }
+    graph
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            collect(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// A cycle through `node`, if there is one.
+fn cycle(
+    graph: &BTreeMap<String, BTreeSet<String>>,
+    node: &str,
+    path: &mut Vec<String>,
+) -> Option<Vec<String>> {
+    if let Some(pos) = path.iter().position(|n| n == node) {
+        let mut found = path[pos..].to_vec();
+        found.push(node.to_owned());
+        return Some(found);
+    }
+    path.push(node.to_owned());
+    for next in graph.get(node).into_iter().flatten() {
+        if let Some(c) = cycle(graph, next, path) {
+            return Some(c);
+        }
+    }
+    path.pop();
+    None
+}
+
+#[test]
+fn no_import_cycle_between_top_level_modules() {
+    let graph = graph();
+    assert!(
+        graph.contains_key("pipeline") && graph.contains_key("edge"),
+        "{graph:?}"
+    );
+    for node in graph.keys() {
+        if let Some(c) = cycle(&graph, node, &mut Vec::new()) {
+            panic!("import cycle: {}", c.join(" -> "));
+        }
+    }
+}
+
+#[test]
+fn domain_modules_name_no_layer_above_them() {
+    let graph = graph();
+    let above = ["edge", "control", "pipeline", "app", "error", "cli", "api"];
+    for domain in [
+        "admission",
+        "audit",
+        "auth",
+        "cache",
+        "config",
+        "providers",
+        "storage",
+        "wire",
+        "policy",
+    ] {
+        let deps = graph.get(domain).cloned().unwrap_or_default();
+        for layer in above {
+            assert!(
+                !deps.contains(layer),
+                "`{domain}` names `crate::{layer}`: {deps:?}"
+            );
+        }
+    }
+    // The core knows no hyper.
+    for layer in ["pipeline", "control"] {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("host/src")
+            .join(layer);
+        let mut files = Vec::new();
+        collect(&src, &mut files);
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            assert!(!text.contains("hyper"), "{} names hyper", file.display());
+        }
+    }
+}
