@@ -238,5 +238,13 @@ async fn a_client_that_hangs_up_before_the_answer_is_audited_once() {
     assert_eq!(entries[0].error_code, "client_disconnected");
     assert_eq!(entries[0].status, sluice::pipeline::CLIENT_CLOSED);
     assert_eq!(upstream.hits(), 1, "the upstream had received the request");
+    // Nothing is left counted in flight.
+    let metrics = gw.http.get(gw.url("/metrics")).send().await.unwrap();
+    let text = metrics.text().await.unwrap();
+    let gauge = text
+        .lines()
+        .find(|l| l.starts_with("sluice_in_flight_requests "))
+        .unwrap();
+    assert_eq!(gauge, "sluice_in_flight_requests 1", "only the /metrics request itself");
     gw.stop().await;
 }

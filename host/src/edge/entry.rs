@@ -115,11 +115,11 @@ pub async fn handle<B: RequestBody>(
         path = %req.uri().path(),
         tenant = tracing::field::Empty,
     );
-    app.metrics.in_flight.inc();
+    let in_flight = InFlight::enter(&app.metrics.in_flight);
     let outcome = AssertUnwindSafe(dispatch(&mut ex, req).instrument(span.clone()))
         .catch_unwind()
         .await;
-    app.metrics.in_flight.dec();
+    drop(in_flight);
     let mut resp = match outcome {
         Ok(Ok(resp)) => resp,
         Ok(Err(err)) => {
@@ -144,6 +144,22 @@ pub async fn handle<B: RequestBody>(
     }
     count(&app, &ex, resp.status().as_u16(), &span);
     Ok(resp)
+}
+
+/// One request in the in-flight gauge, until it is answered or dropped (a client that hung up).
+struct InFlight<'a>(&'a prometheus_client::metrics::gauge::Gauge);
+
+impl<'a> InFlight<'a> {
+    fn enter(gauge: &'a prometheus_client::metrics::gauge::Gauge) -> InFlight<'a> {
+        gauge.inc();
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// The answer to a request whose handler panicked, after its entry (if it has one) is durable.
