@@ -28,6 +28,7 @@ fn build_wasm(cargo: &OsString, dir: &Path, target_dir: &Path, what: &str) {
         "RUSTFLAGS",
         "CARGO_ENCODED_RUSTFLAGS",
         "CARGO_TARGET_DIR",
+        "CARGO_BUILD_BUILD_DIR",
         "CARGO_BUILD_TARGET",
         "CARGO_PROFILE_RELEASE_LTO",
         "RUSTC_WORKSPACE_WRAPPER",

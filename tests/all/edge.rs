@@ -245,6 +245,9 @@ async fn a_client_that_hangs_up_before_the_answer_is_audited_once() {
         .lines()
         .find(|l| l.starts_with("sluice_in_flight_requests "))
         .unwrap();
-    assert_eq!(gauge, "sluice_in_flight_requests 1", "only the /metrics request itself");
+    assert_eq!(
+        gauge, "sluice_in_flight_requests 1",
+        "only the /metrics request itself"
+    );
     gw.stop().await;
 }

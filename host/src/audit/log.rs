@@ -627,7 +627,6 @@ impl Writer {
 
     /// Assigns indices on copies of the tails, commits, and only then makes the copies the truth: a failed
     /// commit leaves no hole and no skipped index.
-    #[expect(clippy::too_many_lines, reason = "being split into helpers")]
     async fn commit(&mut self, appends: Vec<Pending>, raises: Vec<CoverChange>) {
         let n = i64::try_from(appends.len()).unwrap_or(i64::MAX);
         let mut staged: HashMap<String, Tail> = HashMap::new();
@@ -637,12 +636,13 @@ impl Writer {
         let mut lower: HashMap<(String, String, String), u64> = HashMap::new();
         let mut spend: HashMap<(String, String, u64), SpendRow> = HashMap::new();
         for Pending {
-            mut entry,
+            entry,
             content,
             release: settles,
             reply,
         } in appends
         {
+            // What the entry's request held of its cover is released in the same transaction.
             if settles > 0 {
                 *lower
                     .entry((
@@ -652,121 +652,25 @@ impl Writer {
                     ))
                     .or_default() += settles;
             }
-            if entry.kind == super::entry::EntryKind::Request
-                && super::entry::INFERENCE_ENDPOINTS.contains(&entry.endpoint.as_str())
-            {
-                let day = entry.timestamp_ms / 86_400_000;
-                let row = spend
-                    .entry((entry.tenant_id.clone(), entry.key_id.clone(), day))
-                    .or_insert_with(|| SpendRow {
-                        tenant_id: entry.tenant_id.clone(),
-                        key_id: entry.key_id.clone(),
-                        day,
-                        ..SpendRow::default()
-                    });
-                row.requests += 1;
-                row.prompt_tokens += entry.prompt_tokens;
-                row.completion_tokens += entry.completion_tokens;
-                row.micro_usd += entry.cost_micro_usd;
-            }
-            let tail = staged.entry(entry.tenant_id.clone()).or_insert_with(|| {
-                self.tails
-                    .get(&entry.tenant_id)
-                    .cloned()
-                    .unwrap_or_default()
-            });
-            entry.index = tail.size;
-            entry.prev_leaf = tail.last_leaf;
-            let bytes = entry.encode();
-            let leaf = leaf_hash(&bytes);
-            tail.size += 1;
-            tail.last_leaf = leaf;
-            tail.frontier.push(leaf);
-            results.push((
-                reply,
-                Appended {
-                    index: entry.index,
-                    leaf,
-                },
-            ));
+            add_spend(&mut spend, &entry);
+            let (row, appended) = self.stage_entry(&mut staged, entry);
             if let Some(content) = content {
-                // The index is part of the associated data, so content is sealed only once it is assigned.
-                match self.sealer.seal(&entry.tenant_id, entry.index, &content) {
-                    Ok((nonce, ciphertext)) => sealed.push(ContentRow {
-                        tenant_id: entry.tenant_id.clone(),
-                        index: entry.index,
-                        nonce,
-                        ciphertext,
-                    }),
-                    Err(e) => {
-                        tracing::error!(error = %e, "content could not be sealed; the entry keeps its commitments")
-                    }
-                }
+                sealed.extend(self.seal_content(&row, &content));
             }
-            let Entry {
-                tenant_id,
-                index,
-                request_id,
-                ..
-            } = *entry;
-            rows.push(AuditRow {
-                tenant_id,
-                index,
-                entry: bytes,
-                leaf_hash: leaf,
-                request_id,
-            });
+            results.push((reply, appended));
+            rows.push(row);
         }
         let mut raise: HashMap<(String, String, String), u64> = HashMap::new();
-        let mut raise_replies = Vec::with_capacity(raises.len());
-        for CoverChange {
-            raise: raised,
-            lower: lowered,
-            reply,
-        } in raises
-        {
-            if let Some(cover) = raised {
-                *raise
-                    .entry((cover.tenant_id, cover.key_id, cover.endpoint))
-                    .or_default() += cover.micro_usd;
-            }
-            for c in lowered {
-                *lower
-                    .entry((c.tenant_id, c.key_id, c.endpoint))
-                    .or_default() += c.micro_usd;
-            }
-            raise_replies.push(reply);
-        }
-        let rows_of = |covers: HashMap<(String, String, String), u64>| {
-            covers
-                .into_iter()
-                .map(|((tenant_id, key_id, endpoint), micro_usd)| CoverRow {
-                    tenant_id,
-                    key_id,
-                    endpoint,
-                    micro_usd,
-                })
-                .collect()
-        };
+        let raise_replies = fold_cover_changes(raises, &mut raise, &mut lower);
         let batch = AuditBatch {
             entries: rows,
             content: sealed,
             spend: spend.into_values().collect(),
-            raise: rows_of(raise),
-            lower: rows_of(lower),
+            raise: cover_rows(raise),
+            lower: cover_rows(lower),
             checkpoint_first: self.checkpointed.swap(false, Ordering::Acquire),
         };
-        let outcome = if self.syncer.as_ref().is_some_and(Syncer::failed) {
-            // After a failed sync nothing is known to be on disk: appending more would hand out answers whose
-            // entries may not survive. Only a restart (and SQLite's recovery) clears this.
-            Err(AuditError::Commit(SYNC_FAILED.to_owned()))
-        } else {
-            let outcome = async { self.db().await?.insert_batch(&batch).await }.await;
-            self.keep_db(outcome).map_err(|e| {
-                tracing::error!(error = %e, entries = batch.entries.len(), covers_raised = batch.raise.len(), "audit batch failed to commit");
-                AuditError::Commit(e.to_string())
-            })
-        };
+        let outcome = self.write_batch(&batch).await;
         self.depth.fetch_sub(n, Ordering::Relaxed);
         let acks = Acks {
             seq: self.commits.load(Ordering::Relaxed) + 1,
@@ -774,6 +678,86 @@ impl Writer {
             raises: raise_replies,
             barrier: None,
         };
+        self.finish_commit(outcome, staged, acks);
+    }
+
+    /// Gives an entry the next index of its tenant's log on the staged copy of the tail (copied from the
+    /// real tail the first time the batch touches that tenant) and chains it to the tail's last leaf.
+    fn stage_entry(
+        &self,
+        staged: &mut HashMap<String, Tail>,
+        mut entry: Box<Entry>,
+    ) -> (AuditRow, Appended) {
+        let tail = staged.entry(entry.tenant_id.clone()).or_insert_with(|| {
+            self.tails
+                .get(&entry.tenant_id)
+                .cloned()
+                .unwrap_or_default()
+        });
+        entry.index = tail.size;
+        entry.prev_leaf = tail.last_leaf;
+        let bytes = entry.encode();
+        let leaf = leaf_hash(&bytes);
+        tail.size += 1;
+        tail.last_leaf = leaf;
+        tail.frontier.push(leaf);
+        let Entry {
+            tenant_id,
+            index,
+            request_id,
+            ..
+        } = *entry;
+        let row = AuditRow {
+            tenant_id,
+            index,
+            entry: bytes,
+            leaf_hash: leaf,
+            request_id,
+        };
+        (row, Appended { index, leaf })
+    }
+
+    /// Encrypts an entry's content for storage. The index is part of the associated data, so content is
+    /// sealed only once its entry's index is assigned. Content that cannot be sealed is left out (and
+    /// logged): the entry still commits to it, so the batch goes on.
+    fn seal_content(&self, row: &AuditRow, content: &Content) -> Option<ContentRow> {
+        match self.sealer.seal(&row.tenant_id, row.index, content) {
+            Ok((nonce, ciphertext)) => Some(ContentRow {
+                tenant_id: row.tenant_id.clone(),
+                index: row.index,
+                nonce,
+                ciphertext,
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "content could not be sealed; the entry keeps its commitments");
+                None
+            }
+        }
+    }
+
+    /// Commits a batch in one transaction, refusing to after a failed sync.
+    async fn write_batch(&mut self, batch: &AuditBatch) -> Result<(), AuditError> {
+        if self.syncer.as_ref().is_some_and(Syncer::failed) {
+            // After a failed sync nothing is known to be on disk: appending more would hand out answers whose
+            // entries may not survive. Only a restart (and SQLite's recovery) clears this.
+            return Err(AuditError::Commit(SYNC_FAILED.to_owned()));
+        }
+        let outcome = async { self.db().await?.insert_batch(batch).await }.await;
+        self.keep_db(outcome).map_err(|e| {
+            tracing::error!(error = %e, entries = batch.entries.len(), covers_raised = batch.raise.len(), "audit batch failed to commit");
+            AuditError::Commit(e.to_string())
+        })
+    }
+
+    /// After a commit: advances the tails to the staged copies and answers the waiters once the syncer has
+    /// made the batch durable (at once without a syncer). After a failure the tails stay as they were and
+    /// every waiter gets the error.
+    fn finish_commit(
+        &mut self,
+        outcome: Result<(), AuditError>,
+        staged: HashMap<String, Tail>,
+        acks: Acks,
+    ) {
         match outcome {
             Ok(()) => {
                 self.committed.send_replace(());
@@ -895,4 +879,69 @@ impl Writer {
             note,
         }))
     }
+}
+
+/// Adds a request entry to its key's daily spend totals. Only requests to metered endpoints count.
+fn add_spend(spend: &mut HashMap<(String, String, u64), SpendRow>, entry: &Entry) {
+    if entry.kind != super::entry::EntryKind::Request
+        || !super::entry::INFERENCE_ENDPOINTS.contains(&entry.endpoint.as_str())
+    {
+        return;
+    }
+    let day = entry.timestamp_ms / 86_400_000;
+    let row = spend
+        .entry((entry.tenant_id.clone(), entry.key_id.clone(), day))
+        .or_insert_with(|| SpendRow {
+            tenant_id: entry.tenant_id.clone(),
+            key_id: entry.key_id.clone(),
+            day,
+            ..SpendRow::default()
+        });
+    row.requests += 1;
+    row.prompt_tokens += entry.prompt_tokens;
+    row.completion_tokens += entry.completion_tokens;
+    row.micro_usd += entry.cost_micro_usd;
+}
+
+/// Sums the batch's cover changes per (tenant, key, endpoint) into `raise` and `lower` (the latter next to
+/// what the entries released), so the transaction writes one row per cover. Returns the changes' replies,
+/// answered with the batch.
+fn fold_cover_changes(
+    raises: Vec<CoverChange>,
+    raise: &mut HashMap<(String, String, String), u64>,
+    lower: &mut HashMap<(String, String, String), u64>,
+) -> Vec<oneshot::Sender<Result<(), AuditError>>> {
+    let mut raise_replies = Vec::with_capacity(raises.len());
+    for CoverChange {
+        raise: raised,
+        lower: lowered,
+        reply,
+    } in raises
+    {
+        if let Some(cover) = raised {
+            *raise
+                .entry((cover.tenant_id, cover.key_id, cover.endpoint))
+                .or_default() += cover.micro_usd;
+        }
+        for c in lowered {
+            *lower
+                .entry((c.tenant_id, c.key_id, c.endpoint))
+                .or_default() += c.micro_usd;
+        }
+        raise_replies.push(reply);
+    }
+    raise_replies
+}
+
+/// Summed covers as rows for the batch.
+fn cover_rows(covers: HashMap<(String, String, String), u64>) -> Vec<CoverRow> {
+    covers
+        .into_iter()
+        .map(|((tenant_id, key_id, endpoint), micro_usd)| CoverRow {
+            tenant_id,
+            key_id,
+            endpoint,
+            micro_usd,
+        })
+        .collect()
 }

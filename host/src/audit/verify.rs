@@ -112,12 +112,35 @@ fn entry_err(index: u64, reason: impl Into<String>) -> VerifyError {
 /// Verifies an export. `trusted_key` is the auditor's pinned verifier key text; without it the export's own
 /// key is used (which only proves self-consistency, not origin). `since` is an older signed checkpoint
 /// note the log must extend.
-#[expect(clippy::too_many_lines, reason = "being split into helpers")]
 pub fn verify_export(
     export: &Export,
     trusted_key: Option<&str>,
     since: Option<&str>,
 ) -> Result<Report, VerifyError> {
+    // The steps run in this order and each stops at its first failure, so an export with several problems
+    // always names the same one.
+    let (name, key, latest) = verify_latest_checkpoint(export, trusted_key)?;
+    let leaves = verify_entries(export)?;
+    verify_roots(export, &leaves, &latest, &name, &key)?;
+    let extends = match since {
+        Some(old_text) => Some(verify_since(old_text, &leaves, &latest, &name, &key)?),
+        None => None,
+    };
+    Ok(Report {
+        origin: latest.origin,
+        size: latest.size,
+        root: latest.root,
+        extends,
+        key_from_export: trusted_key.is_none(),
+    })
+}
+
+/// Checks the format tag, parses the verifier key (the trusted one, else the export's) and verifies the
+/// latest checkpoint with it. Returns the key's name, the key and the checkpoint.
+fn verify_latest_checkpoint(
+    export: &Export,
+    trusted_key: Option<&str>,
+) -> Result<(String, ed25519_dalek::VerifyingKey, Checkpoint), VerifyError> {
     if export.format != FORMAT {
         return Err(VerifyError::Format(format!(
             "format is `{}`, expected `{FORMAT}`",
@@ -135,83 +158,118 @@ pub fn verify_export(
             latest.origin, export.origin
         )));
     }
+    Ok((name, key, latest))
+}
 
-    // Entries: canonical, contiguous, chained, all of this tenant.
+/// Entries: canonical, contiguous, chained, all of this tenant. Returns their leaf hashes in order.
+fn verify_entries(export: &Export) -> Result<Vec<Hash>, VerifyError> {
     let mut leaves: Vec<Hash> = Vec::with_capacity(export.entries.len());
     let mut prev: Hash = [0; 32];
     for (position, exported) in export.entries.iter().enumerate() {
         let expected = u64::try_from(position).unwrap_or(u64::MAX);
-        if exported.index != expected {
-            return Err(if exported.index > expected {
-                entry_err(
-                    expected,
-                    format!("missing (the next exported entry is {})", exported.index),
-                )
-            } else {
-                entry_err(
-                    expected,
-                    format!("out of order: found entry {} in its place", exported.index),
-                )
-            });
-        }
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(&exported.entry)
-            .map_err(|e| entry_err(expected, format!("not base64: {e}")))?;
-        let entry = Entry::decode(&bytes)
-            .map_err(|e| entry_err(expected, format!("not a canonical entry: {e}")))?;
-        if entry.index != expected {
-            return Err(entry_err(
-                expected,
-                format!(
-                    "its bytes say index {} (rows swapped or reordered)",
-                    entry.index
-                ),
-            ));
-        }
-        if entry.tenant_id != export.tenant_id {
-            return Err(entry_err(
-                expected,
-                format!("belongs to tenant `{}`", entry.tenant_id),
-            ));
-        }
-        if entry.prev_leaf != prev {
-            // Entry `expected` is intact as bytes, but the one before it is not the one it was chained to.
-            let culprit = expected.saturating_sub(1);
-            return Err(entry_err(
-                culprit,
-                format!("modified: entry {expected} chains to a different previous leaf hash"),
-            ));
-        }
-        if let Some(err) = &exported.content_error {
-            return Err(entry_err(expected, format!("stored content: {err}")));
-        }
-        if let Some(content) = &exported.content {
-            if entry.content != super::entry::ContentMark::Committed {
-                return Err(entry_err(
-                    expected,
-                    "content is exported for an entry that commits to none",
-                ));
-            }
-            let (p, r) = content
-                .commitments()
-                .ok_or_else(|| entry_err(expected, "exported content is not valid base64"))?;
-            if Some(p) != entry.prompt_commitment || Some(r) != entry.response_commitment {
-                return Err(entry_err(
-                    expected,
-                    "stored content does not match the entry's commitments (content edited)",
-                ));
-            }
-        }
-        let leaf = merkle::leaf_hash(&bytes);
+        let leaf = verify_entry(export, exported, expected, prev)?;
         prev = leaf;
         leaves.push(leaf);
     }
+    Ok(leaves)
+}
+
+/// Checks the entry at position `expected` whose predecessor's leaf hash is `prev`; returns its leaf hash.
+fn verify_entry(
+    export: &Export,
+    exported: &ExportedEntry,
+    expected: u64,
+    prev: Hash,
+) -> Result<Hash, VerifyError> {
+    if exported.index != expected {
+        return Err(if exported.index > expected {
+            entry_err(
+                expected,
+                format!("missing (the next exported entry is {})", exported.index),
+            )
+        } else {
+            entry_err(
+                expected,
+                format!("out of order: found entry {} in its place", exported.index),
+            )
+        });
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(&exported.entry)
+        .map_err(|e| entry_err(expected, format!("not base64: {e}")))?;
+    let entry = Entry::decode(&bytes)
+        .map_err(|e| entry_err(expected, format!("not a canonical entry: {e}")))?;
+    if entry.index != expected {
+        return Err(entry_err(
+            expected,
+            format!(
+                "its bytes say index {} (rows swapped or reordered)",
+                entry.index
+            ),
+        ));
+    }
+    if entry.tenant_id != export.tenant_id {
+        return Err(entry_err(
+            expected,
+            format!("belongs to tenant `{}`", entry.tenant_id),
+        ));
+    }
+    if entry.prev_leaf != prev {
+        // Entry `expected` is intact as bytes, but the one before it is not the one it was chained to.
+        let culprit = expected.saturating_sub(1);
+        return Err(entry_err(
+            culprit,
+            format!("modified: entry {expected} chains to a different previous leaf hash"),
+        ));
+    }
+    verify_content(exported, &entry, expected)?;
+    Ok(merkle::leaf_hash(&bytes))
+}
+
+/// Checks the exported content of entry `expected` (if any) against the commitments in its bytes.
+fn verify_content(
+    exported: &ExportedEntry,
+    entry: &Entry,
+    expected: u64,
+) -> Result<(), VerifyError> {
+    if let Some(err) = &exported.content_error {
+        return Err(entry_err(expected, format!("stored content: {err}")));
+    }
+    if let Some(content) = &exported.content {
+        if entry.content != super::entry::ContentMark::Committed {
+            return Err(entry_err(
+                expected,
+                "content is exported for an entry that commits to none",
+            ));
+        }
+        let (p, r) = content
+            .commitments()
+            .ok_or_else(|| entry_err(expected, "exported content is not valid base64"))?;
+        if Some(p) != entry.prompt_commitment || Some(r) != entry.response_commitment {
+            return Err(entry_err(
+                expected,
+                "stored content does not match the entry's commitments (content edited)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the leaves against every signed checkpoint, smallest first, then that the latest covers exactly
+/// the exported entries.
+fn verify_roots(
+    export: &Export,
+    leaves: &[Hash],
+    latest: &Checkpoint,
+    name: &str,
+    key: &ed25519_dalek::VerifyingKey,
+) -> Result<(), VerifyError> {
     let count = u64::try_from(leaves.len()).unwrap_or(u64::MAX);
 
     // Earlier checkpoints locate damage the chain cannot see (the newest entries have no successor).
     let mut checked: Vec<Checkpoint> = Vec::new();
     for text in &export.checkpoints {
-        let cp = note::verify(text, &name, &key)
+        let cp = note::verify(text, name, key)
             .map_err(|e| VerifyError::Checkpoint(format!("earlier checkpoint: {e}")))?;
         checked.push(cp);
     }
@@ -232,7 +290,7 @@ pub fn verify_export(
             )));
         }
         let size = usize::try_from(cp.size).unwrap_or(usize::MAX);
-        let root = merkle::root(leaves.get(..size).unwrap_or(&leaves));
+        let root = merkle::root(leaves.get(..size).unwrap_or(leaves));
         if root != cp.root {
             // Something in good_upto..size changed; the chain found nothing, so it is the last of them.
             return Err(entry_err(
@@ -251,43 +309,43 @@ pub fn verify_export(
             latest.size
         )));
     }
+    Ok(())
+}
 
-    let mut extends = None;
-    if let Some(old_text) = since {
-        let old = note::verify(old_text, &name, &key)
-            .map_err(|e| VerifyError::Checkpoint(format!("--since checkpoint: {e}")))?;
-        if old.origin != latest.origin {
-            return Err(VerifyError::Checkpoint(format!(
-                "--since checkpoint is for log `{}`",
-                old.origin
-            )));
-        }
-        if old.size > latest.size {
-            return Err(VerifyError::Log(format!(
-                "the log shrank: the older checkpoint covers {} entries, the latest {}",
-                old.size, latest.size
-            )));
-        }
-        let size = usize::try_from(old.size).unwrap_or(usize::MAX);
-        let old_root = merkle::root(leaves.get(..size).unwrap_or(&leaves));
-        if old_root != old.root {
-            return Err(VerifyError::Log(format!(
-                "rewritten: the first {} entries no longer match the older checkpoint, so entries before index {} were changed after it was signed",
-                old.size, old.size
-            )));
-        }
-        // The consistency proof the server would send, recomputed and checked here, proves append-only growth.
-        let proof = merkle::consistency_proof(&leaves, old.size, latest.size)
-            .ok_or_else(|| VerifyError::Log("cannot build a consistency proof".to_owned()))?;
-        merkle::verify_consistency(old.size, latest.size, &old.root, &latest.root, &proof)
-            .map_err(|e| VerifyError::Log(format!("consistency: {e}")))?;
-        extends = Some(old.size);
+/// Proves that the log of `latest` extends the older checkpoint `old_text`; returns the older size.
+fn verify_since(
+    old_text: &str,
+    leaves: &[Hash],
+    latest: &Checkpoint,
+    name: &str,
+    key: &ed25519_dalek::VerifyingKey,
+) -> Result<u64, VerifyError> {
+    let old = note::verify(old_text, name, key)
+        .map_err(|e| VerifyError::Checkpoint(format!("--since checkpoint: {e}")))?;
+    if old.origin != latest.origin {
+        return Err(VerifyError::Checkpoint(format!(
+            "--since checkpoint is for log `{}`",
+            old.origin
+        )));
     }
-    Ok(Report {
-        origin: latest.origin,
-        size: latest.size,
-        root: latest.root,
-        extends,
-        key_from_export: trusted_key.is_none(),
-    })
+    if old.size > latest.size {
+        return Err(VerifyError::Log(format!(
+            "the log shrank: the older checkpoint covers {} entries, the latest {}",
+            old.size, latest.size
+        )));
+    }
+    let size = usize::try_from(old.size).unwrap_or(usize::MAX);
+    let old_root = merkle::root(leaves.get(..size).unwrap_or(leaves));
+    if old_root != old.root {
+        return Err(VerifyError::Log(format!(
+            "rewritten: the first {} entries no longer match the older checkpoint, so entries before index {} were changed after it was signed",
+            old.size, old.size
+        )));
+    }
+    // The consistency proof the server would send, recomputed and checked here, proves append-only growth.
+    let proof = merkle::consistency_proof(leaves, old.size, latest.size)
+        .ok_or_else(|| VerifyError::Log("cannot build a consistency proof".to_owned()))?;
+    merkle::verify_consistency(old.size, latest.size, &old.root, &latest.root, &proof)
+        .map_err(|e| VerifyError::Log(format!("consistency: {e}")))?;
+    Ok(old.size)
 }

@@ -714,7 +714,6 @@ pub(crate) fn price_micro(field: &str, usd: f64) -> Result<u64, ConfigError> {
     Ok((usd * 1_000_000.0).round() as u64)
 }
 
-#[expect(clippy::too_many_lines, reason = "being split into helpers")]
 fn validate_routing(
     providers: Vec<raw::RawProvider>,
     deployments: Vec<raw::RawDeployment>,
@@ -722,8 +721,30 @@ fn validate_routing(
     base: &Path,
     env: &Env,
 ) -> Result<RoutingConfig, ConfigError> {
+    // Sections in order, each checked against the names the ones before it defined.
     let mut provider_names = HashSet::new();
     let mut anthropic = HashSet::new();
+    let providers = validate_providers(providers, base, env, &mut provider_names, &mut anthropic)?;
+    // Deployment and model names share one namespace: clients use both as `model`.
+    let mut names = HashSet::new();
+    let deployments = validate_deployments(deployments, &provider_names, &anthropic, &mut names)?;
+    let models = validate_models(models, &deployments, &mut names)?;
+    Ok(RoutingConfig {
+        providers,
+        deployments,
+        models,
+    })
+}
+
+/// The `[[providers]]` section. Adds every provider's name to `provider_names` and the Anthropic ones to
+/// `anthropic` (they cannot serve embeddings deployments).
+fn validate_providers(
+    providers: Vec<raw::RawProvider>,
+    base: &Path,
+    env: &Env,
+    provider_names: &mut HashSet<String>,
+    anthropic: &mut HashSet<String>,
+) -> Result<Vec<ProviderConfig>, ConfigError> {
     let mut out_providers = Vec::with_capacity(providers.len());
     for (i, p) in providers.into_iter().enumerate() {
         let f = |name: &str| format!("providers[{i}].{name}");
@@ -739,98 +760,126 @@ fn validate_routing(
         if p.kind == "anthropic" {
             anthropic.insert(p.name.clone());
         }
-        let fake_only = [
-            ("reply", p.reply.is_some()),
-            ("latency_ms", p.latency_ms.is_some()),
-            ("chunk_interval_ms", p.chunk_interval_ms.is_some()),
-            ("status", p.status.is_some()),
-            ("reset_after_chunks", p.reset_after_chunks.is_some()),
-            ("embedding_dims", p.embedding_dims.is_some()),
-            ("panic", p.panic.is_some()),
-        ];
-        if p.kind != "fake"
-            && let Some((name, _)) = fake_only.iter().find(|(_, set)| *set)
-        {
-            return Err(field_err(f(name), "only valid for kind = \"fake\""));
-        }
-        let api_key = read_secret(
-            base,
-            env,
-            p.api_key_file.as_deref(),
-            p.api_key_env.as_deref(),
-            &f("api_key"),
-        )?;
-        if let (Some(var), None) = (&p.api_key_env, &api_key) {
+        out_providers.push(validate_provider(i, p, base, env)?);
+    }
+    Ok(out_providers)
+}
+
+/// One provider (`providers[i]`) whose name was checked already: its API key, kind and timeouts.
+fn validate_provider(
+    i: usize,
+    p: raw::RawProvider,
+    base: &Path,
+    env: &Env,
+) -> Result<ProviderConfig, ConfigError> {
+    let f = |name: &str| format!("providers[{i}].{name}");
+    reject_fake_only(i, &p)?;
+    let api_key = read_secret(
+        base,
+        env,
+        p.api_key_file.as_deref(),
+        p.api_key_env.as_deref(),
+        &f("api_key"),
+    )?;
+    // A named variable that is unset is a mistake, not a provider without a key.
+    if let (Some(var), None) = (&p.api_key_env, &api_key) {
+        return Err(field_err(
+            f("api_key_env"),
+            format!("environment variable {var} is not set"),
+        ));
+    }
+    let kind = match p.kind.as_str() {
+        "openai" => ProviderKind::OpenAi {
+            base_url: parse_base_url(&f("base_url"), p.base_url, "https://api.openai.com/v1")?,
+            api_key,
+        },
+        "anthropic" => ProviderKind::Anthropic {
+            base_url: parse_base_url(&f("base_url"), p.base_url, "https://api.anthropic.com/v1")?,
+            api_key,
+            version: p
+                .anthropic_version
+                .unwrap_or_else(|| "2023-06-01".to_owned()),
+        },
+        "fake" => fake_provider(i, &p)?,
+        other => {
             return Err(field_err(
-                f("api_key_env"),
-                format!("environment variable {var} is not set"),
+                f("kind"),
+                format!("`{other}` is not one of openai, anthropic, fake"),
             ));
         }
-        let kind = match p.kind.as_str() {
-            "openai" => ProviderKind::OpenAi {
-                base_url: parse_base_url(&f("base_url"), p.base_url, "https://api.openai.com/v1")?,
-                api_key,
-            },
-            "anthropic" => ProviderKind::Anthropic {
-                base_url: parse_base_url(
-                    &f("base_url"),
-                    p.base_url,
-                    "https://api.anthropic.com/v1",
-                )?,
-                api_key,
-                version: p
-                    .anthropic_version
-                    .unwrap_or_else(|| "2023-06-01".to_owned()),
-            },
-            "fake" => {
-                if p.base_url.is_some() {
-                    return Err(field_err(f("base_url"), "not valid for kind = \"fake\""));
-                }
-                let status = match p.status {
-                    None => None,
-                    Some(code) => Some(
-                        http::StatusCode::from_u16(code)
-                            .ok()
-                            .filter(|s| s.is_client_error() || s.is_server_error())
-                            .ok_or_else(|| {
-                                field_err(f("status"), "must be an HTTP error status (400-599)")
-                            })?,
-                    ),
-                };
-                ProviderKind::Fake(FakeScript {
-                    reply: p
-                        .reply
-                        .unwrap_or_else(|| "Hello from the Sluice fake provider.".to_owned()),
-                    latency: ms(p.latency_ms, 0),
-                    chunk_interval: ms(p.chunk_interval_ms, 0),
-                    status,
-                    reset_after_chunks: p.reset_after_chunks,
-                    embedding_dims: usize::try_from(p.embedding_dims.unwrap_or(16))
-                        .ok()
-                        .filter(|d| (1..=8192).contains(d))
-                        .ok_or_else(|| field_err(f("embedding_dims"), "must be 1 to 8192"))?,
-                    panic: p.panic.unwrap_or(false),
-                })
-            }
-            other => {
-                return Err(field_err(
-                    f("kind"),
-                    format!("`{other}` is not one of openai, anthropic, fake"),
-                ));
-            }
-        };
-        out_providers.push(ProviderConfig {
-            name: p.name,
-            kind,
-            timeouts: Timeouts {
-                connect: ms(p.connect_timeout_ms, 5_000),
-                first_byte: ms(p.first_byte_timeout_ms, 60_000),
-                total: ms(p.total_timeout_ms, 600_000),
-            },
-        });
-    }
+    };
+    Ok(ProviderConfig {
+        name: p.name,
+        kind,
+        timeouts: Timeouts {
+            connect: ms(p.connect_timeout_ms, 5_000),
+            first_byte: ms(p.first_byte_timeout_ms, 60_000),
+            total: ms(p.total_timeout_ms, 600_000),
+        },
+    })
+}
 
-    let mut names = HashSet::new();
+/// The fake provider's settings are an error on a real provider: they would silently do nothing.
+fn reject_fake_only(i: usize, p: &raw::RawProvider) -> Result<(), ConfigError> {
+    let fake_only = [
+        ("reply", p.reply.is_some()),
+        ("latency_ms", p.latency_ms.is_some()),
+        ("chunk_interval_ms", p.chunk_interval_ms.is_some()),
+        ("status", p.status.is_some()),
+        ("reset_after_chunks", p.reset_after_chunks.is_some()),
+        ("embedding_dims", p.embedding_dims.is_some()),
+        ("panic", p.panic.is_some()),
+    ];
+    if p.kind != "fake"
+        && let Some((name, _)) = fake_only.iter().find(|(_, set)| *set)
+    {
+        return Err(field_err(
+            format!("providers[{i}].{name}"),
+            "only valid for kind = \"fake\"",
+        ));
+    }
+    Ok(())
+}
+
+/// The script of a `kind = "fake"` provider (`providers[i]`).
+fn fake_provider(i: usize, p: &raw::RawProvider) -> Result<ProviderKind, ConfigError> {
+    let f = |name: &str| format!("providers[{i}].{name}");
+    if p.base_url.is_some() {
+        return Err(field_err(f("base_url"), "not valid for kind = \"fake\""));
+    }
+    let status = match p.status {
+        None => None,
+        Some(code) => Some(
+            http::StatusCode::from_u16(code)
+                .ok()
+                .filter(|s| s.is_client_error() || s.is_server_error())
+                .ok_or_else(|| field_err(f("status"), "must be an HTTP error status (400-599)"))?,
+        ),
+    };
+    Ok(ProviderKind::Fake(FakeScript {
+        reply: p
+            .reply
+            .clone()
+            .unwrap_or_else(|| "Hello from the Sluice fake provider.".to_owned()),
+        latency: ms(p.latency_ms, 0),
+        chunk_interval: ms(p.chunk_interval_ms, 0),
+        status,
+        reset_after_chunks: p.reset_after_chunks,
+        embedding_dims: usize::try_from(p.embedding_dims.unwrap_or(16))
+            .ok()
+            .filter(|d| (1..=8192).contains(d))
+            .ok_or_else(|| field_err(f("embedding_dims"), "must be 1 to 8192"))?,
+        panic: p.panic.unwrap_or(false),
+    }))
+}
+
+/// The `[[deployments]]` section, against the providers defined. Adds every deployment's name to `names`.
+fn validate_deployments(
+    deployments: Vec<raw::RawDeployment>,
+    provider_names: &HashSet<String>,
+    anthropic: &HashSet<String>,
+    names: &mut HashSet<String>,
+) -> Result<Vec<DeploymentConfig>, ConfigError> {
     let mut out_deployments = Vec::with_capacity(deployments.len());
     for (i, d) in deployments.into_iter().enumerate() {
         let f = |name: &str| format!("deployments[{i}].{name}");
@@ -852,65 +901,84 @@ fn validate_routing(
                 format!("no provider named `{}`", d.provider),
             ));
         }
-        let kind = match d.kind.as_deref() {
-            None | Some("chat") => DeploymentKind::Chat,
-            Some("embeddings") => DeploymentKind::Embeddings,
-            Some(other) => {
-                return Err(field_err(
-                    f("kind"),
-                    format!("`{other}` is not one of chat, embeddings"),
-                ));
-            }
-        };
-        if kind == DeploymentKind::Embeddings && anthropic.contains(&d.provider) {
+        out_deployments.push(validate_deployment(i, d, anthropic)?);
+    }
+    Ok(out_deployments)
+}
+
+/// One deployment (`deployments[i]`) whose name and provider were checked already.
+fn validate_deployment(
+    i: usize,
+    d: raw::RawDeployment,
+    anthropic: &HashSet<String>,
+) -> Result<DeploymentConfig, ConfigError> {
+    let f = |name: &str| format!("deployments[{i}].{name}");
+    let kind = match d.kind.as_deref() {
+        None | Some("chat") => DeploymentKind::Chat,
+        Some("embeddings") => DeploymentKind::Embeddings,
+        Some(other) => {
             return Err(field_err(
                 f("kind"),
-                "Anthropic providers do not serve embeddings",
+                format!("`{other}` is not one of chat, embeddings"),
             ));
         }
-        let tier = match d.tier.as_deref() {
-            Some("simple") => Tier::Simple,
-            None | Some("standard") => Tier::Standard,
-            Some("complex") => Tier::Complex,
-            Some(other) => {
-                return Err(field_err(
-                    f("tier"),
-                    format!("`{other}` is not one of simple, standard, complex"),
-                ));
-            }
-        };
-        let price = match d.price {
-            None => Price::default(),
-            Some(p) => Price {
-                input_micro_usd_per_mtok: price_micro(
-                    &f("price.input_per_mtok"),
-                    p.input_per_mtok,
-                )?,
-                output_micro_usd_per_mtok: price_micro(
-                    &f("price.output_per_mtok"),
-                    p.output_per_mtok,
-                )?,
-            },
-        };
-        if d.max_concurrent == Some(0) {
-            return Err(field_err(f("max_concurrent"), "must be at least 1"));
-        }
-        if d.max_output_tokens == Some(0) {
-            return Err(field_err(f("max_output_tokens"), "must be at least 1"));
-        }
-        out_deployments.push(DeploymentConfig {
-            name: d.name,
-            provider: d.provider,
-            upstream_model: d.model,
-            kind,
-            tier,
-            region: d.region.unwrap_or_else(|| "global".to_owned()),
-            price,
-            max_concurrent: d.max_concurrent,
-            max_output_tokens: d.max_output_tokens.unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
-        });
+    };
+    if kind == DeploymentKind::Embeddings && anthropic.contains(&d.provider) {
+        return Err(field_err(
+            f("kind"),
+            "Anthropic providers do not serve embeddings",
+        ));
     }
+    let tier = match d.tier.as_deref() {
+        Some("simple") => Tier::Simple,
+        None | Some("standard") => Tier::Standard,
+        Some("complex") => Tier::Complex,
+        Some(other) => {
+            return Err(field_err(
+                f("tier"),
+                format!("`{other}` is not one of simple, standard, complex"),
+            ));
+        }
+    };
+    let price = deployment_price(i, d.price)?;
+    if d.max_concurrent == Some(0) {
+        return Err(field_err(f("max_concurrent"), "must be at least 1"));
+    }
+    if d.max_output_tokens == Some(0) {
+        return Err(field_err(f("max_output_tokens"), "must be at least 1"));
+    }
+    Ok(DeploymentConfig {
+        name: d.name,
+        provider: d.provider,
+        upstream_model: d.model,
+        kind,
+        tier,
+        region: d.region.unwrap_or_else(|| "global".to_owned()),
+        price,
+        max_concurrent: d.max_concurrent,
+        max_output_tokens: d.max_output_tokens.unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
+    })
+}
 
+/// A deployment's price in micro-USD; without one it costs nothing.
+fn deployment_price(i: usize, price: Option<raw::RawPrice>) -> Result<Price, ConfigError> {
+    let f = |name: &str| format!("deployments[{i}].{name}");
+    Ok(match price {
+        None => Price::default(),
+        Some(p) => Price {
+            input_micro_usd_per_mtok: price_micro(&f("price.input_per_mtok"), p.input_per_mtok)?,
+            output_micro_usd_per_mtok: price_micro(&f("price.output_per_mtok"), p.output_per_mtok)?,
+        },
+    })
+}
+
+/// The `[[models]]` section: each model names deployments defined above, all of one kind. `names` holds
+/// the deployment names; model names join them.
+fn validate_models(
+    models: Vec<raw::RawModel>,
+    deployments: &[DeploymentConfig],
+    names: &mut HashSet<String>,
+) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
     let mut out_models = Vec::with_capacity(models.len());
     for (i, m) in models.into_iter().enumerate() {
         let f = |name: &str| format!("models[{i}].{name}");
@@ -934,7 +1002,7 @@ fn validate_routing(
         }
         let mut kinds = HashSet::new();
         for (j, d) in m.deployments.iter().enumerate() {
-            let Some(dep) = out_deployments.iter().find(|x| &x.name == d) else {
+            let Some(dep) = deployments.iter().find(|x| &x.name == d) else {
                 return Err(field_err(
                     format!("models[{i}].deployments[{j}]"),
                     format!("no deployment named `{d}`"),
@@ -942,6 +1010,7 @@ fn validate_routing(
             };
             kinds.insert(dep.kind == DeploymentKind::Chat);
         }
+        // Fallback must not switch a request between chat and embeddings.
         if kinds.len() > 1 {
             return Err(field_err(
                 f("deployments"),
@@ -950,11 +1019,7 @@ fn validate_routing(
         }
         out_models.push((m.name, m.deployments));
     }
-    Ok(RoutingConfig {
-        providers: out_providers,
-        deployments: out_deployments,
-        models: out_models,
-    })
+    Ok(out_models)
 }
 
 #[cfg(test)]
