@@ -50,7 +50,12 @@ pub enum Reply {
 /// `POST /v1/chat/completions`, from the validated body on.
 pub async fn chat(ex: &mut Exchange, headers: &HeaderMap, body: Bytes) -> Result<Reply, ApiError> {
     ex.enter(Phase::Validate);
-    let request = parse_chat(&body)?;
+    let start = std::time::Instant::now();
+    let request = parse_chat(&body);
+    ex.app
+        .metrics
+        .observe_phase("validate", start.elapsed().as_secs_f64());
+    let request = request?;
     run(ex, headers, request, body).await
 }
 
@@ -61,7 +66,12 @@ pub async fn embeddings(
     body: Bytes,
 ) -> Result<Reply, ApiError> {
     ex.enter(Phase::Validate);
-    let request = parse_embeddings(&body)?;
+    let start = std::time::Instant::now();
+    let request = parse_embeddings(&body);
+    ex.app
+        .metrics
+        .observe_phase("validate", start.elapsed().as_secs_f64());
+    let request = request?;
     run(ex, headers, request, body).await
 }
 
