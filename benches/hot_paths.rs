@@ -147,6 +147,9 @@ fn benches(c: &mut Criterion) {
         default_output: 4096,
         price,
         generates: true,
+        choices: 1,
+        extra_output_tokens: 0,
+        unbounded: false,
     };
     c.bench_function("admission/admit_reserve_settle", |b| {
         b.iter(|| {
@@ -157,6 +160,7 @@ fn benches(c: &mut Criterion) {
                         key_id: "key-1",
                         endpoint: "chat",
                         tokens: 1_700,
+                        unbounded: false,
                     },
                 )
                 .ok();

@@ -206,11 +206,12 @@ async fn throughput(
 type Phases = std::collections::BTreeMap<String, (f64, u64)>;
 
 /// The gateway's phase histograms (and the upstream's time to first byte).
-async fn phase_totals(client: &HttpClient, gateway: &str) -> Phases {
-    let resp = client
-        .get(format!("{gateway}/metrics").parse().unwrap())
-        .await
+async fn phase_totals(client: &HttpClient, gateway: &str, token: &str) -> Phases {
+    let req = http::Request::get(format!("{gateway}/metrics"))
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Full::new(Bytes::new()))
         .unwrap();
+    let resp = client.request(req).await.unwrap();
     let text = resp.into_body().collect().await.unwrap().to_bytes();
     let mut out = std::collections::BTreeMap::<String, (f64, u64)>::new();
     for line in std::str::from_utf8(&text).unwrap().lines() {
@@ -437,15 +438,15 @@ model = "fake-model"
         let gateway_url = format!("{gateway}/v1/chat/completions");
         let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
         let direct = latencies(&client, &direct_url, None, BODY, requests).await;
-        let before = phase_totals(&client, &gateway).await;
+        let before = phase_totals(&client, &gateway, token).await;
         let via = latencies(&client, &gateway_url, Some(&key), BODY, requests).await;
-        let after = phase_totals(&client, &gateway).await;
+        let after = phase_totals(&client, &gateway, token).await;
         let fake = latencies(&client, &gateway_url, Some(&key), FAKE_BODY, requests).await;
         let capped = latencies(&client, &gateway_url, Some(&capped_key), BODY, requests).await;
         let with_policies = latencies(&client, &gateway_url, Some(&policy_key), BODY, requests).await;
-        let full_before = phase_totals(&client, &gateway).await;
+        let full_before = phase_totals(&client, &gateway, token).await;
         let full = latencies(&client, &gateway_url, Some(&full_key), BODY, requests).await;
-        let full_after = phase_totals(&client, &gateway).await;
+        let full_after = phase_totals(&client, &gateway, token).await;
         let (d50, d99) = (percentile(&direct, 0.5), percentile(&direct, 0.99));
         let (g50, g99) = (percentile(&via, 0.5), percentile(&via, 0.99));
         println!("1 client, {requests} sequential requests each (keep-alive):");

@@ -94,12 +94,16 @@ impl App {
         .map_err(|e| StartError::Policy(e.to_string()))?;
         let admission = Admission::new(clock);
         restore_admission(&storage, &audit, &admission).await?;
+        let metrics = Metrics::new();
+        for tenant in storage.list_tenants().await? {
+            metrics.name_tenant(&tenant.id, &tenant.name);
+        }
         Ok(App {
             limits: config.server.clone(),
             routing: ArcSwap::from_pointee(routing),
             keys,
             storage,
-            metrics: Metrics::new(),
+            metrics,
             audit,
             admission,
             policies,
@@ -122,6 +126,12 @@ impl App {
 
     pub fn admin_token_sha256(&self) -> &[u8; 32] {
         &self.admin_token_sha256
+    }
+
+    /// Whether the request carries the operator token.
+    pub fn is_operator(&self, headers: &http::HeaderMap) -> bool {
+        crate::auth::bearer(headers)
+            .is_ok_and(|t| crate::auth::operator_token_matches(t, &self.admin_token_sha256))
     }
 
     /// Validates a new config and swaps the routing snapshot atomically. On error the old snapshot stays.
@@ -239,6 +249,9 @@ async fn restore_admission(
     let today = crate::admission::window::day_of(admission.clock().now_ns());
     let month_start = crate::admission::window::month_start(today);
     for row in storage.spend_since(None, month_start).await? {
+        if row.damaged {
+            tracing::error!(tenant = %row.tenant_id, key = %row.key_id, day = row.day, "a spend_daily row holds a value that is not a count: its key's budget counts as spent until an operator repairs the row");
+        }
         admission.record_spend(&row.tenant_id, &row.key_id, row.day, row.micro_usd);
     }
     Ok(())

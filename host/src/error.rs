@@ -22,6 +22,8 @@ pub enum ErrorCode {
     BudgetExceeded,
     NotFound,
     ModelNotFound,
+    /// An audit entry (or log size) that no signed checkpoint covers yet; retry after `Retry-After`.
+    NotCheckpointed,
     UpstreamError,
     UpstreamTimeout,
     Unavailable,
@@ -51,6 +53,7 @@ impl ErrorCode {
             ErrorCode::BudgetExceeded => (StatusCode::PAYMENT_REQUIRED, "insufficient_quota"),
             ErrorCode::NotFound => (StatusCode::NOT_FOUND, "not_found_error"),
             ErrorCode::ModelNotFound => (StatusCode::NOT_FOUND, "not_found_error"),
+            ErrorCode::NotCheckpointed => (StatusCode::CONFLICT, "conflict_error"),
             ErrorCode::UpstreamError => (StatusCode::BAD_GATEWAY, "api_error"),
             ErrorCode::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "api_error"),
             ErrorCode::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "api_error"),
@@ -73,6 +76,7 @@ impl ErrorCode {
             ErrorCode::BudgetExceeded => "budget_exceeded",
             ErrorCode::NotFound => "not_found",
             ErrorCode::ModelNotFound => "model_not_found",
+            ErrorCode::NotCheckpointed => "not_checkpointed",
             ErrorCode::UpstreamError => "upstream_error",
             ErrorCode::UpstreamTimeout => "upstream_timeout",
             ErrorCode::Unavailable => "unavailable",
@@ -259,6 +263,12 @@ impl From<&Rejection> for ApiError {
                 format!("too many requests in flight: the {scope} allows {limit} at once"),
             )
             .with_header(http::header::RETRY_AFTER, "1"),
+            Rejection::Unbounded { scope, limit } => ApiError::invalid(
+                "messages",
+                format!(
+                    "the cost of this request cannot be bounded before it is sent (a `file` part, a part of a type the gateway does not know, or an earlier audio answer by id), and the {scope} has a {limit}: send the content as text, images or audio"
+                ),
+            ),
             Rejection::Budget {
                 scope,
                 window,
@@ -303,13 +313,17 @@ impl From<&ProviderError> for ApiError {
             ProviderError::Timeout { .. } => {
                 ApiError::new(ErrorCode::UpstreamTimeout, e.to_string())
             }
-            ProviderError::Status {
-                status, message, ..
-            } if *status == S::BAD_REQUEST || *status == S::UNPROCESSABLE_ENTITY => {
-                // The upstream rejected the request's content: that is the client's to fix.
+            ProviderError::Status { status, .. }
+                if *status == S::BAD_REQUEST || *status == S::UNPROCESSABLE_ENTITY =>
+            {
+                // The upstream rejected the request's content: the client's to fix. Its message is not passed
+                // on (it may quote the prompt, or describe the upstream's setup); the log has what is safe.
                 ApiError::new(
                     ErrorCode::InvalidRequest,
-                    format!("the upstream rejected the request: {message}"),
+                    format!(
+                        "the upstream provider rejected the request as invalid (HTTP {})",
+                        status.as_u16()
+                    ),
                 )
             }
             ProviderError::Status { status, .. } if *status == S::TOO_MANY_REQUESTS => {

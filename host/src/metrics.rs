@@ -45,12 +45,52 @@ pub struct Metrics {
     pub upstream_seconds: Histogram,
     pub in_flight: Gauge,
     pub open_streams: Gauge,
+    pub open_connections: Gauge,
+    pub connections_refused: Counter,
+    pub accept_errors: Counter,
     pub panics: Counter,
     pub config_reloads: Family<ErrorLabels, Counter>,
     pub audit_failures: Counter,
     pub audit_queue_depth: Gauge,
     pub audit_damaged_logs: Gauge,
     pub admission_rejections: Family<ReasonLabels, Counter>,
+    /// Tenant id → the name the operator gave it, for `TenantLabel::Name`.
+    tenant_names: std::sync::RwLock<std::collections::HashMap<String, String>>,
+}
+
+impl Metrics {
+    /// Records the name a tenant's requests are labelled with.
+    pub fn name_tenant(&self, id: &str, name: &str) {
+        self.tenant_names
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id.to_owned(), name.to_owned());
+    }
+
+    /// The `tenant` label of a request of tenant `id` (empty before authentication).
+    pub fn tenant_label(&self, id: Option<&str>, mode: crate::config::TenantLabel) -> String {
+        use crate::config::TenantLabel;
+        match (id, mode) {
+            (None, _) | (_, TenantLabel::None) => String::new(),
+            (Some(id), TenantLabel::Id) => id.to_owned(),
+            (Some(id), TenantLabel::Name) => self
+                .tenant_names
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(id)
+                .cloned()
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Registers a metric and returns it (a handle to the same series).
+fn register<M>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M
+where
+    M: prometheus_client::registry::Metric + Clone,
+{
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -59,83 +99,110 @@ fn latency_buckets() -> impl Iterator<Item = f64> {
 }
 
 impl Metrics {
+    #[expect(
+        clippy::too_many_lines,
+        reason = "a flat list, one registration per metric; splitting it would only hide the list"
+    )]
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("sluice");
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
+        let r = &mut registry;
+        let requests = register(
+            r,
             "requests",
             "Requests by tenant, route and HTTP status",
-            requests.clone(),
+            Family::<RequestLabels, Counter>::default(),
         );
-        let errors = Family::<ErrorLabels, Counter>::default();
-        registry.register("errors", "Error responses by error code", errors.clone());
-        let phase_seconds = Family::<PhaseLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(latency_buckets())
-        });
-        registry.register(
+        let errors = register(
+            r,
+            "errors",
+            "Error responses by error code",
+            Family::<ErrorLabels, Counter>::default(),
+        );
+        let phase_seconds = register(
+            r,
             "phase_duration_seconds",
             "Time spent in each pipeline phase",
-            phase_seconds.clone(),
+            Family::<PhaseLabels, Histogram>::new_with_constructor(|| {
+                Histogram::new(latency_buckets())
+            }),
         );
-        let upstream = Family::<UpstreamLabels, Counter>::default();
-        registry.register(
+        let upstream = register(
+            r,
             "upstream_requests",
             "Upstream calls by deployment and outcome (ok, connect, timeout, status, protocol, reset)",
-            upstream.clone(),
+            Family::<UpstreamLabels, Counter>::default(),
         );
-        let upstream_seconds = Histogram::new(latency_buckets());
-        registry.register(
+        let upstream_seconds = register(
+            r,
             "upstream_first_byte_seconds",
             "Time until upstream response headers",
-            upstream_seconds.clone(),
+            Histogram::new(latency_buckets()),
         );
-        let in_flight = Gauge::default();
-        registry.register(
+        let in_flight = register(
+            r,
             "in_flight_requests",
             "Requests being handled",
-            in_flight.clone(),
+            Gauge::default(),
         );
-        let open_streams = Gauge::default();
-        registry.register(
+        let open_connections = register(
+            r,
+            "open_connections",
+            "Client connections open now",
+            Gauge::default(),
+        );
+        let connections_refused = register(
+            r,
+            "connections_refused",
+            "Client connections closed as accepted because `server.max_connections` were open",
+            Counter::default(),
+        );
+        let accept_errors = register(
+            r,
+            "accept_errors",
+            "Failed accepts of the listener (out of file descriptors, mostly)",
+            Counter::default(),
+        );
+        let open_streams = register(
+            r,
             "open_streams",
             "Streaming responses in progress",
-            open_streams.clone(),
+            Gauge::default(),
         );
-        let panics = Counter::default();
-        registry.register(
+        let panics = register(
+            r,
             "panics",
             "Request handlers that panicked (answered 500)",
-            panics.clone(),
+            Counter::default(),
         );
-        let config_reloads = Family::<ErrorLabels, Counter>::default();
-        registry.register(
+        let config_reloads = register(
+            r,
             "config_reloads",
             "Routing reloads by outcome (code = ok or the failure)",
-            config_reloads.clone(),
+            Family::<ErrorLabels, Counter>::default(),
         );
-        let audit_failures = Counter::default();
-        registry.register(
+        let audit_failures = register(
+            r,
             "audit_failures",
             "Requests refused (503) because their audit entry could not be made durable",
-            audit_failures.clone(),
+            Counter::default(),
         );
-        let audit_queue_depth = Gauge::default();
-        registry.register(
+        let audit_queue_depth = register(
+            r,
             "audit_queue_depth",
             "Audit entries handed to the sequencer and not yet durable",
-            audit_queue_depth.clone(),
+            Gauge::default(),
         );
-        let audit_damaged_logs = Gauge::default();
-        registry.register(
+        let audit_damaged_logs = register(
+            r,
             "audit_damaged_logs",
             "Tenant logs whose stored entries did not match their latest signed checkpoint at start",
-            audit_damaged_logs.clone(),
+            Gauge::default(),
         );
-        let admission_rejections = Family::<ReasonLabels, Counter>::default();
-        registry.register(
+        let admission_rejections = register(
+            r,
             "admission_rejections",
-            "Requests refused by admission, by reason (rate_requests, rate_tokens, too_large, concurrency, budget)",
-            admission_rejections.clone(),
+            "Requests refused by admission, by reason (rate_requests, rate_tokens, too_large, concurrency, budget, unbounded)",
+            Family::<ReasonLabels, Counter>::default(),
         );
         Metrics {
             registry,
@@ -148,7 +215,11 @@ impl Metrics {
             phase_seconds,
             upstream,
             upstream_seconds,
+            tenant_names: std::sync::RwLock::default(),
             in_flight,
+            open_connections,
+            connections_refused,
+            accept_errors,
             open_streams,
             panics,
             config_reloads,

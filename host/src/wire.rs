@@ -273,12 +273,142 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Inva
     Ok(value)
 }
 
-/// A conservative estimate of prompt tokens: UTF-8 bytes plus a per-message allowance. A tokenizer never
-/// yields more tokens than bytes, so this is an upper bound of what an upstream bills.
-pub fn prompt_token_upper_bound(req: &ChatRequest) -> u64 {
-    let bytes: usize = req.text_parts().map(str::len).sum();
-    let per_message = 8 * req.messages.len();
-    u64::try_from(bytes + per_message).unwrap_or(u64::MAX)
+/// The most prompt tokens one image part can cost at any provider the gateway speaks to: OpenAI's documented
+/// worst case, a high-detail image on gpt-4o-mini (2,833 base tokens plus 4 tiles of 5,667). Anthropic's
+/// documented maximum is about 1,600 per image.
+pub const IMAGE_TOKEN_BOUND: u64 = 25_501;
+
+/// Tokens allowed per message, and per tool definition, for the framing an upstream adds around them.
+const FRAMING_TOKENS: u64 = 8;
+
+/// Upper bounds of what a chat request can be billed, computed before it is routed. Text of any kind is
+/// counted by its UTF-8 bytes (no tokenizer yields more tokens than bytes): message contents, names, tool
+/// calls, tool and function definitions, `response_format` schemas and every other field the gateway passes
+/// through. Images count `IMAGE_TOKEN_BOUND` each, audio its encoded bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatBound {
+    /// Upper bound of the prompt tokens any upstream bills.
+    pub prompt_tokens: u64,
+    /// Completions generated: `n`, or `best_of` when larger. Each may use the whole output cap.
+    pub choices: u32,
+    /// Tokens billed at the output price beyond the choices' own: `prediction` content, which the model
+    /// may reject and bill as completion tokens.
+    pub extra_output_tokens: u64,
+    /// The first part whose cost no bound covers (a `file` part, a content part of a type the gateway does
+    /// not know, an earlier audio answer referred to by id), as a JSON path. Under a spend cap or a token rate
+    /// limit such a request is refused.
+    pub unbounded: Option<String>,
+}
+
+impl ChatBound {
+    /// Output tokens billed at most when each choice generates `per_choice` tokens.
+    pub fn output_tokens(&self, per_choice: u32) -> u64 {
+        u64::from(per_choice)
+            .saturating_mul(u64::from(self.choices))
+            .saturating_add(self.extra_output_tokens)
+    }
+}
+
+/// Counts the bytes of a value's JSON encoding without keeping them.
+#[derive(Default)]
+struct ByteCount(u64);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 = self
+            .0
+            .saturating_add(u64::try_from(buf.len()).unwrap_or(u64::MAX));
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Bytes of the JSON encoding of `value`.
+fn json_bytes(value: &impl Serialize) -> u64 {
+    let mut count = ByteCount::default();
+    // Writing to a counter cannot fail, and every type here serialises.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
+fn bytes_of(s: &str) -> u64 {
+    u64::try_from(s.len()).unwrap_or(u64::MAX)
+}
+
+/// The bounds of a chat request (see `ChatBound`).
+pub fn chat_bound(req: &ChatRequest) -> ChatBound {
+    let mut unbounded = None;
+    let mut prompt: u64 = 0;
+    for (i, m) in req.messages.iter().enumerate() {
+        prompt = prompt.saturating_add(FRAMING_TOKENS);
+        match &m.content {
+            Some(Value::String(s)) => prompt = prompt.saturating_add(bytes_of(s)),
+            Some(Value::Array(parts)) => {
+                for (j, part) in parts.iter().enumerate() {
+                    match part_bound(part) {
+                        Some(tokens) => prompt = prompt.saturating_add(tokens),
+                        None => {
+                            unbounded.get_or_insert_with(|| format!("messages[{i}].content[{j}]"));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        if m.rest.contains_key("audio") {
+            // An earlier spoken answer, by id: its audio tokens are the upstream's to count.
+            unbounded.get_or_insert_with(|| format!("messages[{i}].audio"));
+        }
+        if !m.rest.is_empty() {
+            // `name`, `tool_calls` (their arguments are text the model reads), `tool_call_id`, ...
+            prompt = prompt.saturating_add(json_bytes(&m.rest));
+        }
+    }
+    if let Some(tools) = &req.tools {
+        let framing = FRAMING_TOKENS.saturating_mul(u64::try_from(tools.len()).unwrap_or(u64::MAX));
+        prompt = prompt
+            .saturating_add(json_bytes(tools))
+            .saturating_add(framing);
+    }
+    if !req.rest.is_empty() {
+        // `functions`, `response_format` (a JSON schema the model is given), `tool_choice`, and every field
+        // the gateway does not know: counted whole, so no new field adds cost unseen.
+        prompt = prompt.saturating_add(json_bytes(&req.rest));
+    }
+    let best_of = req
+        .rest
+        .get("best_of")
+        .and_then(Value::as_u64)
+        .map_or(1, |b| u32::try_from(b).unwrap_or(u32::MAX));
+    let extra_output_tokens = req.rest.get("prediction").map_or(0, json_bytes);
+    ChatBound {
+        prompt_tokens: prompt,
+        choices: req.n.unwrap_or(1).max(best_of).max(1),
+        extra_output_tokens,
+        unbounded,
+    }
+}
+
+/// Prompt tokens of one content part at most; `None` when no bound is known.
+fn part_bound(part: &Value) -> Option<u64> {
+    let text = |field: &str| part.get(field).and_then(Value::as_str).map_or(0, bytes_of);
+    match part.get("type").and_then(Value::as_str)? {
+        "text" => Some(text("text")),
+        "refusal" => Some(text("refusal")),
+        "image_url" | "image" => Some(IMAGE_TOKEN_BOUND),
+        // Audio tokens run at most a few dozen per second, far below the bytes of any encoding of it.
+        "input_audio" => Some(
+            part.pointer("/input_audio/data")
+                .and_then(Value::as_str)
+                .map_or(0, bytes_of)
+                .saturating_add(FRAMING_TOKENS),
+        ),
+        // A document becomes text and page images at the upstream: nothing here bounds how many pages a few
+        // bytes (or a file id) hold.
+        _ => None,
+    }
 }
 
 /// An upper bound of the tokens of an embeddings input: UTF-8 bytes of each string, the length of each token
@@ -361,12 +491,84 @@ mod tests {
         );
     }
 
+    fn bound(body: &str) -> ChatBound {
+        chat_bound(&parse_body::<ChatRequest>(body.as_bytes()).unwrap())
+    }
+
     #[test]
-    fn prompt_estimate_bounds_bytes() {
-        let req: ChatRequest = parse_body(
-            r#"{"model":"m","messages":[{"role":"user","content":"héllo"}]}"#.as_bytes(),
-        )
-        .unwrap();
-        assert_eq!(prompt_token_upper_bound(&req), 6 + 8);
+    fn the_prompt_bound_counts_bytes() {
+        let b = bound(r#"{"model":"m","messages":[{"role":"user","content":"héllo"}]}"#);
+        assert_eq!(
+            b,
+            ChatBound {
+                prompt_tokens: 6 + 8,
+                choices: 1,
+                extra_output_tokens: 0,
+                unbounded: None
+            }
+        );
+        assert_eq!(b.output_tokens(100), 100);
+    }
+
+    #[test]
+    fn the_bound_counts_everything_the_model_reads() {
+        let tools = format!(
+            r#"[{{"type":"function","function":{{"name":"f","description":"{}"}}}}]"#,
+            "x".repeat(2_000_000)
+        );
+        let with_tools = bound(&format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}}],"tools":{tools}}}"#
+        ));
+        assert!(with_tools.prompt_tokens > 2_000_000, "{with_tools:?}");
+        let schema = bound(&format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}}],"response_format":{{"type":"json_schema","json_schema":{{"d":"{}"}}}}}}"#,
+            "y".repeat(5000)
+        ));
+        assert!(schema.prompt_tokens > 5000);
+        let images = bound(
+            r#"{"model":"m","messages":[{"role":"user","content":[
+            {"type":"text","text":"what is this"},
+            {"type":"image_url","image_url":{"url":"https://e.com/a.png"}},
+            {"type":"image_url","image_url":{"url":"https://e.com/b.png","detail":"high"}}]}]}"#,
+        );
+        assert_eq!(images.prompt_tokens, 8 + 12 + 2 * IMAGE_TOKEN_BOUND);
+        let calls = bound(
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"},
+            {"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{\"q\":\"a long argument\"}"}}]},
+            {"role":"tool","tool_call_id":"c","content":"result"}]}"#,
+        );
+        assert!(calls.prompt_tokens > 8 * 3 + 2 + 6 + 15, "{calls:?}");
+    }
+
+    #[test]
+    fn choices_and_predictions_multiply_the_output() {
+        let b = bound(
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"n":128,"max_tokens":100}"#,
+        );
+        assert_eq!((b.choices, b.output_tokens(100)), (128, 12_800));
+        let b =
+            bound(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"n":2,"best_of":5}"#);
+        assert_eq!(b.choices, 5);
+        let b = bound(
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"prediction":{"type":"content","content":"0123456789"}}"#,
+        );
+        assert!(b.extra_output_tokens >= 10);
+        assert_eq!(b.output_tokens(5), 5 + b.extra_output_tokens);
+    }
+
+    #[test]
+    fn parts_without_a_bound_are_named() {
+        let b = bound(
+            r#"{"model":"m","messages":[{"role":"user","content":"a"},{"role":"user","content":[
+            {"type":"text","text":"read this"},{"type":"file","file":{"file_id":"file-1"}}]}]}"#,
+        );
+        assert_eq!(b.unbounded.as_deref(), Some("messages[1].content[1]"));
+        let b =
+            bound(r#"{"model":"m","messages":[{"role":"user","content":[{"type":"hologram"}]}]}"#);
+        assert_eq!(b.unbounded.as_deref(), Some("messages[0].content[0]"));
+        let b = bound(
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"AAAA","format":"wav"}}]}]}"#,
+        );
+        assert_eq!((b.unbounded, b.prompt_tokens), (None, 8 + 4 + 8));
     }
 }

@@ -949,3 +949,151 @@ async fn a_restart_flags_a_log_that_no_longer_matches_its_checkpoint() {
     let (_storage, reopened) = open_log(&dir, Duration::ZERO).await;
     assert_eq!(reopened.damaged_logs(), ["t1".to_owned()]);
 }
+
+/// A gateway whose logs are signed at most once per `interval`.
+async fn gateway_signing_every(interval: Duration) -> (TestGateway, Upstream) {
+    let up = Upstream::ok().await;
+    let routing = format!(
+        "{}{}",
+        openai_provider("up", &up.url, ""),
+        deployment("small", "up", "m")
+    );
+    let gw = TestGateway::start_changed(&routing, |c| c.audit.checkpoint_interval = interval).await;
+    (gw, up)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_right_after_activity_covers_every_entry() {
+    let (gw, _up) = gateway_signing_every(Duration::from_millis(800)).await;
+    let (_, admin, member) = tenant(&gw).await;
+    let first = export(&gw, &admin).await;
+    let mut last_id = String::new();
+    for _ in 0..13 {
+        let resp = gw
+            .post("/v1/chat/completions", &member, chat_body("small"))
+            .await;
+        assert_eq!(resp.status(), 200);
+        last_id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    }
+    // Within the interval of the first export's checkpoint: this one waits for the next signing.
+    let second = export(&gw, &admin).await;
+    let all = entries(&second);
+    assert_eq!(
+        all.len(),
+        first.entries.len() + 1 + 13,
+        "the earlier export, its own entry and the 13 requests"
+    );
+    let key = pinned_key(&gw).await;
+    verify_export(&second, Some(&key), Some(&first.checkpoint)).unwrap();
+
+    // A proof for a request made a moment ago waits for a checkpoint that covers it.
+    let resp = gw
+        .post("/v1/chat/completions", &member, chat_body("small"))
+        .await;
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let proof = gw
+        .http
+        .get(gw.url(&format!("/v1/audit/proof/inclusion?request_id={id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(proof.status(), 200);
+    let proof: serde_json::Value = proof.json().await.unwrap();
+    assert!(proof["index"].as_u64().unwrap() < proof["size"].as_u64().unwrap());
+    assert_ne!(id, last_id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_no_checkpoint_covers_yet_is_409_with_retry_after() {
+    let (gw, _up) = gateway_signing_every(Duration::from_secs(3600)).await;
+    let (_, admin, member) = tenant(&gw).await;
+    assert_eq!(
+        gw.post("/v1/chat/completions", &member, chat_body("small"))
+            .await
+            .status(),
+        200
+    );
+    // The tenant's first entry was signed at once; everything after it waits for the next interval.
+    let resp = gw
+        .post("/v1/chat/completions", &member, chat_body("small"))
+        .await;
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let listed: serde_json::Value = gw.get_json("/v1/audit/entries", &admin).await;
+    let size = listed["data"].as_array().unwrap().len();
+    for path in [
+        format!("/v1/audit/proof/inclusion?request_id={id}"),
+        "/v1/audit/export".to_owned(),
+        format!("/v1/audit/proof/consistency?from=1&to={size}"),
+    ] {
+        let resp = gw
+            .http
+            .get(gw.url(&path))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        let retry: u64 = resp
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().parse().unwrap())
+            .unwrap_or(0);
+        let (status, err) = crate::support::error_of(resp).await;
+        assert_eq!(
+            (status, err["code"].as_str()),
+            (409, Some("not_checkpointed")),
+            "{path}: {err}"
+        );
+        assert!(
+            (3500..=3600).contains(&retry),
+            "{path}: Retry-After {retry}"
+        );
+    }
+    // Past the end of the log is a bad argument, not a wait.
+    let resp = gw
+        .http
+        .get(gw.url("/v1/audit/proof/consistency?from=1&to=1000"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_whose_readable_fields_were_edited_does_not_verify() {
+    let (gw, _up) = gateway().await;
+    let (_, admin, member) = tenant(&gw).await;
+    for _ in 0..3 {
+        gw.post("/v1/chat/completions", &member, chat_body("small"))
+            .await;
+    }
+    let key = pinned_key(&gw).await;
+    let original: serde_json::Value = gw.get_json("/v1/audit/export", &admin).await;
+    let parse = |v: &serde_json::Value| serde_json::from_value::<Export>(v.clone()).unwrap();
+    verify_export(&parse(&original), Some(&key), None).unwrap();
+
+    let mut edited = original.clone();
+    edited["entries"][2]["fields"]["cost_micro_usd"] = 1.into();
+    let err = verify_export(&parse(&edited), Some(&key), None).unwrap_err();
+    assert_eq!(
+        err,
+        VerifyError::Entry {
+            index: 2,
+            reason: "its readable `fields` differ from its signed bytes (`cost_micro_usd` edited)"
+                .to_owned()
+        }
+    );
+    let mut added = original.clone();
+    added["entries"][1]["fields"]["approved_by"] = "auditor".into();
+    assert!(matches!(
+        verify_export(&parse(&added), Some(&key), None),
+        Err(VerifyError::Entry { index: 1, .. })
+    ));
+    // Without readable fields the bytes alone still verify.
+    let mut bare = original;
+    for e in bare["entries"].as_array_mut().unwrap() {
+        e.as_object_mut().unwrap().remove("fields");
+    }
+    verify_export(&parse(&bare), Some(&key), None).unwrap();
+}

@@ -286,3 +286,161 @@ async fn slow_header_senders_are_disconnected() {
         "a silent connection was closed by the gateway"
     );
 }
+
+#[tokio::test]
+async fn header_limits_hold_on_every_route() {
+    let (gw, _up, key) = gateway().await;
+    for (method, path) in [
+        (reqwest::Method::GET, "/healthz"),
+        (reqwest::Method::GET, "/v1/usage"),
+        (reqwest::Method::GET, "/admin/v1/tenants"),
+        (reqwest::Method::GET, "/v1/audit/export"),
+        (reqwest::Method::GET, "/no/such/path"),
+    ] {
+        let mut req = gw.http.request(method, gw.url(path)).bearer_auth(&key);
+        for i in 0..7 {
+            req = req.header(format!("x-filler-{i}"), "y".repeat(10 * 1024));
+        }
+        let (status, err) = error_of(req.send().await.unwrap()).await;
+        assert_eq!(
+            (status, err["code"].as_str().unwrap()),
+            (431, "headers_too_large"),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn credentials_that_disagree_are_401() {
+    let (gw, up, key) = gateway().await;
+    let (_, _, other) = gw.tenant_key("other").await;
+    let send = |headers: Vec<(&'static str, String)>| {
+        let mut req = gw
+            .http
+            .post(gw.url("/v1/chat/completions"))
+            .json(&chat_body("small"));
+        for (name, value) in headers {
+            req = req.header(name, value);
+        }
+        req.send()
+    };
+    for headers in [
+        vec![
+            ("authorization", format!("Bearer {key}")),
+            ("x-api-key", other.clone()),
+        ],
+        vec![
+            ("authorization", format!("Bearer {key}")),
+            ("authorization", format!("Bearer {other}")),
+        ],
+        vec![("x-api-key", key.clone()), ("x-api-key", other.clone())],
+    ] {
+        let (status, err) = error_of(send(headers.clone()).await.unwrap()).await;
+        assert_eq!(
+            (status, err["code"].as_str().unwrap()),
+            (401, "unauthenticated"),
+            "{headers:?}"
+        );
+        assert!(
+            err["message"]
+                .as_str()
+                .unwrap()
+                .contains("more than one credential"),
+            "{err}"
+        );
+    }
+    assert_eq!(up.hits(), 0);
+    // The same key in both headers is one credential.
+    let same = send(vec![
+        ("authorization", format!("Bearer {key}")),
+        ("x-api-key", key.clone()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(same.status(), 200);
+    let alone = send(vec![("x-api-key", other.clone())]).await.unwrap();
+    assert_eq!(alone.status(), 200);
+}
+
+#[tokio::test]
+async fn an_anonymous_client_is_refused_before_its_body_is_parsed() {
+    let (gw, _up, key) = gateway().await;
+    for body in [
+        b"{not json".to_vec(),
+        b"\xff\xfe".to_vec(),
+        br#"{"model": 7}"#.to_vec(),
+    ] {
+        let resp = gw
+            .http
+            .post(gw.url("/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let (status, err) = error_of(resp).await;
+        assert_eq!(
+            (status, err["code"].as_str().unwrap()),
+            (401, "unauthenticated")
+        );
+    }
+    // Nor does its content type matter yet.
+    let resp = raw_post(&gw, "slk_wrong", "text/plain", b"hi".to_vec()).await;
+    assert_eq!(resp.status(), 401);
+    // With a key, the same body is the client's error.
+    let resp = raw_post(&gw, &key, "application/json", b"{not json".to_vec()).await;
+    assert_eq!(resp.status(), 400);
+}
+
+#[tokio::test]
+async fn the_database_file_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let (gw, _up, key) = gateway().await;
+    assert_eq!(
+        gw.post("/v1/chat/completions", &key, chat_body("small"))
+            .await
+            .status(),
+        200
+    );
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = gw.db_path.clone().into_os_string();
+        path.push(suffix);
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o600,
+            "{}",
+            std::path::Path::new(&path).display()
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_upstream_error_quoting_the_prompt_does_not_reach_the_client() {
+    for status in [400, 422, 500] {
+        let up = Upstream::start(crate::support::upstream::Behavior::EchoError(status)).await;
+        let gw = TestGateway::start(&format!(
+            "{}{}",
+            openai_provider("up", &up.url, ""),
+            deployment("small", "up", "m")
+        ))
+        .await;
+        let (_, _, key) = gw.tenant_key("acme").await;
+        let mut body = chat_body("small");
+        body["messages"][0]["content"] = "my secret canary-5531".into();
+        let (got, err) = error_of(gw.post("/v1/chat/completions", &key, body).await).await;
+        let message = err["message"].as_str().unwrap();
+        assert!(!message.contains("canary"), "{status}: {message}");
+        assert!(message.contains("request id"), "{status}: {message}");
+        let code = err["code"].as_str().unwrap();
+        if status == 500 {
+            assert_eq!((got, code), (502, "upstream_error"));
+        } else {
+            assert_eq!((got, code), (400, "invalid_request"), "{message}");
+            assert!(message.contains(&format!("HTTP {status}")), "{message}");
+        }
+        assert_eq!(up.hits(), 1);
+    }
+}

@@ -185,12 +185,8 @@ async fn a_panic_in_any_phase_leaves_exactly_one_audit_entry() {
         let body: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(body["error"]["code"], "internal");
         // The panic path awaits the entry before answering.
+        // Authentication comes first, so every phase (validate included) has a tenant log to write to.
         let entries = entries_for(&gw, &tenant, &request_id).await;
-        if phase == Phase::Validate {
-            // Before authentication there is no principal, so no tenant log to write to.
-            assert!(entries.is_empty(), "validate: {entries:?}");
-            continue;
-        }
         assert_eq!(entries.len(), 1, "panic in {}: {entries:?}", phase.as_str());
         assert_eq!(entries[0].status, 500);
         assert_eq!(entries[0].error_code, "internal");
@@ -239,7 +235,13 @@ async fn a_client_that_hangs_up_before_the_answer_is_audited_once() {
     assert_eq!(entries[0].status, sluice::pipeline::CLIENT_CLOSED);
     assert_eq!(upstream.hits(), 1, "the upstream had received the request");
     // Nothing is left counted in flight.
-    let metrics = gw.http.get(gw.url("/metrics")).send().await.unwrap();
+    let metrics = gw
+        .http
+        .get(gw.url("/metrics"))
+        .bearer_auth(crate::support::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     let text = metrics.text().await.unwrap();
     let gauge = text
         .lines()
@@ -250,4 +252,114 @@ async fn a_client_that_hangs_up_before_the_answer_is_audited_once() {
         "only the /metrics request itself"
     );
     gw.stop().await;
+}
+
+/// The value of an unlabelled metric in `/metrics`.
+async fn metric(gw: &TestGateway, name: &str) -> f64 {
+    let text = gw
+        .http
+        .get(gw.url("/metrics"))
+        .bearer_auth(crate::support::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_that_answers_pings_is_closed() {
+    let upstream = Upstream::ok().await;
+    let routing = format!(
+        "{}{}",
+        openai_provider("up", &upstream.url, ""),
+        deployment("small", "up", "m")
+    );
+    let gw = TestGateway::start_with(&routing, "idle_timeout_s = 1\n").await;
+    let addr = gw.base.trim_start_matches("http://").to_owned();
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // hyper's client answers the server's pings for as long as the connection lives.
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    let resp = send
+        .send_request(
+            Request::get(format!("http://{addr}/healthz"))
+                .body(http_body_util::Empty::<Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.into_body().collect().await.unwrap();
+    // Idle from here: the gateway must end the connection after about a second.
+    let ended = tokio::time::timeout(Duration::from_secs(10), conn).await;
+    assert!(ended.is_ok(), "the idle connection is still open");
+
+    // A stream in flight is not idle: a slow answer longer than the idle timeout completes.
+    let slow = Upstream::slow(Duration::from_millis(2500)).await;
+    let routing = format!(
+        "{}{}",
+        openai_provider("up", &slow.url, ""),
+        deployment("small", "up", "m")
+    );
+    let gw = TestGateway::start_with(&routing, "idle_timeout_s = 1\n").await;
+    let (_, _, key) = gw.tenant_key("patient").await;
+    let resp = gw
+        .post("/v1/chat/completions", &key, chat_body("small"))
+        .await;
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_are_closed_and_counted() {
+    let upstream = Upstream::ok().await;
+    let routing = format!(
+        "{}{}",
+        openai_provider("up", &upstream.url, ""),
+        deployment("small", "up", "m")
+    );
+    let gw = TestGateway::start_with(&routing, "max_connections = 4\n").await;
+    let addr = gw.base.trim_start_matches("http://").to_owned();
+    // Four silent connections hold every slot (until the header timeout).
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    // Give the accept loop time to take them all.
+    let mut refused = None;
+    for _ in 0..50 {
+        let mut extra = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_millis(200), extra.read(&mut buf)).await;
+        if matches!(read, Ok(Ok(0)) | Ok(Err(_))) {
+            refused = Some(());
+            break;
+        }
+    }
+    assert!(refused.is_some(), "a fifth connection was never closed");
+    drop(held);
+    // With the slots free again, requests are served, and the refusals were counted.
+    let mut served = false;
+    for _ in 0..50 {
+        if let Ok(resp) = gw.http.get(gw.url("/healthz")).send().await
+            && resp.status() == 200
+        {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served);
+    assert!(metric(&gw, "sluice_connections_refused_total").await >= 1.0);
 }

@@ -18,7 +18,13 @@ async fn health_readiness_and_metrics() {
     let _ = gw
         .post("/v1/chat/completions", "slk_x", chat_body("m"))
         .await;
-    let m = gw.http.get(gw.url("/metrics")).send().await.unwrap();
+    let m = gw
+        .http
+        .get(gw.url("/metrics"))
+        .bearer_auth(crate::support::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert!(
         m.headers()["content-type"]
             .to_str()
@@ -114,6 +120,7 @@ async fn a_panicking_request_is_a_500_and_the_gateway_keeps_serving() {
     let m = gw
         .http
         .get(gw.url("/metrics"))
+        .bearer_auth(crate::support::ADMIN_TOKEN)
         .send()
         .await
         .unwrap()
@@ -171,6 +178,7 @@ async fn reload_swaps_routing_and_rejects_invalid_configs() {
     let m = gw
         .http
         .get(gw.url("/metrics"))
+        .bearer_auth(crate::support::ADMIN_TOKEN)
         .send()
         .await
         .unwrap()

@@ -571,6 +571,16 @@ async fn the_host_checks_every_route_and_each_slot_fails_by_its_rule() {
         )
         .await;
     assert_eq!(resp.status(), 200);
+    // The catalog lists only what the tenant may be routed to.
+    let models: serde_json::Value = gw.get_json("/v1/models", &member).await;
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert!(!ids.contains(&"us-large"), "{ids:?}");
+    assert!(ids.contains(&"fake-small"), "{ids:?}");
     for slot in ["auth", "classify", "route"] {
         assert_eq!(
             upload(&gw, &admin, slot, HOSTILE.to_vec()).await.status(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::upstream::Upstream;
+use crate::support::upstream::{Behavior, Upstream};
 use crate::support::{TestGateway, chat_body, deployment, error_of, openai_provider};
 
 /// A deployment whose answers (the fake upstream's usage: 11 prompt, 3 completion tokens) cost exactly what
@@ -136,6 +136,7 @@ async fn a_burst_of_1000_concurrent_requests_never_overshoots_the_budget() {
     let metrics = gw
         .http
         .get(gw.url("/metrics"))
+        .bearer_auth(crate::support::ADMIN_TOKEN)
         .send()
         .await
         .unwrap()
@@ -865,5 +866,202 @@ async fn reservations_left_by_an_older_version_become_covers() {
             ("k1".to_owned(), "embeddings".to_owned(), 7),
             ("k2".to_owned(), "chat".to_owned(), 40),
         ]
+    );
+}
+
+/// An upstream whose answers report `prompt_tokens` and `completion_tokens` of 2^64 - 1.
+async fn absurd_usage_upstream() -> Upstream {
+    Upstream::start(Behavior::Json(json!({
+        "id": "chatcmpl-absurd", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": u64::MAX, "completion_tokens": u64::MAX, "total_tokens": u64::MAX}
+    })))
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_upstream_usage_is_clamped_audited_and_survives_a_restart() {
+    let up = absurd_usage_upstream().await;
+    let gw = small_gateway(&up).await;
+    let (tenant, _, key) = gw.tenant_key("acme").await;
+    let admin = admin_key(&gw, &tenant, "admin").await;
+    for _ in 0..3 {
+        let resp = gw
+            .post("/v1/chat/completions", &key, chat_body("small"))
+            .await;
+        assert_eq!(resp.status(), 200);
+    }
+    let max = sluice::providers::MAX_REPORTED_TOKENS;
+    // $1 in, $2 out per Mtok: each answer costs 100 + 200 dollars at the clamped usage.
+    let expected = json!({"requests": 3, "prompt_tokens": 3 * max, "completion_tokens": 3 * max,
+        "cost_micro_usd": 3 * 300_000_000});
+    let usage: Value = gw.get_json("/v1/usage", &admin).await;
+    assert_eq!(usage["total"], expected, "{usage}");
+    let export: Value = gw.get_json("/v1/audit/export", &admin).await;
+    let clamped: Vec<&Value> = export["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["fields"])
+        .filter(|f| f["endpoint"] == "chat")
+        .collect();
+    assert_eq!(clamped.len(), 3);
+    for f in clamped {
+        assert_eq!(f["subject"], "usage:clamped", "{f}");
+        assert_eq!(f["prompt_tokens"], max);
+    }
+
+    let gw = TestGateway::start_in(gw.stop_keep_dir().await).await;
+    let usage: Value = gw.get_json("/v1/usage", &admin).await;
+    assert_eq!(usage["total"], expected, "the restart read the same totals");
+    assert_eq!(
+        gw.post("/v1/chat/completions", &key, chat_body("small"))
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_spend_row_fails_its_key_closed_and_the_rest_is_served() {
+    let up = Upstream::ok().await;
+    let gw = small_gateway(&up).await;
+    let (damaged, _, damaged_key) = gw.tenant_key("damaged").await;
+    let (_, _, other_key) = gw.tenant_key("other").await;
+    set_budget(&gw, &damaged, json!({"daily_usd": 100.0})).await;
+    for key in [&damaged_key, &other_key] {
+        assert_eq!(
+            gw.post("/v1/chat/completions", key, chat_body("small"))
+                .await
+                .status(),
+            200
+        );
+    }
+    let dir = gw.stop_keep_dir().await;
+    // What an older version's overflowing sum left: a REAL where a count belongs.
+    let url = format!("sqlite://{}", dir.path().join("sluice.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let changed = sqlx::query("UPDATE spend_daily SET micro_usd = 1.8e19 WHERE tenant_id = ?")
+        .bind(&damaged)
+        .execute(&pool)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(changed, 1);
+    pool.close().await;
+
+    let gw = TestGateway::start_in(dir).await;
+    assert_eq!(
+        gw.post("/v1/chat/completions", &other_key, chat_body("small"))
+            .await
+            .status(),
+        200,
+        "other tenants are served"
+    );
+    let (status, err) = error_of(
+        gw.post("/v1/chat/completions", &damaged_key, chat_body("small"))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (402, Some("budget_exceeded")),
+        "the damaged key's budget counts as spent: {err}"
+    );
+    let admin = admin_key(&gw, &damaged, "admin").await;
+    let resp = gw
+        .http
+        .get(gw.url("/v1/usage"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "the usage endpoint still answers");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worst_case_counts_choices_tools_images_and_refuses_what_has_no_bound() {
+    let up = Upstream::ok().await;
+    let gw = small_gateway(&up).await;
+    let (tenant, _, key) = gw.tenant_key("acme").await;
+    // $1 in, $2 out per Mtok; a cap of 1,000 micro-USD a day.
+    set_budget(&gw, &tenant, json!({"daily_usd": 0.001})).await;
+
+    // n = 128 at max_tokens = 100 could generate 12,800 tokens (25,600 micro-USD). The prompt bound (17)
+    // leaves 983: 491 output tokens, 3 for each of the 128 choices.
+    let mut body = chat_body("small");
+    body["n"] = json!(128);
+    body["max_tokens"] = json!(100);
+    let resp = gw.post("/v1/chat/completions", &key, body).await;
+    assert_eq!(resp.status(), 200);
+    let seen = up.requests();
+    assert_eq!(seen[0].body["n"], 128);
+    assert_eq!(
+        seen[0].body["max_tokens"], 3,
+        "every choice's share of what is left"
+    );
+
+    let refused = |status: u16, code: &'static str, param: Option<&'static str>| {
+        move |(s, err): (u16, Value)| {
+            assert_eq!(s, status, "{err}");
+            assert_eq!(err["code"], code, "{err}");
+            assert_eq!(err["param"].as_str(), param, "{err}");
+        }
+    };
+    // 100 KB of tool definitions are 100,000 prompt tokens at most: more than the cap.
+    let mut body = chat_body("small");
+    body["tools"] = json!([{"type": "function", "function": {"name": "f", "description": "x".repeat(100_000)}}]);
+    refused(402, "budget_exceeded", None)(
+        error_of(gw.post("/v1/chat/completions", &key, body).await).await,
+    );
+    // So is a JSON schema the model is given.
+    let mut body = chat_body("small");
+    body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "s", "schema": {"description": "y".repeat(100_000)}}});
+    refused(402, "budget_exceeded", None)(
+        error_of(gw.post("/v1/chat/completions", &key, body).await).await,
+    );
+    // An image costs up to 25,501 prompt tokens, whatever its URL's length.
+    let mut body = chat_body("small");
+    body["messages"] = json!([{"role": "user", "content": [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+    ]}]);
+    refused(402, "budget_exceeded", None)(
+        error_of(gw.post("/v1/chat/completions", &key, body).await).await,
+    );
+    // A file has no bound at all: refused under the cap, naming the part.
+    let mut body = chat_body("small");
+    body["messages"] = json!([{"role": "user", "content": [
+        {"type": "text", "text": "summarise"},
+        {"type": "file", "file": {"file_id": "file-abc"}}
+    ]}]);
+    refused(400, "invalid_request", Some("messages[0].content[1]"))(
+        error_of(gw.post("/v1/chat/completions", &key, body.clone()).await).await,
+    );
+    assert_eq!(up.hits(), 1, "nothing refused reached the upstream");
+
+    // Without a cap the same file request passes through.
+    let (_, _, free_key) = gw.tenant_key("free").await;
+    assert_eq!(
+        gw.post("/v1/chat/completions", &free_key, body)
+            .await
+            .status(),
+        200
+    );
+    // A token rate limit needs the bound too.
+    let (limited, _, limited_key) = gw.tenant_key("limited").await;
+    let resp = gw
+        .admin(
+            Method::PUT,
+            &format!("/admin/v1/tenants/{limited}/limits"),
+            Some(json!({"tokens_per_minute": 1_000_000})),
+        )
+        .await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let mut body = chat_body("small");
+    body["messages"] =
+        json!([{"role": "user", "content": [{"type": "file", "file": {"file_data": "JVBERi0="}}]}]);
+    refused(400, "invalid_request", Some("messages[0].content[0]"))(
+        error_of(gw.post("/v1/chat/completions", &limited_key, body).await).await,
     );
 }

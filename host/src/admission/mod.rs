@@ -277,6 +277,12 @@ pub enum Rejection {
     },
     /// Too many requests in flight.
     Concurrency { scope: &'static str, limit: u32 },
+    /// The request holds content whose cost nothing bounds, and a limit (a token rate or a spend cap)
+    /// needs a bound.
+    Unbounded {
+        scope: &'static str,
+        limit: &'static str,
+    },
     /// The budget cannot cover the request's worst-case cost.
     Budget {
         scope: &'static str,
@@ -301,6 +307,7 @@ impl Rejection {
             Rejection::TooLarge { .. } => "too_large",
             Rejection::Concurrency { .. } => "concurrency",
             Rejection::Budget { .. } => "budget",
+            Rejection::Unbounded { .. } => "unbounded",
         }
     }
 }
@@ -310,8 +317,10 @@ impl Rejection {
 pub struct Demand<'a> {
     pub key_id: &'a str,
     pub endpoint: &'static str,
-    /// Upper bound of the tokens it may use: prompt bound plus the requested output cap.
+    /// Upper bound of the tokens it may use: prompt bound plus the requested output cap of every choice.
     pub tokens: u64,
+    /// Some of its content has no bound (`tokens` leaves it out): refused under a token rate limit.
+    pub unbounded: bool,
 }
 
 /// What a request asks of the budget, once its route is known.
@@ -319,8 +328,14 @@ pub struct Demand<'a> {
 pub struct BudgetAsk {
     /// Upper bound of the prompt tokens any upstream bills.
     pub prompt_tokens: u64,
-    /// The output cap the client asked for.
+    /// The output cap the client asked for, per choice.
     pub requested_output: Option<u32>,
+    /// Completions generated (`n`), each of which may use the whole output cap.
+    pub choices: u32,
+    /// Tokens billed at the output price beyond the choices' (predicted content).
+    pub extra_output_tokens: u64,
+    /// Some of its content has no bound: refused under a cap.
+    pub unbounded: bool,
     /// The output cap when the client set none (the route's smallest `max_output_tokens`).
     pub default_output: u32,
     /// The highest input and output prices among the route's deployments (failover may use any).
@@ -427,6 +442,12 @@ impl Admission {
                     };
                     let units = match unit {
                         Unit::Requests => 1,
+                        Unit::Tokens if demand.unbounded => {
+                            return Err(Rejection::Unbounded {
+                                scope: SCOPE_NAMES[s],
+                                limit: "token rate limit",
+                            });
+                        }
                         Unit::Tokens => demand.tokens,
                     };
                     if units > rate.amount {
@@ -533,10 +554,10 @@ impl Admission {
         for ledger in [&mut st.ledger, key_ledger] {
             ledger.roll(today);
             if day == today {
-                ledger.spent_day += micro_usd;
+                ledger.spent_day = ledger.spent_day.saturating_add(micro_usd);
             }
             if month_of(day) == ledger.month && day <= today {
-                ledger.spent_month += micro_usd;
+                ledger.spent_month = ledger.spent_month.saturating_add(micro_usd);
             }
         }
     }
@@ -683,16 +704,23 @@ impl Ticket {
             },
             price,
         );
-        let wanted = if ask.generates {
-            ask.requested_output.unwrap_or(ask.default_output)
+        let (wanted, choices, extra) = if ask.generates {
+            (
+                ask.requested_output.unwrap_or(ask.default_output),
+                ask.choices.max(1),
+                ask.extra_output_tokens,
+            )
         } else {
-            0
+            (0, 1, 0)
         };
-        let output_cost = |tokens: u32| {
+        // The output billed when every choice uses `per_choice` tokens.
+        let output_cost = |per_choice: u32| {
             cost_micro_usd(
                 Usage {
                     prompt_tokens: 0,
-                    completion_tokens: tokens.into(),
+                    completion_tokens: u64::from(per_choice)
+                        .saturating_mul(u64::from(choices))
+                        .saturating_add(extra),
                 },
                 price,
             )
@@ -716,16 +744,26 @@ impl Ticket {
                     needed_micro_usd: needed,
                     resets_at: resets_at.clone(),
                 };
-                // An exhausted budget admits nothing, not even a request that happens to cost nothing.
-                if left == 0 || prompt_cost > left {
-                    return Err(reject(prompt_cost.max(1)));
+                if ask.unbounded {
+                    return Err(Rejection::Unbounded {
+                        scope,
+                        limit: "spend cap",
+                    });
                 }
+                // What the request costs before any choice generates a token.
+                let fixed = prompt_cost.saturating_add(output_cost(0));
+                // An exhausted budget admits nothing, not even a request that happens to cost nothing.
+                if left == 0 || fixed > left {
+                    return Err(reject(fixed.max(1)));
+                }
+                // Output tokens per choice the rest pays for, every choice using them all.
                 let affordable = if price.output_micro_usd_per_mtok == 0 {
                     u64::from(u32::MAX)
                 } else {
                     u64::try_from(
-                        u128::from(left - prompt_cost) * 1_000_000
-                            / u128::from(price.output_micro_usd_per_mtok),
+                        u128::from(left - fixed) * 1_000_000
+                            / u128::from(price.output_micro_usd_per_mtok)
+                            / u128::from(choices),
                     )
                     .unwrap_or(u64::MAX)
                 };
@@ -734,7 +772,7 @@ impl Ticket {
                     return Err(reject(prompt_cost.saturating_add(output_cost(1))));
                 }
                 BudgetHold {
-                    micro_usd: prompt_cost + output_cost(max_output),
+                    micro_usd: prompt_cost.saturating_add(output_cost(max_output)),
                     max_output: (ask.generates
                         && (ask.requested_output.is_none() || max_output < wanted))
                         .then_some(max_output),
@@ -742,9 +780,9 @@ impl Ticket {
                 }
             }
         };
-        st.ledger.reserved += hold.micro_usd;
-        key.ledger.reserved += hold.micro_usd;
-        held.micro_usd += hold.micro_usd;
+        st.ledger.reserved = st.ledger.reserved.saturating_add(hold.micro_usd);
+        key.ledger.reserved = key.ledger.reserved.saturating_add(hold.micro_usd);
+        held.micro_usd = held.micro_usd.saturating_add(hold.micro_usd);
         Ok(hold)
     }
 

@@ -25,6 +25,7 @@ fn chat(key: &str, tokens: u64) -> Demand<'_> {
         key_id: key,
         endpoint: "chat",
         tokens,
+        unbounded: false,
     }
 }
 
@@ -108,6 +109,7 @@ fn endpoint_limits_apply_to_their_endpoint_only() {
         key_id: "k",
         endpoint: "embeddings",
         tokens: 1,
+        unbounded: false,
     };
     assert!(adm.admit("t", &emb).is_ok());
     assert!(adm.admit("t", &emb).is_ok());
@@ -241,6 +243,9 @@ fn ask(prompt: u64, max: Option<u32>, price: Price) -> BudgetAsk {
         default_output: 4096,
         price,
         generates: true,
+        choices: 1,
+        extra_output_tokens: 0,
+        unbounded: false,
     }
 }
 
@@ -298,6 +303,107 @@ fn concurrent_reservations_never_overshoot_the_cap() {
     // Exhausted: even a request that would cost nothing is refused.
     let t = adm.admit("t", &chat("k", 0)).unwrap();
     assert!(t.reserve_budget(&ask(0, Some(1), price(0, 0))).is_err());
+}
+
+#[test]
+fn every_choice_and_the_prediction_count_against_the_cap() {
+    let (_clock, adm) = setup(noon());
+    adm.set_budget(
+        "t",
+        None,
+        BudgetSet {
+            daily_micro_usd: Some(1_000),
+            monthly_micro_usd: None,
+        },
+    );
+    let p = price(1_000_000, 4_000_000); // $1 in, $4 out per Mtok
+    let t = adm.admit("t", &chat("k", 0)).unwrap();
+    // n = 128, max_tokens = 100 would cost 100 + 128 * 100 * 4 = 51,300. The 900 left after the prompt pay
+    // for 225 output tokens: 1 per choice.
+    let many = BudgetAsk {
+        choices: 128,
+        ..ask(100, Some(100), p)
+    };
+    let hold = t.reserve_budget(&many).unwrap();
+    assert_eq!(
+        hold,
+        BudgetHold {
+            micro_usd: 100 + 128 * 4,
+            max_output: Some(1),
+            capped: true
+        }
+    );
+    t.settle(0, 0);
+    // A prediction of 300 tokens is billed at the output price first: 100 + 1,200 is more than the cap.
+    let t = adm.admit("t", &chat("k", 0)).unwrap();
+    let predicted = BudgetAsk {
+        extra_output_tokens: 300,
+        ..ask(100, Some(10), p)
+    };
+    assert_eq!(t.reserve_budget(&predicted).unwrap_err().reason(), "budget");
+    // 300 choices cannot get one token each.
+    let t = adm.admit("t", &chat("k", 0)).unwrap();
+    let too_many = BudgetAsk {
+        choices: 300,
+        ..ask(100, Some(10), p)
+    };
+    assert_eq!(t.reserve_budget(&too_many).unwrap_err().reason(), "budget");
+    assert_eq!(
+        adm.remaining_budget("t", "k"),
+        Some(1_000),
+        "nothing was held"
+    );
+}
+
+#[test]
+fn content_without_a_bound_is_refused_under_a_cap_or_a_token_limit() {
+    let (_clock, adm) = setup(noon());
+    let p = price(1_000_000, 1_000_000);
+    let unbounded = BudgetAsk {
+        unbounded: true,
+        ..ask(100, Some(10), p)
+    };
+    let t = adm.admit("t", &chat("k", 0)).unwrap();
+    assert!(
+        !t.reserve_budget(&unbounded).unwrap().capped,
+        "without a cap nothing needs the bound"
+    );
+    adm.set_budget(
+        "t",
+        Some("k"),
+        BudgetSet {
+            daily_micro_usd: Some(1_000_000),
+            monthly_micro_usd: None,
+        },
+    );
+    let t = adm.admit("t", &chat("k", 0)).unwrap();
+    assert!(matches!(
+        t.reserve_budget(&unbounded).unwrap_err(),
+        Rejection::Unbounded {
+            scope: "key",
+            limit: "spend cap"
+        }
+    ));
+    adm.set_limits(
+        "t",
+        &Scope::Tenant,
+        LimitSet {
+            tokens_per_minute: Some(1_000_000),
+            ..LimitSet::default()
+        },
+    );
+    let demand = Demand {
+        unbounded: true,
+        ..chat("k2", 10)
+    };
+    assert!(matches!(
+        adm.admit("t", &demand).unwrap_err(),
+        Rejection::Unbounded {
+            scope: "tenant",
+            limit: "token rate limit"
+        }
+    ));
+    assert!(adm.admit("t", &chat("k2", 10)).is_ok());
 }
 
 #[test]

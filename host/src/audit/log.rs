@@ -39,11 +39,23 @@ pub struct Appended {
 }
 
 /// A signed checkpoint as stored.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedCheckpoint {
     pub size: u64,
     pub root: Hash,
     pub note: String,
+}
+
+/// What the latest checkpoint of a log covers, as the sequencer sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Coverage {
+    /// The latest signed checkpoint; `None` for a log without entries.
+    pub checkpoint: Option<SignedCheckpoint>,
+    /// Entries the log holds now, covered or not.
+    pub log_size: u64,
+    /// How long until a checkpoint covering them may be signed (the once-per-interval rule); zero when
+    /// every entry is covered.
+    pub next_signing_in: Duration,
 }
 
 type Reply = oneshot::Sender<Result<Appended, AuditError>>;
@@ -75,7 +87,7 @@ enum Command {
     Covers(Box<CoverChange>),
     Checkpoint {
         tenant: String,
-        reply: oneshot::Sender<Result<Option<SignedCheckpoint>, AuditError>>,
+        reply: oneshot::Sender<Result<Coverage, AuditError>>,
     },
     /// Sign every log that grew since its last checkpoint (shutdown).
     Flush {
@@ -339,6 +351,12 @@ impl AuditLog {
         &self,
         tenant: &str,
     ) -> Result<Option<SignedCheckpoint>, AuditError> {
+        Ok(self.coverage(tenant).await?.checkpoint)
+    }
+
+    /// Like `checkpoint_now`, with what the checkpoint leaves uncovered: a checkpoint signed within the
+    /// interval is handed out as it is, and may cover fewer entries than the log holds.
+    pub async fn coverage(&self, tenant: &str) -> Result<Coverage, AuditError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Command::Checkpoint {
@@ -617,7 +635,8 @@ impl Writer {
             self.commit(appends, raises).await;
         }
         for (tenant, reply) in checkpoints {
-            let _ = reply.send(self.sign(&tenant, true).await);
+            let signed = self.sign(&tenant, true).await;
+            let _ = reply.send(signed.map(|checkpoint| self.coverage(&tenant, checkpoint)));
         }
         self.sign_due(!flushes.is_empty()).await;
         for reply in flushes {
@@ -791,6 +810,22 @@ impl Writer {
         answer.await.unwrap_or(Err(AuditError::Stopped))
     }
 
+    /// What `checkpoint` (the latest of `tenant`'s log) covers of the log.
+    fn coverage(&self, tenant: &str, checkpoint: Option<SignedCheckpoint>) -> Coverage {
+        let tail = self.tails.get(tenant);
+        let log_size = tail.map_or(0, |t| t.size);
+        let covered = checkpoint.as_ref().map_or(0, |c| c.size);
+        let next_signing_in = match tail.and_then(|t| t.signed_at) {
+            Some(at) if covered < log_size => self.interval.saturating_sub(at.elapsed()),
+            _ => Duration::ZERO,
+        };
+        Coverage {
+            checkpoint,
+            log_size,
+            next_signing_in,
+        }
+    }
+
     /// Signs logs that grew since their last checkpoint and whose interval has passed (all of them if
     /// `all`).
     async fn sign_due(&mut self, all: bool) {
@@ -897,10 +932,12 @@ fn add_spend(spend: &mut HashMap<(String, String, u64), SpendRow>, entry: &Entry
             day,
             ..SpendRow::default()
         });
-    row.requests += 1;
-    row.prompt_tokens += entry.prompt_tokens;
-    row.completion_tokens += entry.completion_tokens;
-    row.micro_usd += entry.cost_micro_usd;
+    row.requests = row.requests.saturating_add(1);
+    row.prompt_tokens = row.prompt_tokens.saturating_add(entry.prompt_tokens);
+    row.completion_tokens = row
+        .completion_tokens
+        .saturating_add(entry.completion_tokens);
+    row.micro_usd = row.micro_usd.saturating_add(entry.cost_micro_usd);
 }
 
 /// Sums the batch's cover changes per (tenant, key, endpoint) into `raise` and `lower` (the latter next to

@@ -12,7 +12,7 @@ pub mod verify;
 use base64::Engine;
 use ed25519_dalek::SigningKey;
 
-pub use log::{Appended, AuditError, AuditLog, SignedCheckpoint, Signer};
+pub use log::{Appended, AuditError, AuditLog, Coverage, SignedCheckpoint, Signer};
 
 pub use crate::config::key32_from_text;
 

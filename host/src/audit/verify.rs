@@ -13,13 +13,13 @@ use super::note::{self, Checkpoint};
 pub const FORMAT: &str = "sluice-audit-export/1";
 
 /// One exported entry: its index and its canonical bytes (base64). `fields` is the decoded form, for
-/// reading only; the verifier ignores it and decodes the bytes itself.
+/// reading; the verifier decodes the bytes itself and refuses an export whose `fields` say anything else.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExportedEntry {
     pub index: u64,
     pub entry: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fields: Option<Entry>,
+    pub fields: Option<serde_json::Value>,
     /// The stored prompt and response with their salts (base64), while retention keeps them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<ExportedContent>,
@@ -222,8 +222,39 @@ fn verify_entry(
             format!("modified: entry {expected} chains to a different previous leaf hash"),
         ));
     }
+    verify_fields(exported, &entry, expected)?;
     verify_content(exported, &entry, expected)?;
     Ok(merkle::leaf_hash(&bytes))
+}
+
+/// Checks that the readable `fields` of entry `expected` (if any) say exactly what its signed bytes say:
+/// a reader of the export must not be shown numbers the checkpoint does not cover.
+fn verify_fields(
+    exported: &ExportedEntry,
+    entry: &Entry,
+    expected: u64,
+) -> Result<(), VerifyError> {
+    let Some(fields) = &exported.fields else {
+        return Ok(());
+    };
+    let signed = serde_json::to_value(entry)
+        .map_err(|e| entry_err(expected, format!("cannot encode the entry: {e}")))?;
+    if *fields == signed {
+        return Ok(());
+    }
+    let differing = match (fields.as_object(), signed.as_object()) {
+        (Some(shown), Some(signed)) => shown
+            .keys()
+            .chain(signed.keys())
+            .find(|k| shown.get(*k) != signed.get(*k))
+            .cloned()
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    Err(entry_err(
+        expected,
+        format!("its readable `fields` differ from its signed bytes (`{differing}` edited)"),
+    ))
 }
 
 /// Checks the exported content of entry `expected` (if any) against the commitments in its bytes.

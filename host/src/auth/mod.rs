@@ -73,6 +73,11 @@ pub enum AuthError {
     /// Unknown id, wrong secret and revoked key look the same from outside.
     #[error("the API key is not valid")]
     Invalid,
+    /// Two credentials that may name different keys: the gateway never picks one.
+    #[error(
+        "the request carries more than one credential (two `Authorization` or `x-api-key` headers, or both headers with different keys): send one"
+    )]
+    Conflicting,
 }
 
 struct LiveKey {
@@ -169,13 +174,28 @@ impl KeyStore {
 }
 
 /// The bearer token of an `Authorization` header, or the `x-api-key` header Anthropic clients send.
-pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
-    if let Some(v) = headers.get(http::header::AUTHORIZATION) {
-        let v = v.to_str().ok()?;
-        let (scheme, token) = v.split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
+/// Both headers are accepted when they carry the same key; two of either, or two different keys, are
+/// `Conflicting`.
+pub fn bearer(headers: &http::HeaderMap) -> Result<&str, AuthError> {
+    let only = |name: &str| -> Result<Option<&str>, AuthError> {
+        let mut values = headers.get_all(name).iter();
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(AuthError::Conflicting);
+        }
+        Ok(first.map(|v| v.to_str().unwrap_or_default()))
+    };
+    let authorization = only(http::header::AUTHORIZATION.as_str())?.map(|v| {
+        v.split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map_or("", |(_, token)| token.trim())
+    });
+    let api_key = only("x-api-key")?.map(str::trim);
+    match (authorization, api_key) {
+        (Some(a), Some(k)) if a != k => Err(AuthError::Conflicting),
+        (Some(token), _) | (None, Some(token)) if !token.is_empty() => Ok(token),
+        _ => Err(AuthError::Missing),
     }
-    headers.get("x-api-key").and_then(|v| v.to_str().ok())
 }
 
 /// Constant-time check of a presented operator token against the configured SHA-256.

@@ -130,8 +130,22 @@ pub struct ServerConfig {
     pub max_headers: usize,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Most open client connections; `None` derives it from the open-file limit when serving.
+    pub max_connections: Option<u32>,
+    pub metrics_tenant_label: TenantLabel,
     pub h2_max_concurrent_streams: u32,
     pub shutdown_grace: Duration,
+}
+
+/// How `/metrics` names a request's tenant. Tenant ids are kept out by default: they are credentials'
+/// neighbours and say nothing to a dashboard reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantLabel {
+    /// The name the operator gave the tenant.
+    Name,
+    Id,
+    /// No tenant label: requests are counted across tenants.
+    None,
 }
 
 #[derive(Debug, Clone)]
@@ -539,7 +553,22 @@ fn validate_server(raw: raw::RawServer, base: &Path) -> Result<ServerConfig, Con
             .unwrap_or(usize::MAX)
             .max(8),
         header_read_timeout: ms(raw.header_read_timeout_ms, 10_000),
-        idle_timeout: Duration::from_secs(raw.idle_timeout_s.unwrap_or(60)),
+        idle_timeout: Duration::from_secs(raw.idle_timeout_s.unwrap_or(60).max(1)),
+        max_connections: match raw.max_connections {
+            Some(0) => return Err(field_err("server.max_connections", "must be positive")),
+            n => n,
+        },
+        metrics_tenant_label: match raw.metrics_tenant_label.as_deref() {
+            None | Some("name") => TenantLabel::Name,
+            Some("id") => TenantLabel::Id,
+            Some("none") => TenantLabel::None,
+            Some(_) => {
+                return Err(field_err(
+                    "server.metrics_tenant_label",
+                    "must be `name`, `id` or `none`",
+                ));
+            }
+        },
         h2_max_concurrent_streams: u32::try_from(h2)
             .map_err(|_| field_err("server.h2_max_concurrent_streams", "must fit in 32 bits"))?,
         shutdown_grace: Duration::from_secs(raw.shutdown_grace_s.unwrap_or(30)),
@@ -1107,7 +1136,7 @@ price = { input_per_mtok = 0.10, output_per_mtok = 0.40 }
               |
             4 | listn = "127.0.0.1:8080"
               | ^^^^^
-            unknown field `listn`, expected one of `listen`, `insecure_plaintext`, `tls`, `max_body_bytes`, `max_header_bytes`, `max_headers`, `header_read_timeout_ms`, `idle_timeout_s`, `h2_max_concurrent_streams`, `shutdown_grace_s`
+            unknown field `listn`, expected one of `listen`, `insecure_plaintext`, `tls`, `max_body_bytes`, `max_header_bytes`, `max_headers`, `header_read_timeout_ms`, `idle_timeout_s`, `max_connections`, `metrics_tenant_label`, `h2_max_concurrent_streams`, `shutdown_grace_s`
             "###);
         let bad_tier = ISSUE_EXAMPLE.replace("\"simple\"", "\"simplest\"");
         insta::assert_snapshot!(err(&bad_tier), @"config field `deployments[0].tier`: `simplest` is not one of simple, standard, complex");

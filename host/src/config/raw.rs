@@ -46,8 +46,15 @@ pub struct RawServer {
     pub max_headers: Option<u64>,
     /// Time allowed to receive a request's headers, in milliseconds. Default 10,000.
     pub header_read_timeout_ms: Option<u64>,
-    /// Idle keep-alive connections are closed after this many seconds. Default 60.
+    /// A connection with no request in flight is closed after this many seconds (HTTP/1.1 and HTTP/2;
+    /// HTTP/2 connections are pinged at this interval too). Default 60, at least 1.
     pub idle_timeout_s: Option<u64>,
+    /// Most open client connections; more are closed as they are accepted. Default: half the process's
+    /// open-file limit, at most 10,000.
+    pub max_connections: Option<u32>,
+    /// How `/metrics` names a request's tenant: `name` (the name the operator gave it), `id`, or `none`.
+    /// Default `name`.
+    pub metrics_tenant_label: Option<String>,
     /// HTTP/2 concurrent streams per connection. Default 128.
     pub h2_max_concurrent_streams: Option<u64>,
     /// Time given to in-flight requests and streams on shutdown, in seconds. Default 30.

@@ -3,6 +3,8 @@
 //! erasure of the tenant's stored content.
 //! The tenant comes from the credential, never from the URL.
 
+use std::time::Duration;
+
 use base64::Engine;
 
 use super::{ControlRequest, Endpoint, View};
@@ -32,6 +34,9 @@ async fn leaves(app: &App, tenant: &str, size: u64) -> Result<Vec<Hash>, ApiErro
         .collect())
 }
 
+/// The longest an audit read waits for a checkpoint to cover what it needs.
+const MAX_COVER_WAIT: Duration = Duration::from_secs(2);
+
 /// The latest checkpoint covering the log (signed now unless one was signed within the interval).
 async fn latest(app: &App, tenant: &str) -> Result<crate::audit::SignedCheckpoint, ApiError> {
     app.audit
@@ -39,6 +44,44 @@ async fn latest(app: &App, tenant: &str) -> Result<crate::audit::SignedCheckpoin
         .await
         .map_err(unavailable)?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "the log has no entries yet"))
+}
+
+/// The latest checkpoint once it covers the first `size` entries, or, with `None`, every entry the log
+/// held when asked. A checkpoint signed within the interval covers fewer: this waits for the next signing
+/// when it comes within `MAX_COVER_WAIT`, and is otherwise 409 `not_checkpointed` with `Retry-After`.
+async fn covering(
+    app: &App,
+    tenant: &str,
+    size: Option<u64>,
+) -> Result<crate::audit::SignedCheckpoint, ApiError> {
+    let started = tokio::time::Instant::now();
+    let mut coverage = app.audit.coverage(tenant).await.map_err(unavailable)?;
+    let wanted = size.unwrap_or(coverage.log_size);
+    loop {
+        let Some(cp) = coverage.checkpoint else {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                "the log has no entries yet",
+            ));
+        };
+        if cp.size >= wanted {
+            return Ok(cp);
+        }
+        let wait = coverage.next_signing_in.max(Duration::from_millis(5));
+        if started.elapsed() + wait > MAX_COVER_WAIT {
+            let retry = wait.as_secs_f64().ceil().max(1.0);
+            return Err(ApiError::new(
+                ErrorCode::NotCheckpointed,
+                format!(
+                    "the latest signed checkpoint covers {} entries and this needs {wanted}; the next one is signed within {retry} s",
+                    cp.size
+                ),
+            )
+            .with_header(http::header::RETRY_AFTER, &retry.to_string()));
+        }
+        tokio::time::sleep(wait).await;
+        coverage = app.audit.coverage(tenant).await.map_err(unavailable)?;
+    }
 }
 
 fn ok(v: serde_json::Value) -> View {
@@ -121,7 +164,7 @@ async fn inclusion(app: &App, tenant: &str, call: &ControlRequest<'_>) -> Result
         .await
         .map_err(unavailable)?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no entry records that request"))?;
-    let cp = latest(app, tenant).await?;
+    let cp = covering(app, tenant, Some(index.saturating_add(1))).await?;
     let leaves = leaves(app, tenant, cp.size).await?;
     let proof = merkle::inclusion_proof(&leaves, index, cp.size)
         .ok_or_else(|| ApiError::new(ErrorCode::Internal, "inclusion proof out of range"))?;
@@ -138,8 +181,26 @@ async fn consistency(app: &App, tenant: &str, call: &ControlRequest<'_>) -> Resu
     let from = call
         .number("from")?
         .ok_or_else(|| ApiError::invalid("from", "`from` is required"))?;
-    let cp = latest(app, tenant).await?;
-    let to = call.number("to")?.unwrap_or(cp.size);
+    let to = call.number("to")?;
+    let cp = match to {
+        Some(to) => {
+            let log_size = app
+                .audit
+                .coverage(tenant)
+                .await
+                .map_err(unavailable)?
+                .log_size;
+            if to > log_size {
+                return Err(ApiError::invalid(
+                    "to",
+                    format!("`to` is past the end of the log ({log_size} entries)"),
+                ));
+            }
+            covering(app, tenant, Some(to)).await?
+        }
+        None => latest(app, tenant).await?,
+    };
+    let to = to.unwrap_or(cp.size);
     if from > to || to > cp.size {
         return Err(ApiError::invalid(
             "from",
@@ -162,7 +223,7 @@ async fn consistency(app: &App, tenant: &str, call: &ControlRequest<'_>) -> Resu
 
 async fn export(app: &App, tenant: &str) -> Result<View, ApiError> {
     let storage = app.audit.storage();
-    let cp = latest(app, tenant).await?;
+    let cp = covering(app, tenant, None).await?;
     let rows = storage
         .audit_entries(tenant, 0, cp.size)
         .await
@@ -192,7 +253,9 @@ async fn export(app: &App, tenant: &str) -> Result<View, ApiError> {
             };
             ExportedEntry {
                 index,
-                fields: Entry::decode(&bytes).ok(),
+                fields: Entry::decode(&bytes)
+                    .ok()
+                    .and_then(|e| serde_json::to_value(e).ok()),
                 entry: base64::engine::general_purpose::STANDARD.encode(&bytes),
                 content,
                 content_error,

@@ -10,9 +10,6 @@ mod policies;
 pub mod spend;
 mod tenant;
 
-use std::future::Future;
-use std::pin::Pin;
-
 use bytes::Bytes;
 use http::HeaderMap;
 
@@ -135,8 +132,7 @@ pub fn body_limit(app: &App, endpoint: Endpoint) -> usize {
     }
 }
 
-/// Reads the request body (its media type and size checked), when an endpoint asks for it.
-pub type BodyRead = Pin<Box<dyn Future<Output = Result<Bytes, ApiError>> + Send>>;
+pub use crate::pipeline::BodyRead;
 
 /// A control-plane request as the edge hands it over.
 pub struct ControlRequest<'a> {
@@ -257,10 +253,7 @@ pub async fn serve(
     let (who, name) = endpoint.who_and_name();
     match who {
         Who::Operator => {
-            let authorized = crate::auth::bearer(call.headers).is_some_and(|t| {
-                crate::auth::operator_token_matches(t, ex.app.admin_token_sha256())
-            });
-            if !authorized {
+            if !ex.app.is_operator(call.headers) {
                 return Err(ApiError::new(
                     ErrorCode::Unauthenticated,
                     "a valid operator token is required",

@@ -118,6 +118,7 @@ async fn create_tenant(app: &App, body: CreateTenant) -> Result<View, ApiError> 
     valid_name("name", &body.name)?;
     let id = uuid::Uuid::now_v7().to_string();
     let row = app.storage.create_tenant(&id, body.name.trim()).await?;
+    app.metrics.name_tenant(&row.id, &row.name);
     tracing::info!(tenant = %row.id, "tenant created");
     Ok(View::status(
         201,

@@ -204,10 +204,10 @@ pub async fn usage_view(app: &App, tenant: &str, days: u64) -> Result<serde_json
         .map_err(unavailable)?;
     let total = rows.iter().fold((0u64, 0u64, 0u64, 0u64), |t, r| {
         (
-            t.0 + r.requests,
-            t.1 + r.prompt_tokens,
-            t.2 + r.completion_tokens,
-            t.3 + r.micro_usd,
+            t.0.saturating_add(r.requests),
+            t.1.saturating_add(r.prompt_tokens),
+            t.2.saturating_add(r.completion_tokens),
+            t.3.saturating_add(r.micro_usd),
         )
     });
     let data: Vec<_> = rows

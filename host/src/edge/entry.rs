@@ -1,6 +1,6 @@
-//! Request entry: request id, trace, span, the route table, phase 2 (validate: header limits, content type,
-//! body limit), dispatch, panic catching, metrics, and rendering what the layers below return. Generic over
-//! the request body, so tests can drive it in process.
+//! Request entry: request id, trace, span, header limits, the route table, the body read the pipeline's
+//! validate phase awaits (content type, body limit), dispatch, panic catching, metrics, and rendering what
+//! the layers below return. Generic over the request body, so tests can drive it in process.
 
 use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
@@ -15,9 +15,10 @@ use tracing::Instrument;
 
 use super::routes::{self, Route, Target};
 use crate::app::App;
-use crate::control::{self, BodyRead, ControlRequest, View};
+use crate::control::{self, ControlRequest, View};
 use crate::error::{ApiError, ErrorCode, JSON};
 use crate::metrics::{ErrorLabels, RequestLabels};
+use crate::pipeline::BodyRead;
 use crate::pipeline::{self, Exchange, Reply, Routed};
 
 /// Every response body: full JSON, or a stream of server-sent events.
@@ -179,11 +180,10 @@ fn count(app: &App, ex: &Exchange, status: u16, span: &tracing::Span) {
     app.metrics
         .requests
         .get_or_create(&RequestLabels {
-            tenant: ex
-                .principal
-                .as_ref()
-                .map(|p| p.tenant_id.to_string())
-                .unwrap_or_default(),
+            tenant: app.metrics.tenant_label(
+                ex.principal.as_ref().map(|p| &*p.tenant_id),
+                app.limits.metrics_tenant_label,
+            ),
             route: ex.route,
             status,
         })
@@ -207,42 +207,66 @@ async fn dispatch<B: RequestBody>(
     ex: &mut Exchange,
     req: http::Request<B>,
 ) -> Result<Response<Body>, ApiError> {
-    let route = routes::route(req.method(), req.uri().path()).map_err(|e| unread_body(e, &req))?;
     let app = ex.app.clone();
+    check_headers(&app, req.headers()).map_err(|e| unread_body(e, &req))?;
+    let route = routes::route(req.method(), req.uri().path()).map_err(|e| unread_body(e, &req))?;
     match route.target {
         Target::Healthz => Ok(json_response(StatusCode::OK, r#"{"status":"ok"}"#)),
         Target::Readyz => readyz(&app).await,
-        Target::Metrics => Ok(metrics(&app)),
+        Target::Metrics => {
+            // Operators only: the metrics name tenants and show their traffic.
+            if !app.is_operator(req.headers()) {
+                return Err(ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "`/metrics` needs the operator token",
+                ));
+            }
+            Ok(metrics(&app))
+        }
         Target::AuditKeys => Ok(json_response(StatusCode::OK, audit_keys(&app))),
         Target::Chat | Target::Embeddings => {
             let (parts, body) = req.into_parts();
-            check_headers(&app, &parts.headers)?;
-            check_content_type(&parts.headers, "application/json")?;
-            let bytes = read_body(&app, &parts.headers, body).await?;
-            let reply = if route.target == Target::Chat {
-                pipeline::chat(ex, &parts.headers, bytes).await?
-            } else {
-                pipeline::embeddings(ex, &parts.headers, bytes).await?
+            let read = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let body: BodyRead = {
+                let (headers, read) = (parts.headers.clone(), read.clone());
+                Box::pin(async move {
+                    read.store(true, std::sync::atomic::Ordering::Relaxed);
+                    check_content_type(&headers, "application/json")?;
+                    read_body(&app, &headers, body).await
+                })
             };
-            Ok(render(reply))
+            let reply = if route.target == Target::Chat {
+                pipeline::chat(ex, &parts.headers, body).await
+            } else {
+                pipeline::embeddings(ex, &parts.headers, body).await
+            };
+            // Refused before the body was read (no valid key): its bytes are still on the connection.
+            let unread = !read.load(std::sync::atomic::Ordering::Relaxed);
+            Ok(render(reply.map_err(|e| {
+                if unread {
+                    close_unread(e, &parts.headers, parts.version)
+                } else {
+                    e
+                }
+            })?))
         }
-        Target::Models => {
-            check_headers(&app, req.headers())?;
-            Ok(render(pipeline::models(ex, req.headers()).await?))
-        }
+        Target::Models => Ok(render(pipeline::models(ex, req.headers()).await?)),
         Target::Control(endpoint) => control_plane(ex, endpoint, route, req).await,
     }
 }
 
 /// A refusal of an HTTP/1 request whose body was never read leaves its bytes on the connection: close it,
 /// or the client's next request would be read after them.
-fn unread_body<B>(mut e: ApiError, req: &http::Request<B>) -> ApiError {
-    let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
-        || req
-            .headers()
+fn unread_body<B>(e: ApiError, req: &http::Request<B>) -> ApiError {
+    close_unread(e, req.headers(), req.version())
+}
+
+fn close_unread(mut e: ApiError, headers: &HeaderMap, version: http::Version) -> ApiError {
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
             .get(header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() != b"0");
-    if has_body && req.version() <= http::Version::HTTP_11 {
+    if has_body && version <= http::Version::HTTP_11 {
         e.headers
             .push((header::CONNECTION, HeaderValue::from_static("close")));
     }
@@ -373,7 +397,7 @@ fn audit_keys(app: &App) -> String {
     .to_string()
 }
 
-// ---- phase 2: validate ---------------------------------------------------------------------------
+// ---- limits on what the client sends ------------------------------------------------------------
 
 fn check_headers(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
     let count = headers.len();

@@ -6,10 +6,12 @@
 mod entry;
 pub mod routes;
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
@@ -105,7 +107,12 @@ impl Gateway {
         let tracker = TaskTracker::new();
         let conn_shutdown = CancellationToken::new();
         let pruner = spawn_pruner(app.clone(), shutdown.clone());
-        tracing::info!(addr = ?listener.local_addr().ok(), tls = tls.is_some(), "listening");
+        let max_connections = limits
+            .max_connections
+            .map_or_else(default_max_connections, |n| n as usize);
+        let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+        let mut accept_log = AcceptLog::default();
+        tracing::info!(addr = ?listener.local_addr().ok(), tls = tls.is_some(), max_connections, "listening");
         loop {
             let accepted = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -114,11 +121,19 @@ impl Gateway {
             let (stream, peer) = match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
-                    // Usually EMFILE: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
+                    // Usually EMFILE: back off instead of spinning, and say so once per interval.
+                    app.metrics.accept_errors.inc();
+                    accept_log.failed(&e);
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 }
+            };
+            // At the cap the connection is closed at once: the client learns now, and the descriptors left
+            // stay free for upstreams and the database.
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                app.metrics.connections_refused.inc();
+                accept_log.refused(max_connections);
+                continue;
             };
             let _ = stream.set_nodelay(true);
             let conn = Connection {
@@ -126,9 +141,16 @@ impl Gateway {
                 builder: builder.clone(),
                 stop: conn_shutdown.clone(),
                 first_bytes: limits.header_read_timeout,
+                idle: limits.idle_timeout,
                 peer,
             };
-            tracker.spawn(conn.serve(stream, tls.clone()));
+            app.metrics.open_connections.inc();
+            let (open, tls) = (app.clone(), tls.clone());
+            tracker.spawn(async move {
+                conn.serve(stream, tls).await;
+                open.metrics.open_connections.dec();
+                drop(slot);
+            });
         }
         // Draining: readiness goes false, the listener closes, open connections finish what they have.
         app.start_draining();
@@ -150,6 +172,65 @@ impl Gateway {
         pruner.abort();
         app.close().await;
         tracing::info!("stopped");
+    }
+}
+
+/// The connection cap when none is configured: half the process's open-file limit (the other half is for
+/// upstream connections, the database and the policy compiler), at most 10,000.
+fn default_max_connections() -> usize {
+    open_file_limit().map_or(512, |n| (n / 2).clamp(16, 10_000))
+}
+
+/// The soft open-file limit, from `/proc/self/limits` (Linux).
+fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Logs accept failures and refused connections at most once per interval, with how many there were: a
+/// flood of them must not become a flood of log lines.
+#[derive(Default)]
+struct AcceptLog {
+    since: Option<std::time::Instant>,
+    failed: u64,
+    refused: u64,
+}
+
+impl AcceptLog {
+    const INTERVAL: Duration = Duration::from_secs(10);
+
+    fn failed(&mut self, e: &std::io::Error) {
+        self.failed += 1;
+        if self.due() {
+            tracing::warn!(error = %e, failures = self.failed, refused = self.refused, "accept failed");
+            self.reset();
+        }
+    }
+
+    fn refused(&mut self, max: usize) {
+        self.refused += 1;
+        if self.due() {
+            tracing::warn!(
+                max_connections = max,
+                failures = self.failed,
+                refused = self.refused,
+                "connections refused at the cap"
+            );
+            self.reset();
+        }
+    }
+
+    fn due(&self) -> bool {
+        self.since
+            .is_none_or(|at| at.elapsed() >= AcceptLog::INTERVAL)
+    }
+
+    fn reset(&mut self) {
+        *self = AcceptLog {
+            since: Some(std::time::Instant::now()),
+            ..AcceptLog::default()
+        };
     }
 }
 
@@ -200,6 +281,8 @@ struct Connection {
     builder: Arc<auto::Builder<TokioExecutor>>,
     stop: CancellationToken,
     first_bytes: Duration,
+    /// A connection with no request in flight this long is closed.
+    idle: Duration,
     peer: SocketAddr,
 }
 
@@ -210,6 +293,7 @@ impl Connection {
             builder,
             stop,
             first_bytes,
+            idle,
             peer,
         } = self;
         match tls {
@@ -220,7 +304,9 @@ impl Connection {
                     () = stop.cancelled() => return,
                 };
                 match handshake {
-                    Ok(Ok(tls_stream)) => serve_connection(app, &builder, tls_stream, stop).await,
+                    Ok(Ok(tls_stream)) => {
+                        serve_connection(app, &builder, tls_stream, stop, idle).await;
+                    }
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 }
@@ -237,8 +323,53 @@ impl Connection {
                     tracing::debug!(%peer, "no request bytes before the header timeout");
                     return;
                 }
-                serve_connection(app, &builder, stream, stop).await;
+                serve_connection(app, &builder, stream, stop, idle).await;
             }
+        }
+    }
+}
+
+/// Requests in flight on one connection (their response bodies included), and since when there were none.
+#[derive(Debug)]
+struct Activity {
+    state: std::sync::Mutex<(usize, tokio::time::Instant)>,
+}
+
+impl Activity {
+    fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            state: std::sync::Mutex::new((0, tokio::time::Instant::now())),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, tokio::time::Instant)> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts a request until the returned guard is dropped.
+    fn begin(self: &Arc<Activity>) -> Busy {
+        self.lock().0 += 1;
+        Busy(self.clone())
+    }
+
+    /// When the connection will have been idle for `idle`; `None` while a request is in flight.
+    fn idle_deadline(&self, idle: Duration) -> Option<tokio::time::Instant> {
+        let (busy, since) = *self.lock();
+        (busy == 0).then(|| since + idle)
+    }
+}
+
+/// One request in flight on a connection.
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.0 = state.0.saturating_sub(1);
+        if state.0 == 0 {
+            state.1 = tokio::time::Instant::now();
         }
     }
 }
@@ -248,23 +379,51 @@ async fn serve_connection<I>(
     builder: &auto::Builder<TokioExecutor>,
     io: I,
     stop: CancellationToken,
+    idle: Duration,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |req| entry::handle(app.clone(), req));
+    let activity = Activity::new();
+    let counted = activity.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let (app, busy) = (app.clone(), counted.begin());
+        async move {
+            let resp = entry::handle(app, req).await?;
+            // The request stays in flight until its body (a stream, maybe) is done or dropped.
+            Ok::<_, Infallible>(resp.map(|body| {
+                body.map_frame(move |frame| {
+                    let _in_flight = &busy;
+                    frame
+                })
+                .boxed_unsync()
+            }))
+        }
+    });
     let conn = builder.serve_connection(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
-    tokio::select! {
-        result = conn.as_mut() => {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "connection ended with an error");
+    loop {
+        // hyper closes no idle HTTP/2 connection whose client answers pings: close any connection with
+        // nothing in flight for `idle` (a GOAWAY for HTTP/2), so idle clients cannot hold descriptors.
+        let deadline = activity
+            .idle_deadline(idle)
+            .unwrap_or_else(|| tokio::time::Instant::now() + idle);
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep_until(deadline) => {
+                if activity.idle_deadline(idle).is_some_and(|d| d <= tokio::time::Instant::now()) {
+                    break;
+                }
             }
         }
-        () = stop.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error while draining");
-            }
-        }
+    }
+    conn.as_mut().graceful_shutdown();
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "connection ended with an error while closing");
     }
 }

@@ -105,6 +105,10 @@ impl Record {
         } else {
             usage
         };
+        let (usage, clamped) = match usage.map(Usage::clamped) {
+            Some((u, clamped)) => (Some(u), clamped),
+            None => (None, false),
+        };
         let charge = self
             .outcome_unknown
             .then_some(self.reserved_micro_usd.unwrap_or(0));
@@ -116,6 +120,8 @@ impl Record {
         // Requests record how their charge was found when it was not the upstream's own usage report.
         let subject = if charge.is_some() && self.reserved_micro_usd.is_some() {
             "usage:reservation"
+        } else if clamped {
+            "usage:clamped"
         } else if estimated {
             "usage:estimated"
         } else {

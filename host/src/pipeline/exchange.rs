@@ -9,14 +9,14 @@ use http::HeaderMap;
 
 use super::audit_guard::{AuditGuard, Record};
 use crate::app::App;
-use crate::auth::{AuthError, Principal};
+use crate::auth::Principal;
 use crate::error::{ApiError, ErrorCode};
 
 /// The named phases of a request, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
-    Validate,
     Authenticate,
+    Validate,
     Authorize,
     Admit,
     Candidates,
@@ -31,8 +31,8 @@ pub enum Phase {
 impl Phase {
     /// Every phase, in order.
     pub const ALL: [Phase; 11] = [
-        Phase::Validate,
         Phase::Authenticate,
+        Phase::Validate,
         Phase::Authorize,
         Phase::Admit,
         Phase::Candidates,
@@ -46,8 +46,8 @@ impl Phase {
 
     pub fn index(self) -> u8 {
         match self {
-            Phase::Validate => 0,
-            Phase::Authenticate => 1,
+            Phase::Authenticate => 0,
+            Phase::Validate => 1,
             Phase::Authorize => 2,
             Phase::Admit => 3,
             Phase::Candidates => 4,
@@ -136,9 +136,8 @@ impl Exchange {
         endpoint: &'static str,
     ) -> Result<Principal, ApiError> {
         let start = Instant::now();
-        let result = crate::auth::bearer(headers)
-            .ok_or(AuthError::Missing)
-            .and_then(|token| self.app.keys.authenticate(token));
+        let result =
+            crate::auth::bearer(headers).and_then(|token| self.app.keys.authenticate(token));
         self.app
             .metrics
             .observe_phase("authenticate", start.elapsed().as_secs_f64());

@@ -69,8 +69,8 @@ pub struct Call<'x> {
     pub request: Typed,
     /// The request body as the client sent it: the audited prompt.
     pub prompt: Bytes,
-    /// Upper bound of the prompt tokens any upstream bills.
-    pub prompt_tokens: u64,
+    /// Upper bounds of what the request can be billed: prompt tokens, choices, content without a bound.
+    pub bound: wire::ChatBound,
     /// The output cap the client asked for.
     pub max_output: Option<u32>,
     pub stream: bool,
@@ -141,6 +141,26 @@ impl Call<'_> {
 
 // ---- validate: the body into typed structs ------------------------------------------------------------
 
+/// Phase 2, validate: reads the body and parses it into the typed request. `Err` is 400 naming the
+/// parameter, or the edge's 413 / 415.
+async fn validate(
+    ex: &mut Exchange,
+    body: super::BodyRead,
+    endpoint: Endpoint,
+) -> Result<(Typed, Bytes), ApiError> {
+    let bytes = body.await?;
+    ex.enter(Phase::Validate);
+    let start = Instant::now();
+    let request = match endpoint {
+        Endpoint::Chat => parse_chat(&bytes),
+        Endpoint::Embeddings => parse_embeddings(&bytes),
+    };
+    ex.app
+        .metrics
+        .observe_phase("validate", start.elapsed().as_secs_f64());
+    Ok((request?, bytes))
+}
+
 /// Parses and checks a chat request. `Err` is a 400 naming the parameter.
 pub fn parse_chat(body: &[u8]) -> Result<Typed, ApiError> {
     let chat: ChatRequest = wire::parse_body(body)?;
@@ -157,22 +177,34 @@ pub fn parse_embeddings(body: &[u8]) -> Result<Typed, ApiError> {
 
 // ---- the request from authenticate on ----------------------------------------------------------------
 
-/// Runs the phases after `validate` and audits every outcome exactly once: an error here, a complete answer
-/// in `respond`, a stream when it ends (or the guard, if nothing did).
-pub async fn run(
+/// Authenticates, reads and validates the body, runs the phases, and audits every outcome after
+/// `authenticate` exactly once: an error here, a complete answer in `respond`, a stream when it ends (or the
+/// guard, if nothing did). A request without a valid key is 401 before its body is read.
+pub async fn serve(
     ex: &mut Exchange,
     headers: &HeaderMap,
-    request: Typed,
-    prompt: Bytes,
+    body: super::BodyRead,
+    endpoint: Endpoint,
 ) -> Result<Reply, ApiError> {
-    let (endpoint, name) = match &request {
-        Typed::Chat(_) => (Endpoint::Chat, "chat"),
-        Typed::Embeddings(_) => (Endpoint::Embeddings, "embeddings"),
+    let name = match endpoint {
+        Endpoint::Chat => "chat",
+        Endpoint::Embeddings => "embeddings",
     };
     let principal = ex.authenticate(headers, name)?;
+    let (request, prompt) = match validate(ex, body, endpoint).await {
+        Ok(valid) => valid,
+        Err(e) => {
+            ex.audit_error(&e).await?;
+            return Err(e);
+        }
+    };
     let mut call = Call::new(ex, headers, endpoint, request, prompt);
     call.tenant = call.ex.app.policies.tenant(&principal.tenant_id);
-    let (model, prompt, bound) = (call.model.clone(), call.prompt.clone(), call.prompt_tokens);
+    let (model, prompt, bound) = (
+        call.model.clone(),
+        call.prompt.clone(),
+        call.bound.prompt_tokens,
+    );
     call.ex.note(|r| {
         r.model = model;
         r.prompt = Some(prompt);
@@ -195,17 +227,22 @@ impl<'x> Call<'x> {
         request: Typed,
         prompt: Bytes,
     ) -> Call<'x> {
-        let (model, prompt_tokens, max_output, stream, client_wants_usage) = match &request {
+        let (model, bound, max_output, stream, client_wants_usage) = match &request {
             Typed::Chat(chat) => (
                 chat.model.clone(),
-                wire::prompt_token_upper_bound(chat),
+                wire::chat_bound(chat),
                 chat.max_output_tokens(),
                 chat.is_stream(),
                 chat.wants_usage_in_stream(),
             ),
             Typed::Embeddings(emb) => (
                 emb.model.clone(),
-                wire::embeddings_token_upper_bound(emb),
+                wire::ChatBound {
+                    prompt_tokens: wire::embeddings_token_upper_bound(emb),
+                    choices: 1,
+                    extra_output_tokens: 0,
+                    unbounded: None,
+                },
                 None,
                 false,
                 false,
@@ -218,7 +255,7 @@ impl<'x> Call<'x> {
             model,
             request,
             prompt,
-            prompt_tokens,
+            bound,
             max_output,
             stream,
             client_wants_usage,
@@ -267,7 +304,7 @@ fn policy_view(call: &Call<'_>) -> Option<PolicyRequest> {
         chat: call.request.chat(),
         max_tokens: call.max_output,
         stream: call.stream,
-        prompt_tokens: call.prompt_tokens,
+        prompt_tokens: call.bound.prompt_tokens,
         metadata,
     }))
 }
@@ -322,14 +359,16 @@ fn admit(call: &mut Call<'_>) -> Result<(), ApiError> {
     let demand = Demand {
         key_id: &principal.key_id,
         endpoint: call.record_endpoint(),
-        tokens: call
-            .prompt_tokens
-            .saturating_add(call.max_output.map_or(0, u64::from)),
+        tokens: call.bound.prompt_tokens.saturating_add(
+            call.max_output
+                .map_or(0, |max| call.bound.output_tokens(max)),
+        ),
+        unbounded: call.bound.unbounded.is_some(),
     };
     let admitted = call.timed(Phase::Admit, |c| {
         c.ex.app.admission.admit(&principal.tenant_id, &demand)
     });
-    let ticket = Arc::new(admitted.map_err(|r| rejected(call.ex, &r))?);
+    let ticket = Arc::new(admitted.map_err(|r| call.refused(&r))?);
     let held = ticket.clone();
     call.ex.note(|r| r.ticket = Some(held));
     call.ticket = Some(ticket);
@@ -346,6 +385,17 @@ impl Call<'_> {
 }
 
 /// Counts a rejection by reason and turns it into the client's answer.
+impl Call<'_> {
+    /// The error of a refusal by admission; one for content without a bound names that content.
+    fn refused(&self, rejection: &crate::admission::Rejection) -> ApiError {
+        let mut e = rejected(self.ex, rejection);
+        if let crate::admission::Rejection::Unbounded { .. } = rejection {
+            e.param.clone_from(&self.bound.unbounded);
+        }
+        e
+    }
+}
+
 fn rejected(ex: &Exchange, rejection: &crate::admission::Rejection) -> ApiError {
     ex.app
         .metrics
@@ -478,11 +528,13 @@ fn degrade(call: &mut Call<'_>) {
     };
     let hint = policy::BudgetHint {
         remaining_micro_usd: remaining,
-        prompt_tokens: call.prompt_tokens,
+        prompt_tokens: call.bound.prompt_tokens,
         output_tokens: match call.endpoint {
             Endpoint::Chat => call.max_output,
             Endpoint::Embeddings => Some(0),
         },
+        choices: call.bound.choices,
+        extra_output_tokens: call.bound.extra_output_tokens,
     };
     call.route = Some(policy::fit_budget(route, &hint));
 }
@@ -501,8 +553,11 @@ async fn reserve(call: &mut Call<'_>) -> Result<(), ApiError> {
     };
     let (price, default_output) = policy::reservation_terms(route.deployments.iter().map(|d| &**d));
     let ask = BudgetAsk {
-        prompt_tokens: call.prompt_tokens,
+        prompt_tokens: call.bound.prompt_tokens,
         requested_output: call.max_output,
+        choices: call.bound.choices,
+        extra_output_tokens: call.bound.extra_output_tokens,
+        unbounded: call.bound.unbounded.is_some(),
         default_output,
         price,
         generates: call.endpoint == Endpoint::Chat,
@@ -513,7 +568,7 @@ async fn reserve(call: &mut Call<'_>) -> Result<(), ApiError> {
         .app
         .metrics
         .observe_phase("reserve", start.elapsed().as_secs_f64());
-    let hold = hold.map_err(|r| rejected(call.ex, &r))?;
+    let hold = hold.map_err(|r| call.refused(&r))?;
     let reserved = hold.micro_usd;
     call.ex.note(|r| r.reserved_micro_usd = Some(reserved));
     if let (Some(max), Typed::Chat(chat)) = (hold.max_output, &mut call.request) {

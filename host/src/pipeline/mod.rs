@@ -1,6 +1,7 @@
 //! The gateway core: the data-plane phases over one `Exchange` per request, the audit guard that gives
 //! every authenticated request exactly one entry, and the streamed answer. It knows nothing of the HTTP
-//! server: the edge hands it the headers and the body's bytes and renders the `Reply` it returns.
+//! server: the edge hands it the headers and a future of the body's bytes and renders the `Reply` it
+//! returns.
 
 mod audit_guard;
 mod exchange;
@@ -8,12 +9,15 @@ mod forward;
 mod inference;
 mod stream;
 
+use std::future::Future;
+use std::pin::Pin;
+
 use bytes::Bytes;
 use http::HeaderMap;
 
 pub use audit_guard::{AuditGuard, CLIENT_CLOSED, Record};
 pub use exchange::{Exchange, Phase, audit_unavailable, inject_panic};
-pub use inference::{Typed, parse_chat, parse_embeddings, run};
+pub use inference::{Typed, parse_chat, parse_embeddings};
 pub use stream::AnswerStream;
 
 use crate::admission::RateState;
@@ -47,40 +51,49 @@ pub enum Reply {
     },
 }
 
-/// `POST /v1/chat/completions`, from the validated body on.
-pub async fn chat(ex: &mut Exchange, headers: &HeaderMap, body: Bytes) -> Result<Reply, ApiError> {
-    ex.enter(Phase::Validate);
-    let start = std::time::Instant::now();
-    let request = parse_chat(&body);
-    ex.app
-        .metrics
-        .observe_phase("validate", start.elapsed().as_secs_f64());
-    let request = request?;
-    run(ex, headers, request, body).await
+/// The request body, read when the pipeline asks for it: after `authenticate`, so an anonymous client is
+/// refused before a byte of its body is read or parsed. `Err` is the edge's refusal (size, media type, a
+/// body that could not be read).
+pub type BodyRead = Pin<Box<dyn Future<Output = Result<Bytes, ApiError>> + Send>>;
+
+/// `POST /v1/chat/completions`.
+pub async fn chat(
+    ex: &mut Exchange,
+    headers: &HeaderMap,
+    body: BodyRead,
+) -> Result<Reply, ApiError> {
+    inference::serve(ex, headers, body, crate::providers::Endpoint::Chat).await
 }
 
-/// `POST /v1/embeddings`, from the validated body on.
+/// `POST /v1/embeddings`.
 pub async fn embeddings(
     ex: &mut Exchange,
     headers: &HeaderMap,
-    body: Bytes,
+    body: BodyRead,
 ) -> Result<Reply, ApiError> {
-    ex.enter(Phase::Validate);
-    let start = std::time::Instant::now();
-    let request = parse_embeddings(&body);
-    ex.app
-        .metrics
-        .observe_phase("validate", start.elapsed().as_secs_f64());
-    let request = request?;
-    run(ex, headers, request, body).await
+    inference::serve(ex, headers, body, crate::providers::Endpoint::Embeddings).await
 }
 
 /// `GET /v1/models`: the catalog, for any tenant key; audited like every authenticated request.
 pub async fn models(ex: &mut Exchange, headers: &HeaderMap) -> Result<Reply, ApiError> {
-    ex.authenticate(headers, "models")?;
+    let principal = ex.authenticate(headers, "models")?;
+    let tenant = ex.app.policies.tenant(&principal.tenant_id);
     let snapshot = ex.app.routing.load();
+    // Only what the tenant may be routed to: a model with no deployment in its allowed regions is as
+    // absent here as it is on the chat endpoint.
     let data: Vec<_> = snapshot
         .catalog()
+        .filter_map(|(name, deps)| {
+            let allowed: Vec<_> = deps
+                .iter()
+                .filter(|d| {
+                    tenant
+                        .as_deref()
+                        .is_none_or(|t| t.region_allowed(&d.config.region))
+                })
+                .collect();
+            (!allowed.is_empty()).then_some((name, allowed))
+        })
         .map(|(name, deps)| {
             serde_json::json!({
                 "id": name,

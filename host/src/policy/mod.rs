@@ -45,8 +45,12 @@ pub struct BudgetHint {
     /// What the tightest budget still allows, in micro-USD.
     pub remaining_micro_usd: u64,
     pub prompt_tokens: u64,
-    /// The output cap the client asked for; `None` means each deployment's `max_output_tokens`.
+    /// The output cap the client asked for, per choice; `None` means each deployment's `max_output_tokens`.
     pub output_tokens: Option<u32>,
+    /// Completions generated, each of which may use the whole cap.
+    pub choices: u32,
+    /// Tokens billed at the output price beyond the choices'.
+    pub extra_output_tokens: u64,
 }
 
 /// How the budget reservation prices a request that may go to any of `set` (failover): the highest input
@@ -76,7 +80,9 @@ fn worst_case(set: &[&Deployment], hint: &BudgetHint) -> u64 {
     crate::admission::cost_micro_usd(
         crate::providers::Usage {
             prompt_tokens: hint.prompt_tokens,
-            completion_tokens: hint.output_tokens.unwrap_or(default_output).into(),
+            completion_tokens: u64::from(hint.output_tokens.unwrap_or(default_output))
+                .saturating_mul(u64::from(hint.choices.max(1)))
+                .saturating_add(hint.extra_output_tokens),
         },
         price,
     )
@@ -190,6 +196,8 @@ deployments = ["big", "mid", "tiny"]
             remaining_micro_usd: remaining,
             prompt_tokens: 1_000,
             output_tokens: None,
+            choices: 1,
+            extra_output_tokens: 0,
         };
         // Alone: big 10,000 + 4,096 * 30 = 132,880; mid 1,000 + 100 * 3 = 1,300; tiny 100 + 4,096 * 0.3 =
         // 1,329. Together they are priced at the highest prices and the smallest default output (100).

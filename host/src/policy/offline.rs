@@ -189,7 +189,7 @@ fn request(inputs: &Inputs) -> Result<wit::Request, OfflineError> {
         stream: chat.is_stream(),
         has_tools: chat.tools.as_ref().is_some_and(|t| !t.is_empty()),
         metadata,
-        prompt_tokens: wire::prompt_token_upper_bound(&chat),
+        prompt_tokens: wire::chat_bound(&chat).prompt_tokens,
         labels: inputs.labels.iter().map(label).collect(),
     })
 }

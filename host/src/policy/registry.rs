@@ -74,7 +74,8 @@ impl TenantPolicies {
         }
     }
 
-    pub(super) fn region_allowed(&self, region: &str) -> bool {
+    /// Whether the tenant may be routed to a deployment in `region`.
+    pub fn region_allowed(&self, region: &str) -> bool {
         self.allowed_regions
             .as_ref()
             .is_none_or(|r| r.iter().any(|a| a == region))

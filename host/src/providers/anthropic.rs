@@ -23,14 +23,6 @@ pub(super) struct Anthropic {
     pub client: HttpsClient,
 }
 
-/// The message of an Anthropic error body, for the log.
-fn error_message(body: &[u8]) -> String {
-    serde_json::from_slice(body)
-        .ok()
-        .and_then(|v| translate::error_message(&v))
-        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned())
-}
-
 fn translate_err(provider: &str, e: TranslateError) -> ProviderError {
     match e {
         TranslateError::InvalidField { field, reason } => ProviderError::Unsupported {
@@ -82,7 +74,6 @@ impl Anthropic {
             &req.enrich,
             &body,
             extra,
-            error_message,
         )
         .await?;
         let id = format!("chatcmpl-{}", req.enrich.request_id);

@@ -640,8 +640,8 @@ pub fn messages_to_chat(
     model: &str,
     created: u64,
 ) -> Result<(Value, Usage), TranslateError> {
-    if let Some(message) = error_message(resp) {
-        return Err(unexpected(message));
+    if is_error(resp) {
+        return Err(unexpected(describe(resp)));
     }
     let obj = resp
         .as_object()
@@ -747,18 +747,20 @@ fn usage_json(usage: Usage) -> Value {
     })
 }
 
-/// Anthropic error body (`{"type":"error","error":{"type":..,"message":..}}`) -> its message, if the body has that shape.
-pub fn error_message(body: &Value) -> Option<String> {
+/// Whether a body is an Anthropic error (`{"type":"error","error":{"type":..,"message":..}}`).
+pub fn is_error(body: &Value) -> bool {
     // Proxies in front of Anthropic sometimes drop the outer `type`, so only a different one disqualifies.
-    if let Some(kind) = body.get("type")
-        && kind.as_str() != Some("error")
-    {
-        return None;
-    }
-    body.get("error")?
-        .get("message")?
-        .as_str()
-        .map(str::to_owned)
+    body.get("type")
+        .is_none_or(|kind| kind.as_str() == Some("error"))
+        && body
+            .get("error")
+            .and_then(|e| e.get("message"))
+            .is_some_and(Value::is_string)
+}
+
+/// An error event or body as the log may see it (`describe_body`): never its message.
+fn describe(body: &Value) -> String {
+    super::describe_body(body.to_string().as_bytes())
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -852,9 +854,7 @@ impl StreamTranslator {
                     "usage": usage_json(self.usage),
                 })])
             }
-            "error" => Err(unexpected(
-                error_message(data).unwrap_or_else(|| data.to_string()),
-            )),
+            "error" => Err(unexpected(describe(data))),
             // ping, and event types added after this was written, carry nothing for us.
             _ => Ok(Vec::new()),
         }
@@ -1672,7 +1672,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            matches!(&err, TranslateError::UnexpectedUpstream(m) if m == "Overloaded"),
+            matches!(&err, TranslateError::UnexpectedUpstream(m) if m.contains("type `overloaded_error`") && !m.contains("Overloaded")),
             "{err:?}"
         );
         let err =
@@ -1753,22 +1753,21 @@ mod tests {
     }
 
     #[test]
-    fn error_body_message() {
-        let body = json!({"type": "error", "error": {"type": "invalid_request_error", "message": "max_tokens: too large"}});
-        assert_eq!(
-            error_message(&body).as_deref(),
-            Some("max_tokens: too large")
+    fn error_bodies_are_recognised_and_described_without_their_message() {
+        let body = json!({"type": "error", "error": {"type": "invalid_request_error", "message": "the prompt `secret canary` is too long"}});
+        assert!(is_error(&body));
+        let described = describe(&body);
+        assert!(!described.contains("canary"), "{described}");
+        assert!(
+            described.contains("type `invalid_request_error`"),
+            "{described}"
         );
-        assert_eq!(
-            error_message(&json!({"error": {"message": "no outer type"}})).as_deref(),
-            Some("no outer type")
-        );
-        assert_eq!(
-            error_message(&json!({"type": "message", "error": {"message": "x"}})),
-            None
-        );
-        assert_eq!(error_message(&json!({"type": "error"})), None);
-        assert_eq!(error_message(&json!("error")), None);
+        assert!(is_error(&json!({"error": {"message": "no outer type"}})));
+        assert!(!is_error(
+            &json!({"type": "message", "error": {"message": "x"}})
+        ));
+        assert!(!is_error(&json!({"type": "error"})));
+        assert!(!is_error(&json!("error")));
     }
 
     #[test]
@@ -2255,13 +2254,14 @@ mod tests {
         let err = t
             .on_event("error", &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}))
             .unwrap_err();
+        // The event is described, never quoted: upstream messages may quote the prompt.
         assert!(
-            matches!(&err, TranslateError::UnexpectedUpstream(m) if m == "Overloaded"),
+            matches!(&err, TranslateError::UnexpectedUpstream(m) if m.contains("type `overloaded_error`") && !m.contains("Overloaded")),
             "{err:?}"
         );
-        assert_eq!(
-            err.to_string(),
-            "upstream sent an unexpected body: Overloaded"
+        assert!(
+            err.to_string()
+                .starts_with("upstream sent an unexpected body: error body of ")
         );
         assert!(!t.finished());
     }

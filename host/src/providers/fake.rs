@@ -44,7 +44,7 @@ impl Fake {
             return Err(ProviderError::Status {
                 provider: "fake".to_owned(),
                 status,
-                message: format!("scripted status {status}"),
+                body: super::describe_body(b"scripted"),
             });
         }
         let model = deployment.upstream_model.as_str();

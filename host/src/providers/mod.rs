@@ -29,6 +29,22 @@ pub struct Usage {
     pub completion_tokens: u64,
 }
 
+/// The most tokens one answer may report in either field (100 million, far above any model's context).
+/// A larger report is an upstream fault: the gateway clamps it to this and the entry says `usage:clamped`,
+/// so no report can overflow a sum of spend.
+pub const MAX_REPORTED_TOKENS: u64 = 100_000_000;
+
+impl Usage {
+    /// The usage with each field at most `MAX_REPORTED_TOKENS`, and whether anything was cut.
+    pub fn clamped(self) -> (Usage, bool) {
+        let clamped = Usage {
+            prompt_tokens: self.prompt_tokens.min(MAX_REPORTED_TOKENS),
+            completion_tokens: self.completion_tokens.min(MAX_REPORTED_TOKENS),
+        };
+        (clamped, clamped != self)
+    }
+}
+
 /// Why an upstream call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
@@ -40,11 +56,12 @@ pub enum ProviderError {
         after: Duration,
         stage: &'static str,
     },
-    #[error("provider `{provider}` answered {status}: {message}")]
+    /// `body` describes the error body (`describe_body`); it never holds the upstream's text.
+    #[error("provider `{provider}` answered {status} ({body})")]
     Status {
         provider: String,
         status: StatusCode,
-        message: String,
+        body: String,
     },
     #[error("provider `{provider}` sent something unexpected: {detail}")]
     Protocol { provider: String, detail: String },
@@ -353,8 +370,8 @@ const MAX_BODY: usize = 64 * 1024 * 1024;
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// POSTs a JSON body with the gateway's enrichment headers plus the adapter's own (credential, version),
-/// and waits for the response headers. A non-2xx answer becomes `ProviderError::Status`, its message found
-/// by `error_message`.
+/// and waits for the response headers. A non-2xx answer becomes `ProviderError::Status`, its body described
+/// by `describe_body`.
 #[expect(
     clippy::too_many_arguments,
     reason = "one call site per adapter; a struct would only rename them"
@@ -368,7 +385,6 @@ async fn post_json(
     enrich: &Enrichment<'_>,
     body: &serde_json::Value,
     extra: Vec<(http::HeaderName, String)>,
-    error_message: fn(&[u8]) -> String,
 ) -> Result<http::Response<hyper::body::Incoming>, ProviderError> {
     let bytes = serde_json::to_vec(body).map_err(|e| ProviderError::Protocol {
         provider: provider.to_owned(),
@@ -407,7 +423,7 @@ async fn post_json(
     Err(ProviderError::Status {
         provider: provider.to_owned(),
         status,
-        message: error_message(&body),
+        body: describe_body(&body),
     })
 }
 
@@ -467,15 +483,30 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// Pulls the message out of an OpenAI-shaped error body, for the log.
-fn upstream_error_message(body: &[u8]) -> String {
+/// What the log may say of an upstream's error body: its length, the start of its SHA-256 (to find it in
+/// the provider's own records) and its `type` and `code` when they are short identifiers. Never its text:
+/// upstream messages quote the prompt, also for tenants whose content the gateway must not keep.
+pub fn describe_body(body: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(body);
+    let prefix: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let mut out = format!("error body of {} bytes, sha256 {prefix}", body.len());
     let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
-    parsed
-        .as_ref()
-        .and_then(|v| v.pointer("/error/message"))
-        .and_then(serde_json::Value::as_str)
-        .map(str::to_owned)
-        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned())
+    let error = parsed.as_ref().and_then(|v| v.get("error"));
+    for field in ["type", "code"] {
+        let identifier = error
+            .and_then(|e| e.get(field))
+            .and_then(serde_json::Value::as_str)
+            .filter(|s| {
+                (1..=64).contains(&s.len())
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+            });
+        if let Some(identifier) = identifier {
+            out.push_str(&format!(", {field} `{identifier}`"));
+        }
+    }
+    out
 }
 
 /// Usage from an OpenAI-shaped body (`usage.prompt_tokens`, `usage.completion_tokens`).
@@ -501,4 +532,28 @@ fn unix_seconds() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_body_is_described_without_its_text() {
+        let body = br#"{"error":{"message":"Invalid prompt: my secret canary-7731","type":"invalid_request_error","code":"context_length_exceeded"}}"#;
+        let described = describe_body(body);
+        assert!(!described.contains("canary"), "{described}");
+        assert!(
+            described.starts_with(&format!("error body of {} bytes, sha256 ", body.len())),
+            "{described}"
+        );
+        assert!(
+            described.ends_with(", type `invalid_request_error`, code `context_length_exceeded`"),
+            "{described}"
+        );
+        // Identifiers that are not identifiers are left out too.
+        let sneaky = br#"{"error":{"type":"my secret canary","code":42}}"#;
+        assert!(!describe_body(sneaky).contains("canary"));
+        assert!(!describe_body(b"<html>canary</html>").contains("canary"));
+    }
 }

@@ -8,7 +8,7 @@ use http_body_util::BodyExt;
 use super::sse::{SseDecoder, data_event};
 use super::{
     Endpoint, HttpsClient, ProviderError, StreamItem, UpstreamReply, UpstreamRequest, post_json,
-    read_json, upstream_error_message, usage_of,
+    read_json, usage_of,
 };
 use crate::config::{DeploymentConfig, Secret, Timeouts};
 
@@ -51,7 +51,6 @@ impl OpenAi {
             &req.enrich,
             req.body,
             extra,
-            upstream_error_message,
         )
         .await?;
         if !req.stream {

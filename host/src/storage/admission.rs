@@ -23,6 +23,27 @@ pub struct SpendRow {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub micro_usd: u64,
+    /// A stored count was not a non-negative integer (see `read_count`): it reads as the maximum.
+    #[serde(skip)]
+    pub damaged: bool,
+}
+
+/// Selects a stored count as itself when it is a non-negative integer, and as -1 otherwise: a REAL (what
+/// SQLite makes of an integer sum that overflowed, as older versions could write), a negative number or
+/// text. No such value is a count any code wrote.
+fn stored_count(column: &str) -> String {
+    format!(
+        "CASE WHEN typeof({column}) = 'integer' AND {column} >= 0 THEN {column} ELSE -1 END AS {column}"
+    )
+}
+
+/// A count selected by `stored_count`. A damaged one reads as `u64::MAX`, so a budget it feeds fails
+/// closed (spent) rather than open, and `damaged` is set for the caller to report.
+fn read_count(stored: i64, damaged: &mut bool) -> u64 {
+    u64::try_from(stored).unwrap_or_else(|_| {
+        *damaged = true;
+        u64::MAX
+    })
 }
 
 impl Storage {
@@ -120,10 +141,14 @@ impl Storage {
         tenant_id: Option<&str>,
         from_day: u64,
     ) -> Result<Vec<SpendRow>, StorageError> {
-        let rows = sqlx::query(
-            "SELECT tenant_id, key_id, day, requests, prompt_tokens, completion_tokens, micro_usd \
-             FROM spend_daily WHERE day >= ? AND (? IS NULL OR tenant_id = ?) ORDER BY day, key_id",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT tenant_id, key_id, day, {}, {}, {}, {} FROM spend_daily \
+                 WHERE day >= ? AND (? IS NULL OR tenant_id = ?) ORDER BY day, key_id",
+            stored_count("requests"),
+            stored_count("prompt_tokens"),
+            stored_count("completion_tokens"),
+            stored_count("micro_usd"),
+        ))
         .bind(to_i64(from_day))
         .bind(tenant_id)
         .bind(tenant_id)
@@ -131,14 +156,25 @@ impl Storage {
         .await?;
         rows.into_iter()
             .map(|r| {
+                let mut damaged = false;
+                let mut count = |column: &str| -> Result<u64, StorageError> {
+                    Ok(read_count(r.try_get(column)?, &mut damaged))
+                };
+                let (requests, prompt_tokens, completion_tokens, micro_usd) = (
+                    count("requests")?,
+                    count("prompt_tokens")?,
+                    count("completion_tokens")?,
+                    count("micro_usd")?,
+                );
                 Ok(SpendRow {
                     tenant_id: r.try_get("tenant_id")?,
                     key_id: r.try_get("key_id")?,
                     day: to_u64(r.try_get("day")?),
-                    requests: to_u64(r.try_get("requests")?),
-                    prompt_tokens: to_u64(r.try_get("prompt_tokens")?),
-                    completion_tokens: to_u64(r.try_get("completion_tokens")?),
-                    micro_usd: to_u64(r.try_get("micro_usd")?),
+                    requests,
+                    prompt_tokens,
+                    completion_tokens,
+                    micro_usd,
+                    damaged,
                 })
             })
             .collect()
@@ -147,10 +183,11 @@ impl Storage {
     /// Covers that still hold something: at start, what requests in flight when the gateway stopped may have
     /// cost.
     pub async fn open_covers(&self) -> Result<Vec<CoverRow>, StorageError> {
-        let rows = sqlx::query(
-            "SELECT tenant_id, key_id, endpoint, micro_usd FROM spend_covers WHERE micro_usd > 0 \
-             ORDER BY tenant_id, key_id, endpoint",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT tenant_id, key_id, endpoint, {} FROM spend_covers \
+                 WHERE micro_usd IS NOT 0 ORDER BY tenant_id, key_id, endpoint",
+            stored_count("micro_usd")
+        ))
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
@@ -159,7 +196,7 @@ impl Storage {
                     tenant_id: r.try_get("tenant_id")?,
                     key_id: r.try_get("key_id")?,
                     endpoint: r.try_get("endpoint")?,
-                    micro_usd: to_u64(r.try_get("micro_usd")?),
+                    micro_usd: read_count(r.try_get("micro_usd")?, &mut false),
                 })
             })
             .collect()

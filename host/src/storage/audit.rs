@@ -300,6 +300,15 @@ fn push_inserts<'a, T>(
     }
 }
 
+/// `column + excluded.column` in an upsert, stopping at `i64::MAX`: SQLite turns an integer sum that
+/// overflows into a REAL, which no reader decodes as a count.
+fn saturating_sum(column: &str) -> String {
+    format!(
+        "CASE WHEN {column} > {max} - excluded.{column} THEN {max} ELSE {column} + excluded.{column} END",
+        max = i64::MAX
+    )
+}
+
 impl AuditWriter {
     /// The WAL file the sequencer must sync before acknowledging a commit; `None` when commits are durable
     /// as they return (or durability is not asked for).
@@ -319,8 +328,10 @@ impl AuditWriter {
         push_inserts(
             &mut sql,
             "spend_covers (tenant_id, key_id, endpoint, micro_usd)",
-            " ON CONFLICT (tenant_id, key_id, endpoint) DO UPDATE SET \
-             micro_usd = micro_usd + excluded.micro_usd",
+            &format!(
+                " ON CONFLICT (tenant_id, key_id, endpoint) DO UPDATE SET micro_usd = {}",
+                saturating_sum("micro_usd")
+            ),
             &batch.raise,
             |mut b, c| {
                 b.push_bind(&c.tenant_id)
@@ -343,11 +354,14 @@ impl AuditWriter {
         push_inserts(
             &mut sql,
             "spend_daily (tenant_id, key_id, day, requests, prompt_tokens, completion_tokens, micro_usd)",
-            " ON CONFLICT (tenant_id, key_id, day) DO UPDATE SET \
-             requests = requests + excluded.requests, \
-             prompt_tokens = prompt_tokens + excluded.prompt_tokens, \
-             completion_tokens = completion_tokens + excluded.completion_tokens, \
-             micro_usd = micro_usd + excluded.micro_usd",
+            &format!(
+                " ON CONFLICT (tenant_id, key_id, day) DO UPDATE SET requests = {}, prompt_tokens = {}, \
+                 completion_tokens = {}, micro_usd = {}",
+                saturating_sum("requests"),
+                saturating_sum("prompt_tokens"),
+                saturating_sum("completion_tokens"),
+                saturating_sum("micro_usd"),
+            ),
             &batch.spend,
             |mut b, r| {
                 b.push_bind(&r.tenant_id)

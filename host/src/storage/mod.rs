@@ -67,6 +67,9 @@ impl Storage {
             })
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
+        if !url.contains("mode=memory") {
+            owner_only(options.get_filename()).map_err(|e| open_err(sqlx::Error::Io(e)))?;
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
             .connect_with(options.clone())
@@ -120,6 +123,38 @@ fn now() -> i64 {
 /// Current unix time in seconds.
 pub fn unix_now() -> i64 {
     now()
+}
+
+/// Makes the database file readable by its owner only (0600), creating it so when it does not exist: it
+/// holds key hashes, spend and the audit log. SQLite gives the `-wal` and `-shm` files it creates the
+/// database file's mode; those an older version left are tightened too.
+fn owner_only(db: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        if db.as_os_str().is_empty() || db.as_os_str() == ":memory:" {
+            return Ok(());
+        }
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(db)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = db.as_os_str().to_owned();
+            path.push(suffix);
+            let path = std::path::PathBuf::from(path);
+            if path.exists() {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn to_i64(n: u64) -> i64 {

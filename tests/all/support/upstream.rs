@@ -35,6 +35,11 @@ pub enum Behavior {
     Garbage,
     /// Speaks the Anthropic Messages API (`/v1/messages`), streaming included.
     Anthropic,
+    /// Answers 200 with this JSON body, whatever was asked.
+    Json(serde_json::Value),
+    /// Answers this status with an error whose message quotes the whole request body (as some upstreams
+    /// quote the prompt).
+    EchoError(u16),
 }
 
 /// What the upstream saw of one request.
@@ -370,6 +375,12 @@ async fn respond(
         }
         Behavior::Garbage => full(200, "<html>not json</html>".to_owned()),
         Behavior::Anthropic => anthropic(&model, streaming),
+        Behavior::Json(body) => full(200, body.to_string()),
+        Behavior::EchoError(code) => full(
+            code,
+            serde_json::json!({"error": {"message": format!("invalid request: {json}"), "type": "invalid_request_error"}})
+                .to_string(),
+        ),
     }
 }
 
