@@ -90,6 +90,7 @@ async fn run(durability: Durability, seconds: u64) {
             365,
             1024,
             Duration::from_secs(1),
+            sluice::audit::heads::SignedHeads::in_memory(),
         )
         .await
         .unwrap();

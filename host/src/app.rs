@@ -194,8 +194,14 @@ async fn open_audit(config: &Config, storage: &Storage) -> Result<AuditLog, Star
         config.audit.retention_days,
         config.audit.batch_max,
         config.audit.checkpoint_interval,
+        crate::audit::heads::SignedHeads::open(&config.audit.heads_dir)
+            .map_err(|e| StartError::Audit(e.to_string()))?,
     )
-    .await?;
+    .await
+    .map_err(|e| match e {
+        crate::audit::OpenError::Storage(e) => StartError::Storage(e),
+        crate::audit::OpenError::Heads(e) => StartError::Audit(e.to_string()),
+    })?;
     Ok(audit)
 }
 

@@ -179,8 +179,19 @@ async fn keys_survive_restart_and_are_stored_only_hashed() {
     let dir = gw.stop_keep_dir().await;
     let dir_path = dir.path().to_path_buf();
     let secret = sluice::auth::keys::parse(&key).unwrap().secret.to_owned();
-    for entry in std::fs::read_dir(&dir_path).unwrap() {
-        let path = entry.unwrap().path();
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    let mut dirs = vec![dir_path.clone()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    for path in files {
         let bytes = std::fs::read(&path).unwrap();
         let hay = String::from_utf8_lossy(&bytes);
         assert!(

@@ -319,7 +319,7 @@ async fn tamper_matrix_on_the_database_file() {
 }
 
 #[tokio::test]
-async fn a_full_rewrite_is_caught_by_an_older_checkpoint() {
+async fn a_full_rewrite_is_refused_by_the_signed_head_and_caught_by_an_older_checkpoint() {
     let (gw, _up) = gateway().await;
     let (tenant, admin, member) = tenant(&gw).await;
     for _ in 0..5 {
@@ -369,20 +369,63 @@ async fn a_full_rewrite_is_caught_by_an_older_checkpoint() {
 
     let text = std::fs::read_to_string(dir.path().join("sluice.toml")).unwrap();
     assert!(text.contains(&routing[..20]));
-    let config = sluice::Config::from_toml(&text, dir.path(), &crate::support::env()).unwrap();
-    let second = sluice::Gateway::bind(
-        config,
-        sluice::ConfigSource {
-            path: None,
-            env: crate::support::env(),
-        },
-    )
-    .await
-    .unwrap();
-    let base = format!("http://{}", second.local_addr().unwrap());
-    let stop = second.shutdown_token();
-    let task = tokio::spawn(second.run());
-    let forged: Export = reqwest::Client::new()
+    let start = || async {
+        let config = sluice::Config::from_toml(&text, dir.path(), &crate::support::env()).unwrap();
+        let gateway = sluice::Gateway::bind(
+            config,
+            sluice::ConfigSource {
+                path: None,
+                env: crate::support::env(),
+            },
+        )
+        .await
+        .unwrap();
+        let base = format!("http://{}", gateway.local_addr().unwrap());
+        let stop = gateway.shutdown_token();
+        (base, stop, tokio::spawn(gateway.run()))
+    };
+    let http = reqwest::Client::new();
+
+    // The head signed last is kept beside the signing key, outside the database: the forged history does
+    // not hash to it, so the gateway marks the log damaged and signs nothing over it.
+    let (base, stop, task) = start().await;
+    let resp = http
+        .get(format!("{base}/v1/audit/export"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        503,
+        "no checkpoint is signed over a forged history"
+    );
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .bearer_auth(crate::support::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("sluice_audit_damaged_logs 1"), "{metrics}");
+    // Requests are still served and audited; only signing stops.
+    let resp = http
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(&member)
+        .json(&chat_body("small"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    stop.cancel();
+    task.await.unwrap();
+
+    // An insider who also deletes the heads gets a fresh history signed: self-consistent on its own...
+    std::fs::remove_dir_all(dir.path().join("audit-heads")).unwrap();
+    let (base, stop, task) = start().await;
+    let forged: Export = http
         .get(format!("{base}/v1/audit/export"))
         .bearer_auth(&admin)
         .send()
@@ -391,7 +434,6 @@ async fn a_full_rewrite_is_caught_by_an_older_checkpoint() {
         .json()
         .await
         .unwrap();
-    // On its own the forgery is self-consistent...
     verify_export(&forged, Some(&key), None).unwrap();
     // ...but not against the checkpoint the auditor kept.
     let err = verify_export(&forged, Some(&key), Some(&old.checkpoint)).unwrap_err();
@@ -825,6 +867,7 @@ async fn open_log(
         365,
         256,
         interval,
+        sluice::audit::heads::SignedHeads::open(&dir.path().join("heads")).unwrap(),
     )
     .await
     .unwrap();

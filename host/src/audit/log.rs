@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::content::{Content, Sealer};
 use super::entry::Entry;
+use super::heads::SignedHeads;
 use super::merkle::{Frontier, Hash, leaf_hash};
 use super::note::{self, Checkpoint};
 use crate::storage::{
@@ -29,6 +30,11 @@ pub enum AuditError {
     Commit(String),
     #[error("the audit sequencer has stopped")]
     Stopped,
+    /// The log's stored entries do not extend the head last signed for it: it is never signed again.
+    #[error(
+        "the audit log of tenant {0} does not extend its last signed checkpoint: the database was modified"
+    )]
+    Damaged(String),
 }
 
 /// Where an entry landed.
@@ -178,7 +184,8 @@ impl AuditLog {
         default_retention_days: u32,
         batch_max: usize,
         checkpoint_interval: Duration,
-    ) -> Result<(AuditLog, tokio::task::JoinHandle<()>), StorageError> {
+        heads: SignedHeads,
+    ) -> Result<(AuditLog, tokio::task::JoinHandle<()>), OpenError> {
         let sealer = Arc::new(sealer);
         let retention = Arc::new(RwLock::new(
             storage
@@ -187,43 +194,8 @@ impl AuditLog {
                 .into_iter()
                 .collect::<HashMap<_, _>>(),
         ));
-        let latest: HashMap<String, (u64, Vec<u8>)> = storage
-            .audit_latest_checkpoints()
-            .await?
-            .into_iter()
-            .map(|(tenant, size, root)| (tenant, (size, root)))
-            .collect();
-        let mut tails: HashMap<String, Tail> = HashMap::new();
-        let mut damaged = Vec::new();
-        for (tenant, index, leaf) in storage.audit_all_leaves().await? {
-            let tail = tails.entry(tenant.clone()).or_default();
-            let leaf: Hash = leaf.as_slice().try_into().unwrap_or([0; 32]);
-            if index != tail.size {
-                // A gap means the database was edited behind the gateway's back; keep appending after the
-                // highest index so nothing is overwritten, and say so loudly.
-                tracing::error!(tenant = %tenant, expected = tail.size, found = index, "audit log has a gap");
-            }
-            tail.size = index + 1;
-            tail.last_leaf = leaf;
-            tail.frontier.push(leaf);
-            // The stored entries must still hash to the latest signed root.
-            if let Some((size, root)) = latest.get(&tenant)
-                && tail.frontier.size() == *size
-                && tail.frontier.root().as_slice() != root.as_slice()
-            {
-                damaged.push(tenant.clone());
-            }
-        }
-        for (tenant, (size, _)) in &latest {
-            let tail = tails.entry(tenant.clone()).or_default();
-            tail.signed_size = *size;
-            if tail.frontier.size() < *size && !damaged.contains(tenant) {
-                damaged.push(tenant.clone());
-            }
-        }
-        for tenant in &damaged {
-            tracing::error!(tenant = %tenant, "audit log does not match its latest signed checkpoint: the database was modified");
-        }
+        let mut heads = heads;
+        let (tails, damaged) = load_tails(&storage, &mut heads).await?;
         let db = storage.audit_writer().await?;
         let syncer = db
             .wal_to_sync()
@@ -250,6 +222,8 @@ impl AuditLog {
             sealer: sealer.clone(),
             signer: signer.clone(),
             tails,
+            heads,
+            damaged: damaged.iter().cloned().collect(),
             batch_max,
             interval: checkpoint_interval,
             depth: depth.clone(),
@@ -561,6 +535,10 @@ struct Writer {
     sealer: Arc<Sealer>,
     signer: Arc<Signer>,
     tails: HashMap<String, Tail>,
+    /// The last head signed for each log, outside the database; written before a signature leaves.
+    heads: SignedHeads,
+    /// Logs that do not extend their last signed head: never signed again.
+    damaged: std::collections::HashSet<String>,
     batch_max: usize,
     interval: Duration,
     depth: Arc<AtomicI64>,
@@ -850,6 +828,9 @@ impl Writer {
         tenant: &str,
         on_demand: bool,
     ) -> Result<Option<SignedCheckpoint>, AuditError> {
+        if self.damaged.contains(tenant) {
+            return Err(AuditError::Damaged(tenant.to_owned()));
+        }
         let Some(tail) = self.tails.get(tenant).cloned() else {
             return Ok(None);
         };
@@ -885,6 +866,10 @@ impl Writer {
         }
         // A checkpoint must never cover an entry that a power cut could still take back.
         self.synced().await?;
+        // The head is on disk, outside the database, before any signature over it exists.
+        self.heads
+            .record(tenant, tail.size, root)
+            .map_err(|e| AuditError::Commit(e.to_string()))?;
         let note = self.signer.sign(tenant, tail.size, root);
         let stored = async {
             self.db()
@@ -914,6 +899,81 @@ impl Writer {
             note,
         }))
     }
+}
+
+/// Why the audit log could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Heads(#[from] super::heads::HeadsError),
+}
+
+/// Rebuilds every log's tail from its stored leaves and checks them against what was signed: the latest
+/// checkpoint in the database and the head kept outside it. A log whose entries do not hash to either (or
+/// that holds fewer entries than was signed) is damaged. Heads missing outside the database (a first start
+/// of this version) are taken from intact logs' checkpoints.
+async fn load_tails(
+    storage: &Storage,
+    heads: &mut SignedHeads,
+) -> Result<(HashMap<String, Tail>, Vec<String>), OpenError> {
+    let latest: HashMap<String, (u64, Vec<u8>)> = storage
+        .audit_latest_checkpoints()
+        .await?
+        .into_iter()
+        .map(|(tenant, size, root)| (tenant, (size, root)))
+        .collect();
+    let signed: HashMap<String, (u64, Hash)> = heads
+        .logs()
+        .map(|(log, head)| (log.to_owned(), head))
+        .collect();
+    let mut tails: HashMap<String, Tail> = HashMap::new();
+    let mut damaged = Vec::new();
+    for (tenant, index, leaf) in storage.audit_all_leaves().await? {
+        let tail = tails.entry(tenant.clone()).or_default();
+        let leaf: Hash = leaf.as_slice().try_into().unwrap_or([0; 32]);
+        if index != tail.size {
+            // A gap means the database was edited behind the gateway's back; keep appending after the
+            // highest index so nothing is overwritten, and say so loudly.
+            tracing::error!(tenant = %tenant, expected = tail.size, found = index, "audit log has a gap");
+        }
+        tail.size = index + 1;
+        tail.last_leaf = leaf;
+        tail.frontier.push(leaf);
+        // The stored entries must still hash to every root signed over them.
+        let size = tail.frontier.size();
+        let in_db = latest.get(&tenant).is_some_and(|(s, root)| {
+            *s == size && tail.frontier.root().as_slice() != root.as_slice()
+        });
+        let outside = signed
+            .get(&tenant)
+            .is_some_and(|(s, root)| *s == size && tail.frontier.root() != *root);
+        if (in_db || outside) && !damaged.contains(&tenant) {
+            damaged.push(tenant.clone());
+        }
+    }
+    let sizes = latest
+        .iter()
+        .map(|(t, (size, _))| (t, *size))
+        .chain(signed.iter().map(|(t, (size, _))| (t, *size)));
+    for (tenant, size) in sizes {
+        let tail = tails.entry(tenant.clone()).or_default();
+        tail.signed_size = tail.signed_size.max(size);
+        if tail.frontier.size() < size && !damaged.contains(tenant) {
+            damaged.push(tenant.clone());
+        }
+    }
+    for (tenant, (size, root)) in &latest {
+        let root: Hash = root.as_slice().try_into().unwrap_or([0; 32]);
+        if !damaged.contains(tenant) && heads.get(tenant).is_none_or(|(s, _)| s < *size) {
+            heads.record(tenant, *size, root)?;
+        }
+    }
+    for tenant in &damaged {
+        tracing::error!(tenant = %tenant, "audit log does not extend what was signed for it: the database was modified; it is not signed again");
+    }
+    Ok((tails, damaged))
 }
 
 /// Adds a request entry to its key's daily spend totals. Only requests to metered endpoints count.

@@ -4,6 +4,7 @@
 
 pub mod content;
 pub mod entry;
+pub mod heads;
 mod log;
 pub mod merkle;
 pub mod note;
@@ -12,7 +13,7 @@ pub mod verify;
 use base64::Engine;
 use ed25519_dalek::SigningKey;
 
-pub use log::{Appended, AuditError, AuditLog, Coverage, SignedCheckpoint, Signer};
+pub use log::{Appended, AuditError, AuditLog, Coverage, OpenError, SignedCheckpoint, Signer};
 
 pub use crate::config::key32_from_text;
 

@@ -119,6 +119,8 @@ pub struct AuditConfig {
     pub retention_days: u32,
     pub batch_max: usize,
     pub checkpoint_interval: Duration,
+    /// Where the last signed head of each log is kept, outside the database.
+    pub heads_dir: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -676,6 +678,15 @@ fn validate_audit(raw: raw::RawAudit, base: &Path, env: &Env) -> Result<AuditCon
             .unwrap_or(usize::MAX)
             .clamp(1, 65_536),
         checkpoint_interval: ms(raw.checkpoint_interval_ms, 1_000),
+        heads_dir: match (&raw.heads_dir, &raw.signing_key_file) {
+            (Some(dir), _) => base.join(dir),
+            (None, Some(key)) => base
+                .join(key)
+                .parent()
+                .map_or_else(|| base.to_owned(), Path::to_owned)
+                .join("audit-heads"),
+            (None, None) => base.join("audit-heads"),
+        },
     })
 }
 

@@ -122,6 +122,9 @@ pub struct RawAudit {
     pub batch_max: Option<u64>,
     /// Least time between two checkpoints of one log, in milliseconds. Default 1,000.
     pub checkpoint_interval_ms: Option<u64>,
+    /// Directory of the last signed head of each log, kept outside the database. Default `audit-heads`
+    /// beside the signing key file, or beside the config file when the key comes from the environment.
+    pub heads_dir: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
