@@ -58,6 +58,9 @@ pub struct App {
     pub policies: Policies,
     /// Work that outlives its request (audit entries of requests whose client left); awaited on shutdown.
     pub background: TaskTracker,
+    /// Audit exports running now are bounded (`audit.max_concurrent_exports`): each holds a connection to
+    /// the database and a page of the log in memory until its client has read it.
+    pub exports: Arc<tokio::sync::Semaphore>,
     admin_token_sha256: [u8; 32],
     draining: AtomicBool,
     /// A phase that panics on purpose (`Phase::index() + 1`, 0 for none): how tests prove that a panic
@@ -108,6 +111,9 @@ impl App {
             admission,
             policies,
             background: TaskTracker::new(),
+            exports: Arc::new(tokio::sync::Semaphore::new(
+                config.audit.max_concurrent_exports,
+            )),
             admin_token_sha256: config.admin.token_sha256,
             draining: AtomicBool::new(false),
             panic_at: AtomicU8::new(0),

@@ -1140,3 +1140,64 @@ async fn an_export_whose_readable_fields_were_edited_does_not_verify() {
     }
     verify_export(&parse(&bare), Some(&key), None).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_are_streamed_and_bounded_in_number() {
+    let up = Upstream::ok().await;
+    let routing = format!(
+        "{}{}",
+        openai_provider("up", &up.url, ""),
+        deployment("small", "up", "m")
+    );
+    let gw = TestGateway::start_changed(&routing, |c| c.audit.max_concurrent_exports = 1).await;
+    let (_, admin, member) = tenant(&gw).await;
+    // 24 prompts of 512 KiB: an export of well over 12 MB, more than socket buffers hold.
+    for i in 0..24 {
+        let mut body = chat_body("small");
+        body["messages"][0]["content"] = format!("{i} {}", "p".repeat(512 * 1024)).into();
+        assert_eq!(
+            gw.post("/v1/chat/completions", &member, body)
+                .await
+                .status(),
+            200
+        );
+    }
+    let get = || {
+        gw.http
+            .get(gw.url("/v1/audit/export"))
+            .bearer_auth(&admin)
+            .send()
+    };
+    // A client that stops reading keeps its export, and its slot, open.
+    let stalled = get().await.unwrap();
+    assert_eq!(stalled.status(), 200);
+    let busy = get().await.unwrap();
+    assert_eq!(busy.status(), 429);
+    assert_eq!(busy.headers()["retry-after"], "1");
+    let (_, err) = crate::support::error_of(busy).await;
+    assert_eq!(err["code"], "rate_limited");
+    // Once it hangs up, the slot is free again and a full export streams and verifies.
+    drop(stalled);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let export: Export = loop {
+        let resp = get().await.unwrap();
+        if resp.status() == 200 {
+            break resp.json().await.unwrap();
+        }
+        assert_eq!(resp.status(), 429);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slot was never released"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let key = pinned_key(&gw).await;
+    let report = verify_export(&export, Some(&key), None).unwrap();
+    assert_eq!(report.size, export.entries.len() as u64);
+    let with_content = export
+        .entries
+        .iter()
+        .filter(|e| e.content.is_some())
+        .count();
+    assert_eq!(with_content, 24, "every prompt's content is in the export");
+}

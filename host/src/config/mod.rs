@@ -121,6 +121,7 @@ pub struct AuditConfig {
     pub checkpoint_interval: Duration,
     /// Where the last signed head of each log is kept, outside the database.
     pub heads_dir: PathBuf,
+    pub max_concurrent_exports: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -687,6 +688,8 @@ fn validate_audit(raw: raw::RawAudit, base: &Path, env: &Env) -> Result<AuditCon
                 .join("audit-heads"),
             (None, None) => base.join("audit-heads"),
         },
+        max_concurrent_exports: usize::try_from(raw.max_concurrent_exports.unwrap_or(2).max(1))
+            .unwrap_or(1),
     })
 }
 

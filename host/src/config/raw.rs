@@ -125,6 +125,8 @@ pub struct RawAudit {
     /// Directory of the last signed head of each log, kept outside the database. Default `audit-heads`
     /// beside the signing key file, or beside the config file when the key comes from the environment.
     pub heads_dir: Option<String>,
+    /// Most audit exports streaming at once (more are 429). Default 2.
+    pub max_concurrent_exports: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

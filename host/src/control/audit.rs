@@ -11,13 +11,12 @@ use super::{ControlRequest, Endpoint, View};
 use crate::app::App;
 use crate::audit::entry::{Entry, hex};
 use crate::audit::merkle::{self, Hash};
-use crate::audit::verify::{Export, ExportedContent, ExportedEntry, FORMAT};
 use crate::error::{ApiError, ErrorCode};
 
 /// Largest page of `/v1/audit/entries`.
 const MAX_PAGE: u64 = 1000;
 
-fn unavailable(e: impl std::fmt::Display) -> ApiError {
+pub(super) fn unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(ErrorCode::Unavailable, format!("audit storage: {e}"))
 }
 
@@ -222,69 +221,8 @@ async fn consistency(app: &App, tenant: &str, call: &ControlRequest<'_>) -> Resu
 }
 
 async fn export(app: &App, tenant: &str) -> Result<View, ApiError> {
-    let storage = app.audit.storage();
+    let slot = super::export::slot(&app.exports)?;
     let cp = covering(app, tenant, None).await?;
-    let rows = storage
-        .audit_entries(tenant, 0, cp.size)
-        .await
-        .map_err(unavailable)?;
-    let mut content: std::collections::HashMap<u64, Result<ExportedContent, String>> = storage
-        .audit_content(tenant, cp.size)
-        .await
-        .map_err(unavailable)?
-        .into_iter()
-        .map(|(index, nonce, ciphertext)| {
-            let opened = app
-                .audit
-                .sealer()
-                .open(tenant, index, &nonce, &ciphertext)
-                .map(|c| ExportedContent::from_content(&c))
-                .map_err(|e| e.to_string());
-            (index, opened)
-        })
-        .collect();
-    let entries = rows
-        .into_iter()
-        .map(|(index, bytes)| {
-            let (content, content_error) = match content.remove(&index) {
-                None => (None, None),
-                Some(Ok(c)) => (Some(c), None),
-                Some(Err(e)) => (None, Some(e)),
-            };
-            ExportedEntry {
-                index,
-                fields: Entry::decode(&bytes)
-                    .ok()
-                    .and_then(|e| serde_json::to_value(e).ok()),
-                entry: base64::engine::general_purpose::STANDARD.encode(&bytes),
-                content,
-                content_error,
-            }
-        })
-        .collect();
-    let checkpoints = storage
-        .audit_checkpoints(tenant)
-        .await
-        .map_err(unavailable)?
-        .into_iter()
-        .filter(|c| c.size < cp.size)
-        .map(|c| c.note)
-        .collect();
-    let export = Export {
-        format: FORMAT.to_owned(),
-        tenant_id: tenant.to_owned(),
-        origin: app.audit.signer().log_origin(tenant),
-        public_key: app.audit.signer().verifier_key(),
-        entries,
-        checkpoint: cp.note,
-        checkpoints,
-    };
-    let body = serde_json::to_vec(&export)
-        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("encoding the export: {e}")))?;
-    Ok(View {
-        status: 200,
-        body: body.into(),
-        subject: None,
-        admin: None,
-    })
+    let body = super::export::stream(&app.audit, tenant, cp, slot).await?;
+    Ok(View::streamed(body))
 }

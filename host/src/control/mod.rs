@@ -5,6 +5,7 @@
 //! path's captures, the query and a way to read the body.
 
 mod audit;
+mod export;
 mod operator;
 mod policies;
 pub mod spend;
@@ -192,12 +193,27 @@ pub struct AdminAction {
     pub subject: String,
 }
 
+/// A view's JSON body: whole, or streamed as it is produced (an audit export).
+pub enum ViewBody {
+    Full(Bytes),
+    Stream(export::ByteStream),
+}
+
+impl std::fmt::Debug for ViewBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ViewBody::Full(b) => write!(f, "Full({} bytes)", b.len()),
+            ViewBody::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
+
 /// What an endpoint answers.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct View {
     pub status: u16,
     /// The JSON body.
-    pub body: Bytes,
+    pub body: ViewBody,
     /// What a tenant call changed, for its audit entry.
     pub subject: Option<String>,
     /// The operator action to audit before the answer is confirmed.
@@ -212,7 +228,17 @@ impl View {
     fn status(status: u16, v: &serde_json::Value) -> View {
         View {
             status,
-            body: Bytes::from(v.to_string()),
+            body: ViewBody::Full(Bytes::from(v.to_string())),
+            subject: None,
+            admin: None,
+        }
+    }
+
+    /// A 200 whose body is streamed.
+    fn streamed(body: export::ByteStream) -> View {
+        View {
+            status: 200,
+            body: ViewBody::Stream(body),
             subject: None,
             admin: None,
         }

@@ -310,10 +310,17 @@ async fn control_plane<B: RequestBody>(
 }
 
 fn render_view(view: View) -> Response<Body> {
-    json_response(
-        StatusCode::from_u16(view.status).unwrap_or(StatusCode::OK),
-        view.body,
-    )
+    let status = StatusCode::from_u16(view.status).unwrap_or(StatusCode::OK);
+    match view.body {
+        control::ViewBody::Full(bytes) => json_response(status, bytes),
+        control::ViewBody::Stream(pieces) => {
+            let frames = pieces.map(|bytes| Ok::<_, Infallible>(http_body::Frame::data(bytes)));
+            let mut resp = Response::new(StreamBody::new(frames).boxed_unsync());
+            *resp.status_mut() = status;
+            resp.headers_mut().insert(header::CONTENT_TYPE, JSON);
+            resp
+        }
+    }
 }
 
 /// Renders the pipeline's answer: the JSON or the event stream, with the routing headers.

@@ -52,26 +52,21 @@ pub struct CheckpointRow {
 }
 
 impl Storage {
-    /// Encrypted content of a tenant's entries below `size`: (index, nonce, ciphertext).
+    /// Encrypted content of one entry, if stored: (nonce, ciphertext).
     pub async fn audit_content(
         &self,
         tenant_id: &str,
-        size: u64,
-    ) -> Result<Vec<(u64, Vec<u8>, Vec<u8>)>, StorageError> {
-        let rows = sqlx::query("SELECT idx, nonce, ciphertext FROM audit_content WHERE tenant_id = ? AND idx < ? ORDER BY idx")
-            .bind(tenant_id)
-            .bind(to_i64(size))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok((
-                    to_u64(r.try_get("idx")?),
-                    r.try_get("nonce")?,
-                    r.try_get("ciphertext")?,
-                ))
-            })
-            .collect()
+        index: u64,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+        let row = sqlx::query(
+            "SELECT nonce, ciphertext FROM audit_content WHERE tenant_id = ? AND idx = ?",
+        )
+        .bind(tenant_id)
+        .bind(to_i64(index))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((r.try_get("nonce")?, r.try_get("ciphertext")?)))
+            .transpose()
     }
 
     /// Deletes a tenant's content (and with it the salts) older than `before` (unix seconds), or all of it.
