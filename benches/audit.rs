@@ -87,10 +87,13 @@ async fn run(durability: Durability, seconds: u64) {
             storage,
             Signer::new("bench".into(), key),
             sluice::audit::content::Sealer::new([8; 32]),
-            365,
-            1024,
-            Duration::from_secs(1),
-            sluice::audit::heads::SignedHeads::in_memory(),
+            sluice::audit::LogOptions {
+                default_retention_days: 365,
+                batch_max: 1024,
+                checkpoint_interval: Duration::from_secs(1),
+                heads: sluice::audit::heads::SignedHeads::in_memory(),
+                witnesses: None,
+            },
         )
         .await
         .unwrap();

@@ -193,15 +193,22 @@ async fn open_audit(config: &Config, storage: &Storage) -> Result<AuditLog, Star
         })?;
     let master_key = crate::audit::key32_from_text(config.audit.master_key.expose())
         .ok_or_else(|| StartError::Audit("the master key is not base64 of 32 bytes".to_owned()))?;
+    let witnesses = crate::witness::client::start(storage.clone(), &config.audit.witnesses)
+        .map_err(StartError::Audit)?
+        .map(|tx| (tx, config.audit.witnesses.len()));
+    let options = crate::audit::LogOptions {
+        default_retention_days: config.audit.retention_days,
+        batch_max: config.audit.batch_max,
+        checkpoint_interval: config.audit.checkpoint_interval,
+        heads: crate::audit::heads::SignedHeads::open(&config.audit.heads_dir)
+            .map_err(|e| StartError::Audit(e.to_string()))?,
+        witnesses,
+    };
     let (audit, _writer) = AuditLog::open(
         storage.clone(),
         Signer::new(config.audit.origin.clone(), signing_key),
         crate::audit::content::Sealer::new(master_key),
-        config.audit.retention_days,
-        config.audit.batch_max,
-        config.audit.checkpoint_interval,
-        crate::audit::heads::SignedHeads::open(&config.audit.heads_dir)
-            .map_err(|e| StartError::Audit(e.to_string()))?,
+        options,
     )
     .await
     .map_err(|e| match e {

@@ -14,6 +14,7 @@
 //! - [`admission`]: rate limits, concurrency, budgets and their covers, cost from usage.
 //! - [`cache`]: the response cache seam (bypass in this build).
 //! - [`providers`]: routing snapshot, provider adapters (openai, anthropic, fake), SSE.
+//! - [`witness`]: witnessed checkpoints (C2SP tlog-witness): the witness, and the gateway's client of it.
 //! - [`audit`]: the per-tenant verifiable audit log (entries, Merkle tree, signed checkpoints, sequencer).
 //! - [`storage`]: sqlx, migrations, one repository per file.
 //! - [`auth`]: API keys (format, hashing, in-memory key store) -> `Principal`.
@@ -38,6 +39,7 @@ pub mod policy;
 pub mod providers;
 pub mod storage;
 pub mod wire;
+pub mod witness;
 
 pub use app::{App, ConfigSource};
 pub use config::Config;

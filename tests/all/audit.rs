@@ -864,10 +864,13 @@ async fn open_log(
         storage.clone(),
         sluice::audit::Signer::new("test".into(), key),
         sluice::audit::content::Sealer::new([8; 32]),
-        365,
-        256,
-        interval,
-        sluice::audit::heads::SignedHeads::open(&dir.path().join("heads")).unwrap(),
+        sluice::audit::LogOptions {
+            default_retention_days: 365,
+            batch_max: 256,
+            checkpoint_interval: interval,
+            heads: sluice::audit::heads::SignedHeads::open(&dir.path().join("heads")).unwrap(),
+            witnesses: None,
+        },
     )
     .await
     .unwrap();

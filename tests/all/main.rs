@@ -15,3 +15,4 @@ mod policy;
 mod spend;
 mod support;
 mod tls;
+mod witness;

@@ -96,7 +96,9 @@ impl SignedHeads {
             });
         }
         if let Some(dir) = &self.dir {
-            write_synced(dir, &format!("{}.head", escape(log)), &format(size, &root))?;
+            let path = dir.join(format!("{}.head", escape(log)));
+            write_synced(&path, &format(size, &root))
+                .map_err(|source| HeadsError::Io { path, source })?;
         }
         self.heads.insert(log.to_owned(), (size, root));
         Ok(())
@@ -148,21 +150,23 @@ fn unescape(name: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn write_synced(dir: &Path, name: &str, text: &str) -> Result<(), HeadsError> {
-    let path = dir.join(name);
-    let io = |source| HeadsError::Io {
-        path: path.clone(),
-        source,
-    };
+/// Replaces `path` with `text` so that a crash leaves the old or the new file, never a mix: written to a
+/// temporary file beside it, synced, renamed into place, and the directory synced.
+pub(crate) fn write_synced(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
-    let mut file = std::fs::File::create(&tmp).map_err(io)?;
-    file.write_all(text.as_bytes()).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(io)?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io)?;
-    Ok(())
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

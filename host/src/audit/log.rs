@@ -164,6 +164,25 @@ pub struct AuditLog {
     default_retention_days: u32,
     /// Tenants whose stored log did not match their latest signed checkpoint at start.
     damaged: Arc<Vec<String>>,
+    /// How many witnesses are asked to cosign each checkpoint.
+    witnesses: usize,
+}
+
+/// Where each newly signed checkpoint goes to be cosigned by witnesses: (tenant, checkpoint).
+pub type ToWitnesses = mpsc::Sender<(String, SignedCheckpoint)>;
+
+/// How the sequencer runs.
+pub struct LogOptions {
+    /// Days of content a tenant keeps unless it set its own.
+    pub default_retention_days: u32,
+    /// Most entries committed in one transaction.
+    pub batch_max: usize,
+    /// Least time between two checkpoints of one log.
+    pub checkpoint_interval: Duration,
+    /// The last head signed of each log, kept outside the database.
+    pub heads: SignedHeads,
+    /// Witnesses to cosign each checkpoint: where checkpoints go, and how many witnesses there are.
+    pub witnesses: Option<(ToWitnesses, usize)>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -181,11 +200,16 @@ impl AuditLog {
         storage: Storage,
         signer: Signer,
         sealer: Sealer,
-        default_retention_days: u32,
-        batch_max: usize,
-        checkpoint_interval: Duration,
-        heads: SignedHeads,
+        options: LogOptions,
     ) -> Result<(AuditLog, tokio::task::JoinHandle<()>), OpenError> {
+        let LogOptions {
+            default_retention_days,
+            batch_max,
+            checkpoint_interval,
+            heads,
+            witnesses,
+        } = options;
+        let (to_witnesses, witness_count) = witnesses.map_or((None, 0), |(tx, n)| (Some(tx), n));
         let sealer = Arc::new(sealer);
         let retention = Arc::new(RwLock::new(
             storage
@@ -224,6 +248,7 @@ impl AuditLog {
             tails,
             heads,
             damaged: damaged.iter().cloned().collect(),
+            to_witnesses,
             batch_max,
             interval: checkpoint_interval,
             depth: depth.clone(),
@@ -240,6 +265,7 @@ impl AuditLog {
                 retention,
                 default_retention_days,
                 damaged: Arc::new(damaged),
+                witnesses: witness_count,
             },
             task,
         ))
@@ -353,6 +379,11 @@ impl AuditLog {
     /// Tenants whose stored entries no longer hash to their latest signed checkpoint (found at start).
     pub fn damaged_logs(&self) -> &[String] {
         &self.damaged
+    }
+
+    /// How many witnesses are asked to cosign each checkpoint.
+    pub fn witnesses(&self) -> usize {
+        self.witnesses
     }
 
     /// Days of content a tenant keeps; 0 means none is ever written.
@@ -539,6 +570,8 @@ struct Writer {
     heads: SignedHeads,
     /// Logs that do not extend their last signed head: never signed again.
     damaged: std::collections::HashSet<String>,
+    /// Each signed checkpoint is handed here for witnesses to cosign (skipped when the queue is full).
+    to_witnesses: Option<ToWitnesses>,
     batch_max: usize,
     interval: Duration,
     depth: Arc<AtomicI64>,
@@ -893,11 +926,16 @@ impl Writer {
                 "a checkpoint of this size or larger already exists".to_owned(),
             ));
         }
-        Ok(Some(SignedCheckpoint {
+        let signed = SignedCheckpoint {
             size: tail.size,
             root,
             note,
-        }))
+        };
+        if let Some(tx) = &self.to_witnesses {
+            // Never waits: a skipped checkpoint is covered by the next one the witnesses cosign.
+            let _ = tx.try_send((tenant.to_owned(), signed.clone()));
+        }
+        Ok(Some(signed))
     }
 }
 

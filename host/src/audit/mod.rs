@@ -13,7 +13,10 @@ pub mod verify;
 use base64::Engine;
 use ed25519_dalek::SigningKey;
 
-pub use log::{Appended, AuditError, AuditLog, Coverage, OpenError, SignedCheckpoint, Signer};
+pub use log::{
+    Appended, AuditError, AuditLog, Coverage, LogOptions, OpenError, SignedCheckpoint, Signer,
+    ToWitnesses,
+};
 
 pub use crate::config::key32_from_text;
 

@@ -14,6 +14,9 @@ use super::merkle::Hash;
 /// Algorithm byte of Ed25519 keys in signed-note key ids and verifier keys.
 const ALG_ED25519: u8 = 0x01;
 
+/// Algorithm byte of Ed25519 cosigner (witness) keys: C2SP tlog-cosignature, `cosignature/v1`.
+const ALG_COSIGNATURE_V1: u8 = 0x04;
+
 /// Every signature line starts with an em dash (U+2014) and a space.
 const SIG_PREFIX: &str = "\u{2014} ";
 
@@ -120,10 +123,19 @@ fn bad_key(why: &str) -> NoteError {
 
 /// Signed-note key id: first 4 bytes of SHA-256(name || "\n" || 0x01 || public key) (0x01 = Ed25519 algorithm byte).
 pub fn key_id(name: &str, key: &VerifyingKey) -> [u8; 4] {
+    typed_key_id(name, key, ALG_ED25519)
+}
+
+/// Cosigner key id: first 4 bytes of SHA-256(name || "\n" || 0x04 || public key).
+pub fn cosigner_key_id(name: &str, key: &VerifyingKey) -> [u8; 4] {
+    typed_key_id(name, key, ALG_COSIGNATURE_V1)
+}
+
+fn typed_key_id(name: &str, key: &VerifyingKey, alg: u8) -> [u8; 4] {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
     h.update(b"\n");
-    h.update([ALG_ED25519]);
+    h.update([alg]);
     h.update(key.as_bytes());
     let digest: [u8; 32] = h.finalize().into();
     let [a, b, c, d, ..] = digest;
@@ -138,9 +150,18 @@ fn is_valid_name(name: &str) -> bool {
 
 /// Verifier key text `name+hex8(key_id)+base64(0x01 || public key)` as used by sumdb/note.
 pub fn verifier_key_text(name: &str, key: &VerifyingKey) -> String {
-    let id = key_id(name, key);
+    typed_key_text(name, key, ALG_ED25519)
+}
+
+/// Cosigner verifier key text `name+hex8(key_id)+base64(0x04 || public key)`: how a witness's key is given.
+pub fn cosigner_key_text(name: &str, key: &VerifyingKey) -> String {
+    typed_key_text(name, key, ALG_COSIGNATURE_V1)
+}
+
+fn typed_key_text(name: &str, key: &VerifyingKey, alg: u8) -> String {
+    let id = typed_key_id(name, key, alg);
     let mut typed = Vec::with_capacity(33);
-    typed.push(ALG_ED25519);
+    typed.push(alg);
     typed.extend_from_slice(key.as_bytes());
     let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
     format!("{name}+{hex}+{}", STANDARD.encode(typed))
@@ -150,6 +171,15 @@ pub fn verifier_key_text(name: &str, key: &VerifyingKey) -> String {
 ///
 /// Small-order ("weak") Ed25519 keys are refused: any signature made under them is worthless.
 pub fn parse_verifier_key(text: &str) -> Result<(String, VerifyingKey), NoteError> {
+    parse_typed_key(text, ALG_ED25519)
+}
+
+/// Parses a cosigner (witness) verifier key text, `name+hex8(key_id)+base64(0x04 || public key)`.
+pub fn parse_cosigner_key(text: &str) -> Result<(String, VerifyingKey), NoteError> {
+    parse_typed_key(text, ALG_COSIGNATURE_V1)
+}
+
+fn parse_typed_key(text: &str, want_alg: u8) -> Result<(String, VerifyingKey), NoteError> {
     // The name has no '+' but the base64 may, so split at the first two only.
     let Some((name, rest)) = text.split_once('+') else {
         return Err(bad_key("expected name+keyid+key"));
@@ -167,9 +197,14 @@ pub fn parse_verifier_key(text: &str) -> Result<(String, VerifyingKey), NoteErro
     let Some((&alg, raw)) = typed.split_first() else {
         return Err(bad_key("key is empty"));
     };
-    if alg != ALG_ED25519 {
+    if alg != want_alg {
         return Err(bad_key(&format!(
-            "unsupported key algorithm {alg:#04x}, only Ed25519 (0x01)"
+            "key algorithm {alg:#04x}, expected {want_alg:#04x} ({})",
+            if want_alg == ALG_ED25519 {
+                "an Ed25519 note key"
+            } else {
+                "an Ed25519 cosigner key"
+            }
         )));
     }
     let raw: [u8; 32] = raw
@@ -180,7 +215,7 @@ pub fn parse_verifier_key(text: &str) -> Result<(String, VerifyingKey), NoteErro
     if key.is_weak() {
         return Err(bad_key("Ed25519 key has small order"));
     }
-    if key_id(name, &key) != id {
+    if typed_key_id(name, &key, want_alg) != id {
         return Err(bad_key("key id does not match the name and key"));
     }
     Ok((name.to_owned(), key))
@@ -282,6 +317,75 @@ fn open<'a>(note: &'a str, name: &str, key: &VerifyingKey) -> Result<&'a str, No
     } else {
         Err(NoteError::NoSignatureForKey)
     }
+}
+
+/// The message a `cosignature/v1` signs: the header line, the time line and the checkpoint's note body.
+fn cosigned_message(body: &str, timestamp: u64) -> String {
+    format!("cosignature/v1\ntime {timestamp}\n{body}")
+}
+
+/// A witness's cosignature on a checkpoint body, as a note signature line (with its newline):
+/// `— name base64(key id || timestamp (8 bytes, big-endian) || Ed25519 signature)`.
+pub fn cosign(body: &str, name: &str, key: &SigningKey, timestamp: u64) -> String {
+    let signature = key.sign(cosigned_message(body, timestamp).as_bytes());
+    let mut blob = Vec::with_capacity(4 + 8 + Signature::BYTE_SIZE);
+    blob.extend_from_slice(&cosigner_key_id(name, &key.verifying_key()));
+    blob.extend_from_slice(&timestamp.to_be_bytes());
+    blob.extend_from_slice(&signature.to_bytes());
+    format!("{SIG_PREFIX}{name} {}\n", STANDARD.encode(blob))
+}
+
+/// Checks a note's cosignature by one witness key: its body, and the cosignature's timestamp. Lines of
+/// other keys are ignored; a line with this key's name and id that does not verify is an error.
+pub fn verify_cosignature(
+    note: &str,
+    name: &str,
+    key: &VerifyingKey,
+) -> Result<(Checkpoint, u64), NoteError> {
+    if note.chars().any(|c| c < ' ' && c != '\n') {
+        return Err(malformed("note contains a control character"));
+    }
+    let split = note
+        .rfind("\n\n")
+        .ok_or_else(|| malformed("no blank line before the signatures"))?;
+    let (Some(text), Some(sigs)) = (note.get(..=split), note.get(split + 2..)) else {
+        return Err(malformed("no blank line before the signatures"));
+    };
+    let want_id = cosigner_key_id(name, key);
+    let mut found = None;
+    for (count, line) in sigs.lines().enumerate() {
+        if count >= MAX_SIGNATURES {
+            return Err(malformed("too many signature lines"));
+        }
+        let Some((line_name, b64)) = line
+            .strip_prefix(SIG_PREFIX)
+            .and_then(|l| l.split_once(' '))
+        else {
+            return Err(malformed("malformed signature line"));
+        };
+        if line_name != name {
+            continue;
+        }
+        let Ok(blob) = STANDARD.decode(b64) else {
+            continue;
+        };
+        let Some((id, rest)) = blob.split_first_chunk::<4>() else {
+            continue;
+        };
+        if *id != want_id {
+            continue;
+        }
+        let Some((time, signature)) = rest.split_first_chunk::<8>() else {
+            return Err(malformed("cosignature is too short"));
+        };
+        let timestamp = u64::from_be_bytes(*time);
+        let signature = Signature::from_slice(signature).map_err(|_| NoteError::BadSignature)?;
+        key.verify_strict(cosigned_message(text, timestamp).as_bytes(), &signature)
+            .map_err(|_| NoteError::BadSignature)?;
+        found = Some(timestamp);
+    }
+    let timestamp = found.ok_or(NoteError::NoSignatureForKey)?;
+    Ok((Checkpoint::parse_body(text)?, timestamp))
 }
 
 #[cfg(test)]

@@ -135,6 +135,37 @@ pub fn verify_export(
     })
 }
 
+/// Checks that the export's checkpoint carries valid cosignatures (C2SP `cosignature/v1`) by at least
+/// `min` of `witness_keys` (cosigner verifier key texts), each over the checkpoint the log verified to.
+/// Returns the names of the witnesses that cosigned it.
+pub fn verify_witnesses(
+    export: &Export,
+    witness_keys: &[String],
+    min: usize,
+) -> Result<Vec<String>, VerifyError> {
+    let mut cosigned = Vec::new();
+    for text in witness_keys {
+        let (name, key) = note::parse_cosigner_key(text.trim())
+            .map_err(|e| VerifyError::Checkpoint(format!("witness key: {e}")))?;
+        match note::verify_cosignature(&export.checkpoint, &name, &key) {
+            Ok(_) if !cosigned.contains(&name) => cosigned.push(name),
+            Ok(_) | Err(note::NoteError::NoSignatureForKey) => {}
+            Err(e) => {
+                return Err(VerifyError::Checkpoint(format!(
+                    "the cosignature of witness {name}: {e}"
+                )));
+            }
+        }
+    }
+    if cosigned.len() < min {
+        return Err(VerifyError::Checkpoint(format!(
+            "the checkpoint carries {} of the {min} witness cosignatures required",
+            cosigned.len()
+        )));
+    }
+    Ok(cosigned)
+}
+
 /// Checks the format tag, parses the verifier key (the trusted one, else the export's) and verifies the
 /// latest checkpoint with it. Returns the key's name, the key and the checkpoint.
 fn verify_latest_checkpoint(

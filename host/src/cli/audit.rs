@@ -30,6 +30,12 @@ pub enum AuditAction {
         /// The gateway's verifier key (text or a file holding it); without it the export's own key is used.
         #[arg(long)]
         public_key: Option<String>,
+        /// A witness's cosigner key (text or a file holding it); repeat for several witnesses.
+        #[arg(long = "witness-key")]
+        witness_keys: Vec<String>,
+        /// How many of the witness keys must have cosigned the checkpoint (default: 1 when any is given).
+        #[arg(long)]
+        min_witnesses: Option<usize>,
     },
 }
 
@@ -45,7 +51,16 @@ pub async fn run(action: AuditAction) -> anyhow::Result<()> {
             file,
             since,
             public_key,
-        } => verify_file(&file, since.as_deref(), public_key),
+            witness_keys,
+            min_witnesses,
+        } => {
+            let witness_keys = witness_keys
+                .into_iter()
+                .map(key_text)
+                .collect::<Result<Vec<_>, _>>()?;
+            let min = min_witnesses.unwrap_or(usize::from(!witness_keys.is_empty()));
+            verify_file(&file, since.as_deref(), public_key, &witness_keys, min)
+        }
     }
 }
 
@@ -74,6 +89,8 @@ fn verify_file(
     file: &Path,
     since: Option<&Path>,
     public_key: Option<String>,
+    witness_keys: &[String],
+    min_witnesses: usize,
 ) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
@@ -82,17 +99,12 @@ fn verify_file(
     let since = since
         .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
         .transpose()?;
-    let key = public_key
-        .map(|k| {
-            if Path::new(&k).is_file() {
-                std::fs::read_to_string(&k).map(|t| t.trim().to_owned())
-            } else {
-                Ok(k)
-            }
-        })
-        .transpose()?;
-    match verify::verify_export(&export, key.as_deref(), since.as_deref()) {
-        Ok(report) => {
+    let key = public_key.map(key_text).transpose()?;
+    let verified = verify::verify_export(&export, key.as_deref(), since.as_deref()).and_then(|r| {
+        verify::verify_witnesses(&export, witness_keys, min_witnesses).map(|w| (r, w))
+    });
+    match verified {
+        Ok((report, witnesses)) => {
             println!(
                 "OK: {} entries of log {} verify; root {}",
                 report.size,
@@ -101,6 +113,9 @@ fn verify_file(
             );
             if let Some(old) = report.extends {
                 println!("OK: the log extends the older checkpoint of size {old} (append-only)");
+            }
+            if !witnesses.is_empty() {
+                println!("OK: cosigned by {}", witnesses.join(", "));
             }
             if report.key_from_export {
                 println!(
@@ -114,5 +129,14 @@ fn verify_file(
             println!("FAILED: {e}");
             std::process::exit(1);
         }
+    }
+}
+
+/// A key given as text or as a file holding it.
+fn key_text(k: String) -> std::io::Result<String> {
+    if Path::new(&k).is_file() {
+        std::fs::read_to_string(&k).map(|t| t.trim().to_owned())
+    } else {
+        Ok(k)
     }
 }

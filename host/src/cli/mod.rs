@@ -15,6 +15,7 @@ pub mod init;
 pub mod policy;
 pub mod serve;
 pub mod tenant;
+pub mod witness;
 
 use std::path::PathBuf;
 
@@ -83,6 +84,11 @@ pub enum Command {
         #[command(subcommand)]
         action: policy::PolicyAction,
     },
+    /// Run a witness that cosigns a gateway's audit checkpoints (C2SP tlog-witness).
+    Witness {
+        #[command(subcommand)]
+        action: witness::WitnessAction,
+    },
 }
 
 /// Runs one parsed command. Commands that fail a check (`policy test`, `audit verify`) and
@@ -97,6 +103,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key { action, remote } => tenant::key(action, &remote).await,
         Command::Audit { action } => audit::run(action).await,
         Command::Policy { action } => policy::run(action).await,
+        Command::Witness { action } => witness::run(action).await,
         // No logging, no config: compile and exit.
         Command::CompilePolicy { max_memory_bytes } => {
             std::process::exit(crate::policy::compiler::run_child(max_memory_bytes))

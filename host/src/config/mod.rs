@@ -122,6 +122,16 @@ pub struct AuditConfig {
     /// Where the last signed head of each log is kept, outside the database.
     pub heads_dir: PathBuf,
     pub max_concurrent_exports: usize,
+    pub witnesses: Vec<WitnessConfig>,
+}
+
+/// A witness the gateway asks to cosign every checkpoint (`[[audit.witnesses]]`).
+#[derive(Debug, Clone)]
+pub struct WitnessConfig {
+    /// The witness's submission prefix, without a trailing `/`; requests go to `<url>/add-checkpoint`.
+    pub url: String,
+    /// The witness's cosigner verifier key text (checked when the gateway starts).
+    pub key: String,
 }
 
 #[derive(Debug, Clone)]
@@ -690,6 +700,30 @@ fn validate_audit(raw: raw::RawAudit, base: &Path, env: &Env) -> Result<AuditCon
         },
         max_concurrent_exports: usize::try_from(raw.max_concurrent_exports.unwrap_or(2).max(1))
             .unwrap_or(1),
+        witnesses: raw
+            .witnesses
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let field = |f: &str| format!("audit.witnesses[{i}].{f}");
+                if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                    return Err(field_err(
+                        field("url"),
+                        "must be an http:// or https:// URL",
+                    ));
+                }
+                if w.key.trim().split('+').count() != 3 {
+                    return Err(field_err(
+                        field("key"),
+                        "must be a verifier key `name+keyid+key`",
+                    ));
+                }
+                Ok(WitnessConfig {
+                    url: w.url.trim_end_matches('/').to_owned(),
+                    key: w.key.trim().to_owned(),
+                })
+            })
+            .collect::<Result<_, _>>()?,
     })
 }
 

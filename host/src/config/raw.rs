@@ -127,6 +127,19 @@ pub struct RawAudit {
     pub heads_dir: Option<String>,
     /// Most audit exports streaming at once (more are 429). Default 2.
     pub max_concurrent_exports: Option<u32>,
+    /// Witnesses asked to cosign every checkpoint (C2SP tlog-witness).
+    #[serde(default)]
+    pub witnesses: Vec<RawWitness>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWitness {
+    /// The witness's submission prefix (`http://` or `https://`); checkpoints go to `<url>/add-checkpoint`.
+    pub url: String,
+    /// The witness's cosigner verifier key, `name+keyid+base64(0x04 || key)` (what `sluice witness serve`
+    /// prints).
+    pub key: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

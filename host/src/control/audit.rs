@@ -36,6 +36,38 @@ async fn leaves(app: &App, tenant: &str, size: u64) -> Result<Vec<Hash>, ApiErro
 /// The longest an audit read waits for a checkpoint to cover what it needs.
 const MAX_COVER_WAIT: Duration = Duration::from_secs(2);
 
+/// The longest an export waits for the witnesses' cosignatures of its checkpoint.
+const MAX_COSIGN_WAIT: Duration = Duration::from_secs(3);
+
+/// The checkpoint with the witnesses' cosignature lines appended to its note (what a note verifier reads
+/// as extra signatures), waiting up to `wait` for every configured witness to have cosigned it.
+async fn cosigned(
+    app: &App,
+    tenant: &str,
+    mut cp: crate::audit::SignedCheckpoint,
+    wait: Duration,
+) -> Result<crate::audit::SignedCheckpoint, ApiError> {
+    let wanted = app.audit.witnesses();
+    if wanted == 0 {
+        return Ok(cp);
+    }
+    let started = tokio::time::Instant::now();
+    let lines = loop {
+        let lines = app
+            .audit
+            .storage()
+            .cosignatures(tenant, cp.size)
+            .await
+            .map_err(unavailable)?;
+        if lines.len() >= wanted || started.elapsed() >= wait {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    cp.note.extend(lines.iter().map(String::as_str));
+    Ok(cp)
+}
+
 /// The latest checkpoint covering the log (signed now unless one was signed within the interval).
 async fn latest(app: &App, tenant: &str) -> Result<crate::audit::SignedCheckpoint, ApiError> {
     app.audit
@@ -97,7 +129,7 @@ pub async fn serve(
     match endpoint {
         Endpoint::AuditEntries => entries(app, tenant, &call).await,
         Endpoint::AuditCheckpoint => {
-            let cp = latest(app, tenant).await?;
+            let cp = cosigned(app, tenant, latest(app, tenant).await?, Duration::ZERO).await?;
             Ok(ok(
                 serde_json::json!({"size": cp.size, "root": hex(&cp.root), "note": cp.note}),
             ))
@@ -223,6 +255,7 @@ async fn consistency(app: &App, tenant: &str, call: &ControlRequest<'_>) -> Resu
 async fn export(app: &App, tenant: &str) -> Result<View, ApiError> {
     let slot = super::export::slot(&app.exports)?;
     let cp = covering(app, tenant, None).await?;
+    let cp = cosigned(app, tenant, cp, MAX_COSIGN_WAIT).await?;
     let body = super::export::stream(&app.audit, tenant, cp, slot).await?;
     Ok(View::streamed(body))
 }

@@ -155,6 +155,56 @@ impl Storage {
             .collect()
     }
 
+    /// Stores a witness's cosignature line of a tenant's checkpoint of `size` (a repeat is ignored).
+    pub async fn insert_cosignature(
+        &self,
+        tenant_id: &str,
+        size: u64,
+        witness: &str,
+        line: &str,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO audit_cosignatures (tenant_id, size, witness, line, created_at) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (tenant_id, witness, size) DO NOTHING",
+        )
+        .bind(tenant_id)
+        .bind(to_i64(size))
+        .bind(witness)
+        .bind(line)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The cosignature lines of a tenant's checkpoint of `size`, by witness name.
+    pub async fn cosignatures(
+        &self,
+        tenant_id: &str,
+        size: u64,
+    ) -> Result<Vec<String>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT line FROM audit_cosignatures WHERE tenant_id = ? AND size = ? ORDER BY witness",
+        )
+        .bind(tenant_id)
+        .bind(to_i64(size))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(|r| Ok(r.try_get("line")?)).collect()
+    }
+
+    /// The largest size a witness cosigned of a tenant's log (0 when none).
+    pub async fn last_cosigned(&self, tenant_id: &str, witness: &str) -> Result<u64, StorageError> {
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(size) FROM audit_cosignatures WHERE tenant_id = ? AND witness = ?",
+        )
+        .bind(tenant_id)
+        .bind(witness)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(size.map_or(0, to_u64))
+    }
+
     /// A page of entries: indices at or after `from`, at most `limit`.
     pub async fn audit_entries(
         &self,

@@ -1,0 +1,221 @@
+//! Witnessed checkpoints end to end: a real witness over HTTP cosigns what extends the log, keeps its state
+//! across a restart, refuses a rewritten history, and a witness that is down never holds up requests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice::audit::verify::{Export, verify_export, verify_witnesses};
+use sluice::config::WitnessConfig;
+use sqlx::Row;
+
+use crate::support::upstream::Upstream;
+use crate::support::{AUDIT_KEY, TestGateway, chat_body, deployment, openai_provider};
+
+/// The gateway's log key as a witness is given it (the test signing key, named by the default origin).
+fn gateway_key() -> String {
+    let key = sluice::audit::signing_key_from_text(AUDIT_KEY).unwrap();
+    sluice::audit::note::verifier_key_text("sluice", &key.verifying_key())
+}
+
+/// A witness on 127.0.0.1:0 with its state in `state`; returns its URL, its cosigner key and its stopper.
+async fn witness(state: &std::path::Path) -> (String, String, tokio_util::sync::CancellationToken) {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
+    let w =
+        sluice::witness::Witness::open("witness.test/w1", key, &gateway_key(), "sluice/", state)
+            .unwrap();
+    let vkey = w.verifier_key();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(sluice::witness::serve(listener, Arc::new(w), stop.clone()));
+    (url, vkey, stop)
+}
+
+async fn gateway(up: &Upstream, witness_url: &str, witness_key: &str) -> TestGateway {
+    let routing = format!(
+        "{}{}",
+        openai_provider("up", &up.url, ""),
+        deployment("small", "up", "m")
+    );
+    let (url, key) = (witness_url.to_owned(), witness_key.to_owned());
+    TestGateway::start_changed(&routing, move |c| {
+        c.audit.witnesses = vec![WitnessConfig { url, key }];
+    })
+    .await
+}
+
+async fn admin_and_member(gw: &TestGateway) -> (String, String, String) {
+    let (tenant, _, member) = gw.tenant_key("acme").await;
+    let k: serde_json::Value = gw
+        .admin(
+            reqwest::Method::POST,
+            &format!("/admin/v1/tenants/{tenant}/keys"),
+            Some(serde_json::json!({"name": "auditor", "role": "admin"})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    (tenant, k["key"].as_str().unwrap().to_owned(), member)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witness_cosigns_the_log_and_refuses_a_rewritten_history() {
+    let state_dir = tempfile::tempdir().unwrap();
+    let state = state_dir.path().join("witness.json");
+    let (url, wkey, stop) = witness(&state).await;
+    let up = Upstream::ok().await;
+    let gw = gateway(&up, &url, &wkey).await;
+    let (tenant, admin, member) = admin_and_member(&gw).await;
+    for _ in 0..4 {
+        assert_eq!(
+            gw.post("/v1/chat/completions", &member, chat_body("small"))
+                .await
+                .status(),
+            200
+        );
+    }
+    let export: Export = gw.get_json("/v1/audit/export", &admin).await;
+    let key = gw
+        .get_json::<serde_json::Value>("/.well-known/sluice-audit-keys", &admin)
+        .await["keys"][0]["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    verify_export(&export, Some(&key), None).unwrap();
+    assert_eq!(
+        verify_witnesses(&export, std::slice::from_ref(&wkey), 1).unwrap(),
+        ["witness.test/w1"]
+    );
+    // Another witness's key did not cosign it.
+    let stranger = sluice::audit::note::cosigner_key_text(
+        "other.test/w9",
+        &ed25519_dalek::SigningKey::from_bytes(&[5; 32]).verifying_key(),
+    );
+    assert!(verify_witnesses(&export, &[stranger], 1).is_err());
+    // The published checkpoint carries the cosignature too.
+    let cp: serde_json::Value = gw.get_json("/v1/audit/checkpoint", &admin).await;
+    assert!(
+        cp["note"].as_str().unwrap().contains("— witness.test/w1 "),
+        "{cp}"
+    );
+
+    // The witness restarts (its state from its file); the operator rewrites history and deletes every
+    // trace of what was signed: checkpoints and signed heads.
+    stop.cancel();
+    let (url, _, stop) = witness(&state).await;
+    let dir = gw.stop_keep_dir().await;
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("sluice.db").display()
+    ))
+    .await
+    .unwrap();
+    let rows = sqlx::query("SELECT idx, entry FROM audit_entries WHERE tenant_id = ? ORDER BY idx")
+        .bind(&tenant)
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    let mut prev = [0u8; 32];
+    for row in rows {
+        let idx: i64 = row.get(0);
+        let mut e = sluice::audit::entry::Entry::decode(&row.get::<Vec<u8>, _>(1)).unwrap();
+        e.cost_micro_usd = 0;
+        e.prev_leaf = prev;
+        let bytes = e.encode();
+        prev = sluice::audit::merkle::leaf_hash(&bytes);
+        sqlx::query(
+            "UPDATE audit_entries SET entry = ?, leaf_hash = ? WHERE tenant_id = ? AND idx = ?",
+        )
+        .bind(&bytes)
+        .bind(&prev[..])
+        .bind(&tenant)
+        .bind(idx)
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    for table in ["audit_checkpoints", "audit_cosignatures"] {
+        sqlx::query(&format!("DELETE FROM {table}"))
+            .execute(&db)
+            .await
+            .unwrap();
+    }
+    db.close().await;
+    std::fs::remove_dir_all(dir.path().join("audit-heads")).unwrap();
+    let text = std::fs::read_to_string(dir.path().join("sluice.toml")).unwrap();
+    let mut config = sluice::Config::from_toml(&text, dir.path(), &crate::support::env()).unwrap();
+    config.audit.witnesses = vec![WitnessConfig {
+        url,
+        key: wkey.clone(),
+    }];
+    let second = sluice::Gateway::bind(
+        config,
+        sluice::ConfigSource {
+            path: None,
+            env: crate::support::env(),
+        },
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", second.local_addr().unwrap());
+    let stopping = second.shutdown_token();
+    let task = tokio::spawn(second.run());
+    let http = reqwest::Client::new();
+    // A request after the rewrite: the gateway signs the forged log and asks the witness, which refuses.
+    let resp = http
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(&member)
+        .json(&chat_body("small"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let forged: Export = http
+        .get(format!("{base}/v1/audit/export"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    verify_export(&forged, Some(&key), None).unwrap();
+    let err = verify_witnesses(&forged, std::slice::from_ref(&wkey), 1).unwrap_err();
+    assert!(err.to_string().contains("0 of the 1"), "{err}");
+    stopping.cancel();
+    task.await.unwrap();
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witness_that_is_down_delays_cosigning_and_never_blocks_requests() {
+    // A port nothing listens on.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let wkey = sluice::audit::note::cosigner_key_text(
+        "witness.test/w1",
+        &ed25519_dalek::SigningKey::from_bytes(&[42; 32]).verifying_key(),
+    );
+    let up = Upstream::ok().await;
+    let gw = gateway(&up, &closed, &wkey).await;
+    let (_, admin, member) = admin_and_member(&gw).await;
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let resp = gw
+            .post("/v1/chat/completions", &member, chat_body("small"))
+            .await;
+        assert_eq!(resp.status(), 200);
+        // Not a timing assertion on the gateway's speed: only that nothing waited for the witness's
+        // 5-second connect timeout.
+        assert!(started.elapsed() < Duration::from_secs(4));
+    }
+    let export: Export = gw.get_json("/v1/audit/export", &admin).await;
+    verify_export(&export, None, None).unwrap();
+    assert!(
+        verify_witnesses(&export, &[wkey], 1).is_err(),
+        "nothing was cosigned"
+    );
+}
