@@ -712,7 +712,7 @@ fn validate_audit(raw: raw::RawAudit, base: &Path, env: &Env) -> Result<AuditCon
                         "must be an http:// or https:// URL",
                     ));
                 }
-                if w.key.trim().split('+').count() != 3 {
+                if w.key.trim().splitn(3, '+').count() != 3 {
                     return Err(field_err(
                         field("key"),
                         "must be a verifier key `name+keyid+key`",
@@ -1152,6 +1152,30 @@ price = { input_per_mtok = 0.10, output_per_mtok = 0.40 }
         Config::from_toml(text, Path::new("."), &env())
             .expect_err("config should be rejected")
             .to_string()
+    }
+
+    #[test]
+    fn witnesses_take_a_cosigner_key_whose_base64_holds_plus_signs() {
+        let key = "witness.example/w1+5222e616+BIDXBET9FhnMstHfFeOG21ykKbjDMJK+ieoKqqGIdAiD";
+        let text = format!(
+            "{ISSUE_EXAMPLE}\n[[audit.witnesses]]\nurl = \"http://127.0.0.1:7380/\"\nkey = \"{key}\"\n"
+        );
+        let c = Config::from_toml(&text, Path::new("."), &env()).unwrap();
+        assert_eq!(c.audit.witnesses.len(), 1);
+        assert_eq!(c.audit.witnesses[0].url, "http://127.0.0.1:7380");
+        assert_eq!(c.audit.witnesses[0].key, key);
+        let bad = text.replace("http://127.0.0.1:7380/", "ftp://w");
+        assert!(
+            err(&bad).contains("audit.witnesses[0].url"),
+            "{}",
+            err(&bad)
+        );
+        let bad = text.replace(key, "not-a-key");
+        assert!(
+            err(&bad).contains("audit.witnesses[0].key"),
+            "{}",
+            err(&bad)
+        );
     }
 
     #[test]
