@@ -329,68 +329,15 @@ async fn a_full_rewrite_is_refused_by_the_signed_head_and_caught_by_an_older_che
     let key = pinned_key(&gw).await;
     let old = export(&gw, &admin).await;
     verify_export(&old, Some(&key), None).unwrap();
-    let routing = format!(
-        "{}{}",
-        openai_provider("up", &_up.url, ""),
-        deployment("small", "up", "m")
-    );
     let dir = gw.stop_keep_dir().await;
-
-    // The operator rewrites history: every cost zeroed, the chain and leaf hashes recomputed, old checkpoints
-    // deleted. Then the gateway restarts on the forged database and signs fresh checkpoints over it.
-    let db_path = dir.path().join("sluice.db");
-    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", db_path.display()))
-        .await
-        .unwrap();
-    let original = rows(&db, &tenant).await;
-    let mut prev = [0u8; 32];
-    for (idx, bytes, _, _) in &original {
-        let mut e = Entry::decode(bytes).unwrap();
-        e.cost_micro_usd = 0;
-        e.prev_leaf = prev;
-        let b = e.encode();
-        prev = sluice::audit::merkle::leaf_hash(&b);
-        sqlx::query(
-            "UPDATE audit_entries SET entry = ?, leaf_hash = ? WHERE tenant_id = ? AND idx = ?",
-        )
-        .bind(&b)
-        .bind(&prev[..])
-        .bind(&tenant)
-        .bind(idx)
-        .execute(&db)
-        .await
-        .unwrap();
-    }
-    sqlx::query("DELETE FROM audit_checkpoints")
-        .execute(&db)
-        .await
-        .unwrap();
-    db.close().await;
-
-    let text = std::fs::read_to_string(dir.path().join("sluice.toml")).unwrap();
-    assert!(text.contains(&routing[..20]));
-    let start = || async {
-        let config = sluice::Config::from_toml(&text, dir.path(), &crate::support::env()).unwrap();
-        let gateway = sluice::Gateway::bind(
-            config,
-            sluice::ConfigSource {
-                path: None,
-                env: crate::support::env(),
-            },
-        )
-        .await
-        .unwrap();
-        let base = format!("http://{}", gateway.local_addr().unwrap());
-        let stop = gateway.shutdown_token();
-        (base, stop, tokio::spawn(gateway.run()))
-    };
-    let http = reqwest::Client::new();
+    crate::support::forge_history(dir.path(), &tenant).await;
 
     // The head signed last is kept beside the signing key, outside the database: the forged history does
     // not hash to it, so the gateway marks the log damaged and signs nothing over it.
-    let (base, stop, task) = start().await;
-    let resp = http
-        .get(format!("{base}/v1/audit/export"))
+    let gw = TestGateway::start_in(dir).await;
+    let resp = gw
+        .http
+        .get(gw.url("/v1/audit/export"))
         .bearer_auth(&admin)
         .send()
         .await
@@ -400,8 +347,9 @@ async fn a_full_rewrite_is_refused_by_the_signed_head_and_caught_by_an_older_che
         503,
         "no checkpoint is signed over a forged history"
     );
-    let metrics = http
-        .get(format!("{base}/metrics"))
+    let metrics = gw
+        .http
+        .get(gw.url("/metrics"))
         .bearer_auth(crate::support::ADMIN_TOKEN)
         .send()
         .await
@@ -411,35 +359,22 @@ async fn a_full_rewrite_is_refused_by_the_signed_head_and_caught_by_an_older_che
         .unwrap();
     assert!(metrics.contains("sluice_audit_damaged_logs 1"), "{metrics}");
     // Requests are still served and audited; only signing stops.
-    let resp = http
-        .post(format!("{base}/v1/chat/completions"))
-        .bearer_auth(&member)
-        .json(&chat_body("small"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    stop.cancel();
-    task.await.unwrap();
+    assert_eq!(
+        gw.post("/v1/chat/completions", &member, chat_body("small"))
+            .await
+            .status(),
+        200
+    );
 
     // An insider who also deletes the heads gets a fresh history signed: self-consistent on its own...
+    let dir = gw.stop_keep_dir().await;
     std::fs::remove_dir_all(dir.path().join("audit-heads")).unwrap();
-    let (base, stop, task) = start().await;
-    let forged: Export = http
-        .get(format!("{base}/v1/audit/export"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let gw = TestGateway::start_in(dir).await;
+    let forged = export(&gw, &admin).await;
     verify_export(&forged, Some(&key), None).unwrap();
     // ...but not against the checkpoint the auditor kept.
     let err = verify_export(&forged, Some(&key), Some(&old.checkpoint)).unwrap_err();
     assert!(err.to_string().contains("rewritten"), "{err}");
-    stop.cancel();
-    task.await.unwrap();
 }
 
 #[tokio::test]

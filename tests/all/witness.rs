@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use sluice::audit::verify::{Export, verify_export, verify_witnesses};
 use sluice::config::WitnessConfig;
-use sqlx::Row;
 
 use crate::support::upstream::Upstream;
 use crate::support::{AUDIT_KEY, TestGateway, chat_body, deployment, openai_provider};
@@ -101,90 +100,31 @@ async fn a_witness_cosigns_the_log_and_refuses_a_rewritten_history() {
     );
 
     // The witness restarts (its state from its file); the operator rewrites history and deletes every
-    // trace of what was signed: checkpoints and signed heads.
+    // trace of what was signed: checkpoints, cosignatures and signed heads.
     stop.cancel();
     let (url, _, stop) = witness(&state).await;
     let dir = gw.stop_keep_dir().await;
-    let db = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("sluice.db").display()
-    ))
-    .await
-    .unwrap();
-    let rows = sqlx::query("SELECT idx, entry FROM audit_entries WHERE tenant_id = ? ORDER BY idx")
-        .bind(&tenant)
-        .fetch_all(&db)
-        .await
-        .unwrap();
-    let mut prev = [0u8; 32];
-    for row in rows {
-        let idx: i64 = row.get(0);
-        let mut e = sluice::audit::entry::Entry::decode(&row.get::<Vec<u8>, _>(1)).unwrap();
-        e.cost_micro_usd = 0;
-        e.prev_leaf = prev;
-        let bytes = e.encode();
-        prev = sluice::audit::merkle::leaf_hash(&bytes);
-        sqlx::query(
-            "UPDATE audit_entries SET entry = ?, leaf_hash = ? WHERE tenant_id = ? AND idx = ?",
-        )
-        .bind(&bytes)
-        .bind(&prev[..])
-        .bind(&tenant)
-        .bind(idx)
-        .execute(&db)
-        .await
-        .unwrap();
-    }
-    for table in ["audit_checkpoints", "audit_cosignatures"] {
-        sqlx::query(&format!("DELETE FROM {table}"))
-            .execute(&db)
-            .await
-            .unwrap();
-    }
-    db.close().await;
+    crate::support::forge_history(dir.path(), &tenant).await;
     std::fs::remove_dir_all(dir.path().join("audit-heads")).unwrap();
-    let text = std::fs::read_to_string(dir.path().join("sluice.toml")).unwrap();
-    let mut config = sluice::Config::from_toml(&text, dir.path(), &crate::support::env()).unwrap();
-    config.audit.witnesses = vec![WitnessConfig {
-        url,
-        key: wkey.clone(),
-    }];
-    let second = sluice::Gateway::bind(
-        config,
-        sluice::ConfigSource {
-            path: None,
-            env: crate::support::env(),
-        },
-    )
-    .await
-    .unwrap();
-    let base = format!("http://{}", second.local_addr().unwrap());
-    let stopping = second.shutdown_token();
-    let task = tokio::spawn(second.run());
-    let http = reqwest::Client::new();
+    let witness_key = wkey.clone();
+    let gw = TestGateway::start_in_with(dir, move |c| {
+        c.audit.witnesses = vec![WitnessConfig {
+            url,
+            key: witness_key,
+        }];
+    })
+    .await;
     // A request after the rewrite: the gateway signs the forged log and asks the witness, which refuses.
-    let resp = http
-        .post(format!("{base}/v1/chat/completions"))
-        .bearer_auth(&member)
-        .json(&chat_body("small"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let forged: Export = http
-        .get(format!("{base}/v1/audit/export"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(
+        gw.post("/v1/chat/completions", &member, chat_body("small"))
+            .await
+            .status(),
+        200
+    );
+    let forged: Export = gw.get_json("/v1/audit/export", &admin).await;
     verify_export(&forged, Some(&key), None).unwrap();
     let err = verify_witnesses(&forged, std::slice::from_ref(&wkey), 1).unwrap_err();
     assert!(err.to_string().contains("0 of the 1"), "{err}");
-    stopping.cancel();
-    task.await.unwrap();
     stop.cancel();
 }
 

@@ -253,3 +253,44 @@ pub async fn error_of(resp: reqwest::Response) -> (u16, serde_json::Value) {
     );
     (status, err)
 }
+
+/// What an insider with the database file does to a stopped gateway's log: every entry of `tenant` edited
+/// (its cost zeroed), the hash chain and leaf hashes recomputed after it, and every record of what was
+/// signed or cosigned deleted. Only what lives outside the database can tell.
+pub async fn forge_history(dir: &std::path::Path, tenant: &str) {
+    use sqlx::Row;
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.join("sluice.db").display()))
+        .await
+        .unwrap();
+    let rows = sqlx::query("SELECT idx, entry FROM audit_entries WHERE tenant_id = ? ORDER BY idx")
+        .bind(tenant)
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    let mut prev = [0u8; 32];
+    for row in rows {
+        let idx: i64 = row.get(0);
+        let mut e = sluice::audit::entry::Entry::decode(&row.get::<Vec<u8>, _>(1)).unwrap();
+        e.cost_micro_usd = 0;
+        e.prev_leaf = prev;
+        let bytes = e.encode();
+        prev = sluice::audit::merkle::leaf_hash(&bytes);
+        sqlx::query(
+            "UPDATE audit_entries SET entry = ?, leaf_hash = ? WHERE tenant_id = ? AND idx = ?",
+        )
+        .bind(&bytes)
+        .bind(&prev[..])
+        .bind(tenant)
+        .bind(idx)
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    for table in ["audit_checkpoints", "audit_cosignatures"] {
+        sqlx::query(&format!("DELETE FROM {table}"))
+            .execute(&db)
+            .await
+            .unwrap();
+    }
+    db.close().await;
+}
