@@ -68,6 +68,9 @@ fn main() {
         "policies/classifier",
         "policies/router",
         "policies/test-hostile",
+        "policies/test-bad-export",
+        "policies/test-secrets-import",
+        "policies/test-http-import",
         "wit",
         "guest-sdk/src",
         "guest-sdk/Cargo.toml",
@@ -95,6 +98,9 @@ fn main() {
         "sluice_policy_classifier",
         "sluice_policy_router",
         "sluice_policy_test_hostile",
+        "sluice_policy_test_bad_export",
+        "sluice_policy_test_secrets_import",
+        "sluice_policy_test_http_import",
     ] {
         copy_wasm(&policies_target, name, &out, &format!("{name}.wasm"));
     }

@@ -8,6 +8,20 @@ use crate::support::TestGateway;
 
 /// The test program that misbehaves on request (`policies/test-hostile`), built by the build script.
 const HOSTILE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sluice_policy_test_hostile.wasm"));
+/// Test components that break the contract: an `auth` export of the wrong type, and imports of an interface
+/// the contract does not have and of `wasi:http`.
+const BAD_EXPORT: &[u8] = include_bytes!(concat!(
+    env!("OUT_DIR"),
+    "/sluice_policy_test_bad_export.wasm"
+));
+const SECRETS_IMPORT: &[u8] = include_bytes!(concat!(
+    env!("OUT_DIR"),
+    "/sluice_policy_test_secrets_import.wasm"
+));
+const HTTP_IMPORT: &[u8] = include_bytes!(concat!(
+    env!("OUT_DIR"),
+    "/sluice_policy_test_http_import.wasm"
+));
 
 const ROUTING: &str = r#"
 [[providers]]
@@ -412,6 +426,34 @@ async fn uploads_are_checked(gw: &TestGateway) {
         message.contains("does not export the `route` slot"),
         "{message}"
     );
+    // Uploads that break the contract in ways the bytes alone do not show: each is refused naming what is
+    // wrong, instead of being stored and then trapping on every call.
+    for (slot, component, expected) in [
+        (
+            "auth",
+            BAD_EXPORT,
+            "the `auth` export does not match the contract `sluice:policy@0.1.0`",
+        ),
+        (
+            "auth",
+            SECRETS_IMPORT,
+            "imports `sluice:policy/secrets@0.1.0`, which the gateway does not grant",
+        ),
+        (
+            "route",
+            HTTP_IMPORT,
+            "imports `wasi:http/outgoing-handler@0.3.0`, which the gateway does not grant",
+        ),
+    ] {
+        let (status, code, message) =
+            error_message(upload(gw, &admin, slot, component.to_vec()).await).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (400, "invalid_request"),
+            "{message}"
+        );
+        assert!(message.contains(expected), "{message}");
+    }
     // Over the size cap (4 MiB by default): refused on the declared length, before any of the body is sent
     // (a raw socket, so the test sees the answer rather than the client's broken pipe).
     {
@@ -1010,4 +1052,29 @@ async fn the_example_auth_policy_refuses_credentials_and_lets_the_rest_through()
         ask(&admin, "a long story", 8000).await.unwrap().status(),
         200
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_interleaved_with_successes_still_quarantine() {
+    let gw = TestGateway::start(ROUTING).await;
+    let (tenant, _, member) = gw.tenant_key("flaky").await;
+    let admin = key_with_role(&gw, &tenant, "admin").await;
+    assert_eq!(
+        upload(&gw, &admin, "classify", HOSTILE.to_vec())
+            .await
+            .status(),
+        201
+    );
+    // Every other call panics: never five failures in a row, but half of all calls fail.
+    for _ in 0..12 {
+        assert_eq!(
+            chat(&gw, &member, "auto", &[("hostile", "panic")])
+                .await
+                .status(),
+            200
+        );
+        assert_eq!(chat(&gw, &member, "auto", &[]).await.status(), 200);
+    }
+    let view: Value = gw.get_json("/v1/policies", &admin).await;
+    assert_eq!(view["slots"]["classify"]["quarantined"], true, "{view}");
 }

@@ -1,12 +1,18 @@
 //! Quarantine: counting a tenant version's failures in a row, quarantining it at the threshold, and the short
 //! word each failure is recorded as.
 //!
-//! Every failure of the policy's own counts; `quarantine_after` failures in a row quarantine the version
-//! until another one is activated. A call stopped by the wall-clock backstop with fuel left
-//! (`PolicyFailure::Overloaded`) is the host's fault, not the policy's: it neither counts nor resets the
-//! count.
+//! Every failure of the policy's own counts. A version is quarantined until another one is activated when
+//! `quarantine_after` calls in a row fail, or when, within a minute, at least twice that many fail and they
+//! are at least half of its calls: successes in between do not keep a failing version running. A call
+//! stopped by the wall-clock backstop with fuel left (`PolicyFailure::Overloaded`) is the host's fault, not
+//! the policy's: it neither counts nor resets the count.
+//!
+//! A version's failures are logged at most once a second, with how many were not; the message is the
+//! policy's own text, bounded and escaped (`wasm::printable`).
 
+use std::sync::Mutex;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use super::registry::{Active, Loaded, Policies};
 use super::wasm::PolicyFailure;
@@ -24,8 +30,61 @@ pub fn failure_reason(f: &PolicyFailure) -> &'static str {
         | PolicyFailure::CoreModule
         | PolicyFailure::NotAComponent(_)
         | PolicyFailure::ForbiddenImport(_)
+        | PolicyFailure::ExportType { .. }
         | PolicyFailure::Link(_)
         | PolicyFailure::Engine(_) => "invalid",
+    }
+}
+
+/// The window failures are counted over, besides the run of failures in a row.
+const WINDOW: Duration = Duration::from_secs(60);
+/// Least time between two logged failures of one version.
+const LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// A version's calls and failures in the current window, and when a failure of it was last logged.
+#[derive(Debug)]
+pub struct Health {
+    window: Mutex<(Instant, u32, u32)>,
+    logged: Mutex<(Option<Instant>, u32)>,
+}
+
+impl Default for Health {
+    fn default() -> Health {
+        Health {
+            window: Mutex::new((Instant::now(), 0, 0)),
+            logged: Mutex::new((None, 0)),
+        }
+    }
+}
+
+impl Health {
+    /// Counts a call of the version; returns the window's (calls, failures) with it.
+    fn count(&self, failed: bool) -> (u32, u32) {
+        let mut w = self
+            .window
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if w.0.elapsed() >= WINDOW {
+            *w = (Instant::now(), 0, 0);
+        }
+        w.1 = w.1.saturating_add(1);
+        w.2 = w.2.saturating_add(u32::from(failed));
+        (w.1, w.2)
+    }
+
+    /// Whether a failure may be logged now; if so, how many were left out since the last one logged.
+    fn may_log(&self) -> Option<u32> {
+        let mut l = self
+            .logged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if l.0.is_some_and(|at| at.elapsed() < LOG_EVERY) {
+            l.1 = l.1.saturating_add(1);
+            return None;
+        }
+        let left_out = l.1;
+        *l = (Some(Instant::now()), 0);
+        Some(left_out)
     }
 }
 
@@ -47,20 +106,34 @@ impl Policies {
     /// Counts a failure of a tenant's version; quarantines it at the threshold (in memory at once, in storage
     /// in the background). An overload is not the version's fault: it leaves the count as it is.
     pub(super) fn failed(&self, tenant_id: &str, active: &Active, failure: &PolicyFailure) {
+        let left_out = active.health.may_log();
         if failure.is_overload() {
-            tracing::warn!(tenant = %tenant_id, slot = active.slot.as_str(), version = active.version, error = %failure, "tenant policy stopped by the wall-clock backstop; not counted toward quarantine");
+            if let Some(left_out) = left_out {
+                tracing::warn!(tenant = %tenant_id, slot = active.slot.as_str(), version = active.version, error = %failure, left_out, "tenant policy stopped by the wall-clock backstop; not counted toward quarantine");
+            }
             return;
         }
-        tracing::warn!(tenant = %tenant_id, slot = active.slot.as_str(), version = active.version, error = %failure, "tenant policy failed");
+        if let Some(left_out) = left_out {
+            tracing::warn!(tenant = %tenant_id, slot = active.slot.as_str(), version = active.version, error = %failure, left_out, "tenant policy failed");
+        }
         let n = active.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if n >= self.config.quarantine_after
+        let (calls, failures) = active.health.count(true);
+        let threshold = self.config.quarantine_after;
+        let in_a_row = n >= threshold;
+        let by_rate =
+            failures >= threshold.saturating_mul(2) && failures.saturating_mul(2) >= calls;
+        if (in_a_row || by_rate)
             && active
                 .quarantined
                 .compare_exchange(false, true, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
             self.quarantines.fetch_add(1, Ordering::Relaxed);
-            let reason = format!("{n} failures in a row, the last: {failure}");
+            let reason = if in_a_row {
+                format!("{n} failures in a row, the last: {failure}")
+            } else {
+                format!("{failures} of {calls} calls failed within a minute, the last: {failure}")
+            };
             tracing::error!(tenant = %tenant_id, slot = active.slot.as_str(), version = active.version, %reason, "tenant policy quarantined");
             if let Some(storage) = self.storage.clone()
                 && let Ok(handle) = tokio::runtime::Handle::try_current()
@@ -81,6 +154,7 @@ impl Policies {
 
     /// A success of a tenant's version: its failures are no longer in a row.
     pub(super) fn succeeded(active: &Active) {
+        active.health.count(false);
         if active.failures.load(Ordering::Relaxed) != 0 {
             active.failures.store(0, Ordering::Relaxed);
         }

@@ -46,6 +46,7 @@ pub struct Active {
     /// `None` when the stored component could not be loaded at start (it then counts as quarantined).
     pub(super) loaded: Option<Arc<Loaded>>,
     pub(super) failures: AtomicU32,
+    pub(super) health: super::quarantine::Health,
     pub(super) quarantined: AtomicBool,
 }
 
@@ -228,6 +229,7 @@ impl Policies {
             digest: row.digest.clone(),
             loaded,
             failures: AtomicU32::new(0),
+            health: super::quarantine::Health::default(),
             quarantined: AtomicBool::new(row.quarantine.is_some()),
         }
     }
@@ -298,6 +300,7 @@ impl Policies {
         if !policy.exports(slot) {
             return Err(UploadError::WrongWorld(slot));
         }
+        self.runtime.check_export(&policy, slot)?;
         if let Some(cache) = &self.artifacts {
             cache.put(&digest, &component);
         }
@@ -315,6 +318,7 @@ impl Policies {
                 policy,
             })),
             failures: AtomicU32::new(0),
+            health: super::quarantine::Health::default(),
             quarantined: AtomicBool::new(false),
         });
         self.update(tenant_id, |t| t.with_slot(slot, Some(active)));
@@ -390,6 +394,7 @@ impl Policies {
                 policy,
             })),
             failures: AtomicU32::new(0),
+            health: super::quarantine::Health::default(),
             quarantined: AtomicBool::new(false),
         });
         self.update(tenant_id, |t| t.with_slot(slot, Some(active)));

@@ -93,9 +93,12 @@ pub enum PolicyFailure {
     #[error("not a Wasm component: {0}")]
     NotAComponent(String),
     #[error(
-        "the component imports `{0}`, which the gateway does not grant (policies may import `sluice:policy/*` and the WASI interfaces Rust's std links, which trap)"
+        "the component imports `{0}`, which the gateway does not grant (policies may import `sluice:policy/types@0.1.0`, `sluice:policy/log@0.1.0` and the WASI 0.2 interfaces Rust's std links, which trap)"
     )]
     ForbiddenImport(String),
+    /// An export under the slot's name whose functions do not have the contract's types.
+    #[error("the `{slot}` export does not match the contract `sluice:policy@0.1.0`: {detail}")]
+    ExportType { slot: &'static str, detail: String },
     #[error("the component cannot be linked: {0}")]
     Link(String),
     #[error("the component does not export the `{0}` slot")]
@@ -166,13 +169,38 @@ impl State {
         if self.log.len() >= MAX_LOG_LINES {
             return;
         }
-        let mut end = message.len().min(MAX_LOG_LINE_BYTES);
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        self.log.push(message[..end].to_owned());
+        self.log.push(printable(&message, MAX_LOG_LINE_BYTES));
     }
 }
+
+/// Text a policy wrote (a `log` line, an error message, names inside a trap's backtrace), fit for the
+/// operator's log: at most `max` bytes (cut at a character, marked `…`), and every control character
+/// escaped, so no policy can forge log lines with a newline or move a terminal's cursor.
+pub fn printable(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max));
+    for c in text.chars() {
+        let piece: String = if c.is_control() {
+            c.escape_default().collect()
+        } else {
+            c.to_string()
+        };
+        if out.len() + piece.len() > max {
+            // The marker fits within `max` too.
+            let mut end = max.saturating_sub('…'.len_utf8()).min(out.len());
+            while !out.is_char_boundary(end) {
+                end -= 1;
+            }
+            out.truncate(end);
+            out.push('…');
+            break;
+        }
+        out.push_str(&piece);
+    }
+    out
+}
+
+/// The longest error message of a policy kept (in trails' failures, logs and the quarantine reason).
+pub const MAX_ERROR_BYTES: usize = 1024;
 
 /// A loaded policy: pre-linked, with the slots it exports.
 pub struct Policy {
@@ -320,6 +348,41 @@ impl Runtime {
         })
     }
 
+    /// Instantiates the policy once and binds the slot's export, which checks every function of it against
+    /// the contract's types: an upload whose export has the right name but other types would otherwise
+    /// trap on every call. Its start function runs under the default deadline.
+    pub fn check_export(&self, policy: &Policy, slot: Slot) -> Result<(), PolicyFailure> {
+        let deadline = self.limits.deadline;
+        let fuel = self.limits.fuel(deadline);
+        let mut store = self.store(deadline, fuel)?;
+        let instance = policy
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| Self::failure(&e, deadline, fuel))?;
+        let bound = match slot {
+            Slot::Auth => policy
+                .auth
+                .as_ref()
+                .map(|ix| ix.load(&mut store, &instance).map(drop)),
+            Slot::Classify => policy
+                .classifier
+                .as_ref()
+                .map(|ix| ix.load(&mut store, &instance).map(drop)),
+            Slot::Route => policy
+                .router
+                .as_ref()
+                .map(|ix| ix.load(&mut store, &instance).map(drop)),
+        };
+        match bound {
+            None => Err(PolicyFailure::MissingSlot(slot.as_str())),
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(PolicyFailure::ExportType {
+                slot: slot.as_str(),
+                detail: format!("{e:#}"),
+            }),
+        }
+    }
+
     /// The limits calls run under.
     pub fn limits(&self) -> &Limits {
         &self.limits
@@ -361,7 +424,7 @@ impl Runtime {
                 deadline,
                 backstop: backstop(deadline),
             },
-            _ => PolicyFailure::Trap(format!("{e:#}")),
+            _ => PolicyFailure::Trap(printable(&format!("{e:#}"), MAX_ERROR_BYTES)),
         }
     }
 
@@ -392,7 +455,10 @@ impl Runtime {
                 fuel: fuel.saturating_sub(store.get_fuel().unwrap_or(0)),
                 log: store.into_data().log,
             }),
-            Ok(Err(e)) => Err(PolicyFailure::Policy(e.message)),
+            Ok(Err(e)) => Err(PolicyFailure::Policy(printable(
+                &e.message,
+                MAX_ERROR_BYTES,
+            ))),
             Err(e) => Err(Self::failure(&e, deadline, fuel)),
         }
     }
@@ -441,10 +507,55 @@ impl Runtime {
     }
 }
 
-/// Interfaces a policy may import: the contract's own (`types`, `log`) and the WASI interfaces Rust's std
-/// links for `wasm32-wasip2`, which are all linked as traps (no capability behind them).
+/// The WASI 0.2 interfaces Rust's std can link for `wasm32-wasip2` (which of them a component imports
+/// depends on what of std it uses). They are linked as traps: no capability is behind any of them.
+const STD_WASI: &[&str] = &[
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+    "wasi:clocks/monotonic-clock",
+    "wasi:clocks/wall-clock",
+    "wasi:filesystem/types",
+    "wasi:filesystem/preopens",
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+    "wasi:sockets/network",
+    "wasi:sockets/instance-network",
+    "wasi:sockets/udp",
+    "wasi:sockets/udp-create-socket",
+    "wasi:sockets/tcp",
+    "wasi:sockets/tcp-create-socket",
+    "wasi:sockets/ip-name-lookup",
+];
+
+/// Interfaces a policy may import, by exact name and version: the contract's own (`types`, and `log`,
+/// whose function types the linker checks) and the std WASI interfaces at any 0.2 version. Nothing else:
+/// not `wasi:http`, not an interface of the contract that does not exist.
 fn granted_import(name: &str) -> bool {
-    name.starts_with("sluice:policy/") || name.starts_with("wasi:")
+    if matches!(
+        name,
+        "sluice:policy/types@0.1.0" | "sluice:policy/log@0.1.0"
+    ) {
+        return true;
+    }
+    let Some((interface, version)) = name.split_once('@') else {
+        return false;
+    };
+    let minor_of_0_2 = version
+        .strip_prefix("0.2.")
+        .is_some_and(|patch| !patch.is_empty() && patch.bytes().all(|b| b.is_ascii_digit()));
+    minor_of_0_2 && STD_WASI.contains(&interface)
 }
 
 /// Checks the header, then compiles a component and checks its imports. Slow (Cranelift): callers off the

@@ -17,16 +17,42 @@ struct Features {
 }
 
 const CODE_MARKERS: [&str; 12] = [
-    "```", "fn ", "def ", "class ", "function ", "#include", "import ", "=>", "();", "SELECT ",
-    "stack trace", "compile",
+    "```",
+    "fn ",
+    "def ",
+    "class ",
+    "function ",
+    "#include",
+    "import ",
+    "=>",
+    "();",
+    "SELECT ",
+    "stack trace",
+    "compile",
 ];
 const MATH_MARKERS: [&str; 10] = [
-    "prove", "integral", "derivative", "equation", "theorem", "matrix", "probability", "solve",
-    "√", "∑",
+    "prove",
+    "integral",
+    "derivative",
+    "equation",
+    "theorem",
+    "matrix",
+    "probability",
+    "solve",
+    "√",
+    "∑",
 ];
 const CONSTRAINT_MARKERS: [&str; 10] = [
-    "must", "exactly", "at least", "at most", "step by step", "without", "ensure", "format",
-    "do not", "only",
+    "must",
+    "exactly",
+    "at least",
+    "at most",
+    "step by step",
+    "without",
+    "ensure",
+    "format",
+    "do not",
+    "only",
 ];
 
 fn hits(text: &str, markers: &[&str]) -> f32 {

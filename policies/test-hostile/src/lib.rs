@@ -43,16 +43,28 @@ fn misbehave(req: &Request) -> Result<Vec<Label>, PolicyError> {
             value: recurse(0).to_string(),
         }]),
         "file" => std::fs::read("/etc/passwd")
-            .map(|b| vec![Label { key: "file".to_owned(), value: String::from_utf8_lossy(&b).into_owned() }])
-            .map_err(|e| PolicyError { message: e.to_string() }),
+            .map(|b| {
+                vec![Label {
+                    key: "file".to_owned(),
+                    value: String::from_utf8_lossy(&b).into_owned(),
+                }]
+            })
+            .map_err(|e| PolicyError {
+                message: e.to_string(),
+            }),
         "env" => Ok(std::env::vars()
             .map(|(k, v)| Label { key: k, value: v })
             .collect()),
         "net" => std::net::TcpStream::connect("127.0.0.1:5432")
             .map(|_| Vec::new())
-            .map_err(|e| PolicyError { message: e.to_string() }),
+            .map_err(|e| PolicyError {
+                message: e.to_string(),
+            }),
         "labels" => Ok((0..4_000)
-            .map(|i| Label { key: format!("k{i}"), value: "x".repeat(1_000) })
+            .map(|i| Label {
+                key: format!("k{i}"),
+                value: "x".repeat(1_000),
+            })
             .collect()),
         "log" => {
             for _ in 0..1_000 {
@@ -70,7 +82,9 @@ fn misbehave(req: &Request) -> Result<Vec<Label>, PolicyError> {
         "log-spin" => loop {
             emit(Level::Debug, "");
         },
-        "error" => Err(PolicyError { message: "refusing on purpose".to_owned() }),
+        "error" => Err(PolicyError {
+            message: "refusing on purpose".to_owned(),
+        }),
         "panic" => panic!("a policy bug"),
         _ => Ok(Vec::new()),
     }
@@ -92,7 +106,11 @@ impl Auth for Hostile {
 impl Classifier for Hostile {
     fn classify(req: Request) -> Result<Classification, PolicyError> {
         let labels = misbehave(&req)?;
-        Ok(Classification { tier: Tier::Simple, score: 0.0, labels })
+        Ok(Classification {
+            tier: Tier::Simple,
+            score: 0.0,
+            labels,
+        })
     }
 }
 

@@ -373,3 +373,27 @@ fn megabytes_of_labels_come_back_and_the_host_caps_what_it_keeps() {
             .all(|l| l.value.len() <= crate::policy::decide::MAX_LABEL_VALUE)
     );
 }
+
+#[test]
+fn what_a_policy_writes_is_bounded_and_cannot_forge_log_lines() {
+    let forged = "ok\n2026-12-02T00:00:00Z ERROR sluice: operator token leaked\r\x1b[2J";
+    let shown = printable(forged, 1024);
+    assert!(
+        !shown.contains('\n') && !shown.contains('\r') && !shown.contains('\x1b'),
+        "{shown}"
+    );
+    assert!(shown.starts_with("ok\\n2026"), "{shown}");
+    let long = "é".repeat(2_000);
+    let cut = printable(&long, 1024);
+    assert!(
+        cut.len() <= 1024 && cut.len() > 1000 && cut.ends_with('…'),
+        "{}",
+        cut.len()
+    );
+    let mut state = State {
+        limits: StoreLimitsBuilder::new().build(),
+        log: Vec::new(),
+    };
+    state.keep("line one\nline two".to_owned());
+    assert_eq!(state.log, ["line one\\nline two"]);
+}
