@@ -824,9 +824,12 @@ async fn an_auth_policy_that_runs_out_of_fuel_is_denied_and_quarantined() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_overloaded_host_answers_503_and_quarantines_nothing() {
-    // Fuel the loop cannot use up (2^40 per ms), so only the wall-clock backstop stops it: what an auth call
-    // starved of CPU looks like.
-    let gw = TestGateway::start(&format!("fuel_per_ms = 1099511627776\n{ROUTING}")).await;
+    // Fuel the loop cannot use up (2^40 per ms) and a CPU clock that stands still, so only the wall-clock
+    // backstop stops it before it used any CPU: what an auth call starved of CPU looks like.
+    let gw = TestGateway::start_changed(&format!("fuel_per_ms = 1099511627776\n{ROUTING}"), |c| {
+        c.policies.cpu_clock = Some(|| std::time::Duration::ZERO);
+    })
+    .await;
     let (member, admin) = hostile_auth(&gw).await;
     // More than `quarantine_after` (5): each is 503 `unavailable`, retryable, and nothing is quarantined.
     for i in 1..=6 {

@@ -106,6 +106,10 @@ pub struct PolicyConfig {
     /// Where components are compiled. Not a config file setting: `sluice serve` compiles in a child process
     /// of its own binary; embedders (and most tests) compile in-process.
     pub compiler: Compiler,
+    /// How the CPU time of a policy call is read; `None` is the calling thread's CPU clock. Not a config
+    /// file setting: tests that stand for a host which never scheduled a call give a clock that stands
+    /// still.
+    pub cpu_clock: Option<fn() -> Duration>,
 }
 
 /// The audit log's signing key and batching.
@@ -519,6 +523,7 @@ fn validate_policies(
         quarantine_after,
         cache_dir,
         compiler: Compiler::InProcess,
+        cpu_clock: None,
     })
 }
 

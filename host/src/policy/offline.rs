@@ -377,9 +377,11 @@ mod tests {
         assert!(matches!(err, PolicyFailure::OutOfFuel { .. }), "{err}");
         assert!(stopped_by(&err).unwrap().starts_with("fuel:"));
         assert_eq!(report.fuel, None);
-        // ...unless it has more fuel than time: then the backstop, and the machine is to blame.
+        // ...unless it has more fuel than time and the host gave it no CPU: then the backstop, and the
+        // machine is to blame.
         let limits = wasm::Limits {
             fuel_per_ms: 1 << 40,
+            cpu_clock: || Duration::ZERO,
             ..wasm::Limits::default()
         };
         let report = run(hostile, Some(Slot::Classify), &inputs, limits, 0).unwrap();

@@ -4,8 +4,9 @@
 //! Every failure of the policy's own counts. A version is quarantined until another one is activated when
 //! `quarantine_after` calls in a row fail, or when, within a minute, at least twice that many fail and they
 //! are at least half of its calls: successes in between do not keep a failing version running. A call
-//! stopped by the wall-clock backstop with fuel left (`PolicyFailure::Overloaded`) is the host's fault, not
-//! the policy's: it neither counts nor resets the count.
+//! stopped by the wall-clock backstop with fuel left, before it had run for its deadline on the CPU
+//! (`PolicyFailure::Overloaded`), is the host's fault, not the policy's: it neither counts nor resets the
+//! count. One that had run that long (`TooMuchCpu`) is the policy's.
 //!
 //! A version's failures are logged at most once a second, with how many were not; the message is the
 //! policy's own text, bounded and escaped (`wasm::printable`).
@@ -21,7 +22,7 @@ use super::wasm::PolicyFailure;
 pub fn failure_reason(f: &PolicyFailure) -> &'static str {
     match f {
         // Out of fuel is the deadline as users know it: the policy did more than its deadline's work.
-        PolicyFailure::OutOfFuel { .. } => "timeout",
+        PolicyFailure::OutOfFuel { .. } | PolicyFailure::TooMuchCpu { .. } => "timeout",
         PolicyFailure::Overloaded { .. } => "overloaded",
         PolicyFailure::Trap(_) => "trap",
         PolicyFailure::Policy(_) => "error",

@@ -152,6 +152,7 @@ impl Policies {
             deadline: config.default_deadline,
             fuel_per_ms: config.fuel_per_ms,
             max_memory_bytes: config.max_memory_bytes,
+            cpu_clock: config.cpu_clock.unwrap_or(wasm::thread_cpu),
         })?;
         let artifacts = config.cache_dir.as_ref().and_then(|dir| {
             ArtifactCache::new(dir, cache_secret, runtime.engine())

@@ -50,6 +50,8 @@ pub struct Limits {
     pub fuel_per_ms: u64,
     /// Linear memory a call may use.
     pub max_memory_bytes: usize,
+    /// Reads the CPU time a call has used: the calling thread's CPU clock (`thread_cpu`).
+    pub cpu_clock: fn() -> Duration,
 }
 
 impl Default for Limits {
@@ -58,6 +60,7 @@ impl Default for Limits {
             deadline: Duration::from_millis(5),
             fuel_per_ms: DEFAULT_FUEL_PER_MS,
             max_memory_bytes: 32 << 20,
+            cpu_clock: thread_cpu,
         }
     }
 }
@@ -68,6 +71,16 @@ impl Limits {
         let micros = u64::try_from(deadline.as_micros()).unwrap_or(u64::MAX);
         micros.saturating_mul(self.fuel_per_ms) / 1_000
     }
+}
+
+/// CPU time the calling thread has used so far. A policy call runs on one thread from instantiation to its
+/// answer, so the difference over the call is what the call cost the host in CPU.
+pub fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
 }
 
 /// The wall-clock backstop of a call with this deadline: `max(4 × deadline, deadline + 20 ms)`.
@@ -106,8 +119,15 @@ pub enum PolicyFailure {
     /// The policy did more work than its deadline allows: its own fault, the same on any machine.
     #[error("the policy used up its fuel ({fuel} units: the work of its {deadline:?} deadline)")]
     OutOfFuel { fuel: u64, deadline: Duration },
-    /// The wall-clock backstop stopped the policy while it still had fuel: the host did not give it the CPU
-    /// (overload), so this is not the policy's fault.
+    /// The call ran on the CPU for longer than its deadline (the backstop stopped it with fuel left), or for
+    /// longer than its backstop: work fuel does not count (a one-instruction loop, touching fresh pages,
+    /// results the host copies), and the policy's own fault.
+    #[error(
+        "the policy ran on the CPU for {cpu:?}, more than its {deadline:?} deadline allows (work its fuel does not count)"
+    )]
+    TooMuchCpu { cpu: Duration, deadline: Duration },
+    /// The wall-clock backstop stopped the policy while it still had fuel and before it had used its
+    /// deadline's CPU time: the host did not give it the CPU (overload), so this is not the policy's fault.
     #[error(
         "the host was overloaded: the wall-clock backstop of {backstop:?} stopped the policy with fuel left (deadline {deadline:?})"
     )]
@@ -355,10 +375,11 @@ impl Runtime {
         let deadline = self.limits.deadline;
         let fuel = self.limits.fuel(deadline);
         let mut store = self.store(deadline, fuel)?;
-        let instance = policy
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| Self::failure(&e, deadline, fuel))?;
+        let started = (self.limits.cpu_clock)();
+        let instance = policy.pre.instantiate(&mut store).map_err(|e| {
+            let cpu = (self.limits.cpu_clock)().saturating_sub(started);
+            Self::failure(&e, deadline, fuel, cpu)
+        })?;
         let bound = match slot {
             Slot::Auth => policy
                 .auth
@@ -415,11 +436,13 @@ impl Runtime {
         Ok(store)
     }
 
-    fn failure(e: &wasmtime::Error, deadline: Duration, fuel: u64) -> PolicyFailure {
+    fn failure(e: &wasmtime::Error, deadline: Duration, fuel: u64, cpu: Duration) -> PolicyFailure {
         match e.downcast_ref::<Trap>() {
             Some(Trap::OutOfFuel) => PolicyFailure::OutOfFuel { fuel, deadline },
-            // Only the backstop interrupts, and only a call that still had fuel reaches it: a call that did
-            // its deadline's worth of work would have run out of fuel first.
+            // Only the backstop interrupts, and only a call that still had fuel reaches it. If the thread
+            // ran the call for its whole deadline of CPU time, the policy did work fuel does not see: its
+            // fault. Otherwise the host did not give it the CPU.
+            Some(Trap::Interrupt) if cpu >= deadline => PolicyFailure::TooMuchCpu { cpu, deadline },
             Some(Trap::Interrupt) => PolicyFailure::Overloaded {
                 deadline,
                 backstop: backstop(deadline),
@@ -445,11 +468,16 @@ impl Runtime {
         let deadline = deadline.unwrap_or(self.limits.deadline);
         let fuel = self.limits.fuel(deadline);
         let mut store = self.store(deadline, fuel)?;
+        let started = (self.limits.cpu_clock)();
         let result = policy
             .pre
             .instantiate(&mut store)
             .and_then(|instance| run(indices, &mut store, &instance));
+        let cpu = (self.limits.cpu_clock)().saturating_sub(started);
         match result {
+            // An answer that took more CPU than the backstop allows (host copies of huge results, say) is
+            // refused like a call the backstop stopped.
+            Ok(_) if cpu > backstop(deadline) => Err(PolicyFailure::TooMuchCpu { cpu, deadline }),
             Ok(Ok(value)) => Ok(Outcome {
                 value,
                 fuel: fuel.saturating_sub(store.get_fuel().unwrap_or(0)),
@@ -459,7 +487,7 @@ impl Runtime {
                 &e.message,
                 MAX_ERROR_BYTES,
             ))),
-            Err(e) => Err(Self::failure(&e, deadline, fuel)),
+            Err(e) => Err(Self::failure(&e, deadline, fuel, cpu)),
         }
     }
 

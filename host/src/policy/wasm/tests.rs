@@ -177,11 +177,52 @@ fn a_policy_that_loops_forever_runs_out_of_fuel() {
     assert!(!err.is_overload());
 }
 
+/// A CPU clock that stands still: what a call looks like to a host that never scheduled it.
+fn starved() -> Duration {
+    Duration::ZERO
+}
+
 #[test]
-fn a_policy_with_fuel_left_is_stopped_by_the_backstop_as_an_overload() {
-    // Fuel this loop cannot use up: only the wall-clock backstop can stop it.
+fn a_loop_that_used_its_deadline_of_cpu_is_the_policys_fault_even_with_fuel_left() {
+    // Fuel this loop cannot use up: only the backstop stops it, after it ran on the CPU for far longer
+    // than its deadline.
     let rich = Runtime::new(Limits {
         fuel_per_ms: 1 << 40,
+        ..Limits::default()
+    })
+    .unwrap();
+    let policy = rich.load(builtin::TEST_HOSTILE).unwrap();
+    let deadline = Duration::from_millis(5);
+    let err = rich
+        .classify(&policy, &request("loop", ""), Some(deadline))
+        .unwrap_err();
+    assert!(
+        matches!(err, PolicyFailure::TooMuchCpu { cpu, .. } if cpu >= deadline),
+        "{err:?}"
+    );
+    assert!(!err.is_overload());
+    // A one-instruction loop at the default fuel: it burns fuel slower than real work, so it reaches the
+    // backstop with fuel left; it still is the policy's doing.
+    let err = runtime()
+        .classify(&hostile(), &request("spin", ""), Some(deadline))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PolicyFailure::TooMuchCpu { .. } | PolicyFailure::OutOfFuel { .. }
+        ),
+        "{err:?}"
+    );
+    assert!(!err.is_overload());
+}
+
+#[test]
+fn a_policy_with_fuel_left_is_stopped_by_the_backstop_as_an_overload() {
+    // Fuel this loop cannot use up, and a host that gave it no CPU time: only the wall-clock backstop
+    // stops it, and the machine is to blame.
+    let rich = Runtime::new(Limits {
+        fuel_per_ms: 1 << 40,
+        cpu_clock: starved,
         ..Limits::default()
     })
     .unwrap();
