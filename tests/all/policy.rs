@@ -274,7 +274,14 @@ async fn the_compiler_process_answers_without_the_fallback() {
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_sluice"));
     let timeout = std::time::Duration::from_secs(60);
     let compile = |bytes: &'static [u8]| {
-        compile_in_child(exe, runtime.engine(), runtime.limits(), bytes, timeout)
+        compile_in_child(
+            exe,
+            runtime.engine(),
+            runtime.limits(),
+            bytes,
+            timeout,
+            1 << 30,
+        )
     };
     let router = compile(sluice::policy::builtin::ROUTER).await.unwrap();
     assert!(runtime.link(&router).unwrap().exports(Slot::Route));
@@ -314,10 +321,20 @@ async fn a_compile_past_its_timeout_is_refused_and_its_process_killed() {
         config.policies.compile_timeout = std::time::Duration::from_millis(300);
     })
     .await;
-    let (_, resp) = new_tenant_uploads_router(&gw, "acme").await;
+    let (admin, resp) = new_tenant_uploads_router(&gw, "acme").await;
     let (status, _, message) = error_message(resp).await;
     assert_eq!(status, 400);
     assert!(message.contains("compilation took longer"), "{message}");
+    // Bytes compiled before (the built-in router, at the first start) are not compiled again: the upload
+    // does not need the compiler that never answers.
+    let resp = upload(
+        &gw,
+        &admin,
+        "route",
+        sluice::policy::builtin::ROUTER.to_vec(),
+    )
+    .await;
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
     // The stand-in would sleep a minute: it must be gone (a killed child not yet reaped has no command line).
     let mine = std::process::id().to_string();
     let sleepers = || {
@@ -347,6 +364,98 @@ async fn a_compile_past_its_timeout_is_refused_and_its_process_killed() {
     }
 }
 
+/// A compiler process that dies of a signal (its heap or CPU limit, the OOM killer) refused the upload: 400,
+/// and the gateway never compiles the same bytes itself. Shown with a stand-in that kills itself, and with the
+/// real compiler held to a heap far too small for Cranelift.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compiler_killed_for_its_memory_refuses_the_upload_and_the_gateway_does_not_compile_it() {
+    let dir = TestGateway::start_changed(ROUTING, child_compiler)
+        .await
+        .stop_keep_dir()
+        .await;
+    let stand_in = dir.path().join("killed");
+    std::fs::write(
+        &stand_in,
+        "#!/bin/sh
+kill -9 $$
+",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &stand_in,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let gw = TestGateway::start_in_with(dir, |config| {
+        config.policies.compiler = sluice::policy::compiler::Compiler::Process(stand_in.clone());
+    })
+    .await;
+    let (admin, resp) = new_tenant_uploads_router(&gw, "acme").await;
+    let (status, _, message) = error_message(resp).await;
+    assert_eq!(status, 400, "{message}");
+    assert!(message.contains("killed by signal 9"), "{message}");
+    let view: Value = gw.get_json("/v1/policies", &admin).await;
+    assert_eq!(view["slots"]["route"]["source"], "builtin", "{view}");
+
+    let gw = TestGateway::start_changed(ROUTING, |config| {
+        child_compiler(config);
+        config.policies.compile_memory_bytes = 8 << 20;
+    })
+    .await;
+    let (_, resp) = new_tenant_uploads_router(&gw, "beta").await;
+    let (status, _, message) = error_message(resp).await;
+    assert_eq!(status, 400, "{message}");
+    assert!(message.contains("compiler"), "{message}");
+}
+
+/// One tenant's burst of uploads compiles one at a time, behind itself: another tenant's upload does not
+/// wait for the whole burst. The stand-in compiler takes 300 ms and then dies, so every upload is refused;
+/// what the test reads is the order the answers come in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_burst_of_uploads_does_not_hold_up_another_tenants() {
+    let dir = TestGateway::start_changed(ROUTING, child_compiler)
+        .await
+        .stop_keep_dir()
+        .await;
+    let stand_in = dir.path().join("slow");
+    std::fs::write(&stand_in, "#!/bin/sh\nsleep 0.3\nkill -9 $$\n").unwrap();
+    std::fs::set_permissions(
+        &stand_in,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let gw = std::sync::Arc::new(
+        TestGateway::start_in_with(dir, |config| {
+            config.policies.compiler =
+                sluice::policy::compiler::Compiler::Process(stand_in.clone());
+        })
+        .await,
+    );
+    let (a, _, _) = gw.tenant_key("bursty").await;
+    let a_admin = key_with_role(&gw, &a, "admin").await;
+    let (b, _, _) = gw.tenant_key("quiet").await;
+    let b_admin = key_with_role(&gw, &b, "admin").await;
+    let done = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let send = |who: &'static str, key: String| {
+        let (gw, done) = (gw.clone(), done.clone());
+        tokio::spawn(async move {
+            let resp = upload(&gw, &key, "route", unique(sluice::policy::builtin::ROUTER)).await;
+            assert_eq!(resp.status(), 400);
+            done.lock().unwrap().push(who);
+        })
+    };
+    let mut tasks: Vec<_> = (0..5).map(|_| send("a", a_admin.clone())).collect();
+    // B comes once A's burst is queued.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    tasks.push(send("b", b_admin.clone()));
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let order = done.lock().unwrap().clone();
+    let b_at = order.iter().position(|w| *w == "b").unwrap();
+    assert!(b_at <= 2, "B waited behind A's burst: {order:?}");
+}
+
 /// When the compiler process cannot start (say the binary was replaced by an upgrade), the gateway compiles
 /// in-process rather than refusing every upload.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -364,14 +473,28 @@ async fn a_compiler_that_cannot_start_leaves_compiling_to_the_gateway() {
 async fn new_tenant_uploads_router(gw: &TestGateway, name: &str) -> (String, reqwest::Response) {
     let (tenant, _, _) = gw.tenant_key(name).await;
     let admin = key_with_role(gw, &tenant, "admin").await;
-    let resp = upload(
-        gw,
-        &admin,
-        "route",
-        sluice::policy::builtin::ROUTER.to_vec(),
-    )
-    .await;
+    let resp = upload(gw, &admin, "route", unique(sluice::policy::builtin::ROUTER)).await;
     (admin, resp)
+}
+
+/// A component with bytes no test uploaded before (a custom section holding a fresh nonce), so the gateway
+/// compiles it instead of finding its digest compiled already.
+fn unique(component: &[u8]) -> Vec<u8> {
+    let nonce = format!(
+        "{}-{:?}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+    );
+    let mut section = vec![4u8];
+    section.extend_from_slice(b"test");
+    section.extend_from_slice(nonce.as_bytes());
+    let mut out = component.to_vec();
+    out.push(0); // a custom section
+    out.push(u8::try_from(section.len()).unwrap()); // its size (under 128: one LEB128 byte)
+    out.extend_from_slice(&section);
+    out
 }
 
 /// Every refusal of a bad upload, with its message; nothing is stored.

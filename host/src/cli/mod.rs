@@ -78,6 +78,12 @@ pub enum Command {
     CompilePolicy {
         #[arg(long)]
         max_memory_bytes: usize,
+        /// The compiler's own heap limit (RLIMIT_DATA), in bytes.
+        #[arg(long)]
+        max_compile_bytes: Option<u64>,
+        /// The compiler's CPU-time limit (RLIMIT_CPU), in seconds.
+        #[arg(long)]
+        max_cpu_seconds: Option<u64>,
     },
     /// Test a policy offline; push, list, activate and roll back a tenant's policies.
     Policy {
@@ -105,8 +111,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy { action } => policy::run(action).await,
         Command::Witness { action } => witness::run(action).await,
         // No logging, no config: compile and exit.
-        Command::CompilePolicy { max_memory_bytes } => {
-            std::process::exit(crate::policy::compiler::run_child(max_memory_bytes))
-        }
+        Command::CompilePolicy {
+            max_memory_bytes,
+            max_compile_bytes,
+            max_cpu_seconds,
+        } => std::process::exit(crate::policy::compiler::run_child(
+            max_memory_bytes,
+            max_compile_bytes,
+            max_cpu_seconds,
+        )),
     }
 }

@@ -101,6 +101,8 @@ pub struct PolicyConfig {
     pub max_memory_bytes: usize,
     pub max_upload_bytes: usize,
     pub compile_timeout: Duration,
+    /// Heap the compiler process may use (its `RLIMIT_DATA`), in bytes.
+    pub compile_memory_bytes: u64,
     pub quarantine_after: u32,
     pub cache_dir: Option<PathBuf>,
     /// Where components are compiled. Not a config file setting: `sluice serve` compiles in a child process
@@ -520,6 +522,7 @@ fn validate_policies(
         max_memory_bytes: usize::try_from(memory_mib << 20).unwrap_or(usize::MAX),
         max_upload_bytes: usize::try_from(max_upload).unwrap_or(usize::MAX),
         compile_timeout,
+        compile_memory_bytes: raw.compile_memory_mib.unwrap_or(1024).clamp(64, 1 << 20) << 20,
         quarantine_after,
         cache_dir,
         compiler: Compiler::InProcess,

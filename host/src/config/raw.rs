@@ -158,6 +158,9 @@ pub struct RawPolicies {
     pub max_upload_bytes: Option<u64>,
     /// Longest compilation of an upload, in milliseconds, before it is refused. Default 10,000.
     pub compile_timeout_ms: Option<u64>,
+    /// Heap the compiler process may use, in MiB (its `RLIMIT_DATA`); past it the upload is refused.
+    /// Default 1024.
+    pub compile_memory_mib: Option<u64>,
     /// Consecutive failures (trap, out of fuel, error, invalid decision) after which a tenant's policy is
     /// quarantined until a new version is uploaded or activated; a call stopped by the wall-clock backstop
     /// (host overload) does not count. Default 5.

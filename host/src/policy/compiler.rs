@@ -8,9 +8,14 @@
 //! Protocol: the component's bytes on stdin; the serialized artifact on stdout and exit code 0; or exit
 //! code 2 with `not-wasm`, `core-module` or `not-a-component\t<reason>` on stderr when the input is refused.
 //!
+//! The child limits itself first: its heap (`RLIMIT_DATA`, `policies.compile_memory_mib`) and its CPU time
+//! (`RLIMIT_CPU`, the compile timeout). A child that dies of a signal (the kernel's answer to either limit,
+//! or the OOM killer's) refused the upload: it is a 400, never compiled again in the gateway, whose memory
+//! every tenant shares.
+//!
 //! In-process compilation remains for embedders and tests that start the gateway without its binary
-//! ([`Compiler::InProcess`]), and as the fallback when the child cannot be started or answers with
-//! something that does not load (the binary was replaced by an upgrade while the gateway ran, say).
+//! ([`Compiler::InProcess`]), and as the fallback only when the child cannot be started at all or answers
+//! with something that does not load (the binary was replaced by an upgrade while the gateway ran, say).
 
 use std::io::{Read, Write};
 use std::process::Stdio;
@@ -48,9 +53,10 @@ impl Compiler {
         limits: &Limits,
         bytes: &[u8],
         timeout: Duration,
+        memory_bytes: u64,
     ) -> Result<Component, CompileError> {
         if let Compiler::Process(exe) = self {
-            match compile_in_child(exe, engine, limits, bytes, timeout).await {
+            match compile_in_child(exe, engine, limits, bytes, timeout, memory_bytes).await {
                 Err(CompileError::Broken(why)) => {
                     tracing::warn!(exe = %exe.display(), error = %why, "the policy compiler process failed; compiling in the gateway");
                 }
@@ -86,12 +92,17 @@ pub async fn compile_in_child(
     limits: &Limits,
     bytes: &[u8],
     timeout: Duration,
+    memory_bytes: u64,
 ) -> Result<Component, CompileError> {
     let broken = |what: &str, e: std::io::Error| CompileError::Broken(format!("{what}: {e}"));
     let mut child = tokio::process::Command::new(exe)
         .arg(SUBCOMMAND)
         .arg("--max-memory-bytes")
         .arg(limits.max_memory_bytes.to_string())
+        .arg("--max-compile-bytes")
+        .arg(memory_bytes.to_string())
+        .arg("--max-cpu-seconds")
+        .arg(timeout.as_secs().saturating_add(1).to_string())
         .env_clear()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -134,17 +145,60 @@ pub async fn compile_in_child(
                 _ => PolicyFailure::NotAComponent(reason.to_owned()),
             }))
         }
-        _ => Err(CompileError::Broken(format!(
-            "{}: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim_end()
+        None => {
+            // Killed: by the kernel at its heap or CPU limit, or by the OOM killer. The upload did that.
+            #[cfg(unix)]
+            let signal = std::os::unix::process::ExitStatusExt::signal(&output.status).unwrap_or(0);
+            #[cfg(not(unix))]
+            let signal = 0;
+            Err(CompileError::Refused(PolicyFailure::NotAComponent(
+                format!(
+                    "compiling it took more memory or CPU time than the compiler is given (killed by signal {signal})"
+                ),
+            )))
+        }
+        // The child ran on the upload and failed: under its limits that is most often memory. Refused too;
+        // compiling it again in the gateway would take the same memory there.
+        Some(code) => Err(CompileError::Refused(PolicyFailure::NotAComponent(
+            format!(
+                "the compiler failed on it (exit {code}): {}",
+                String::from_utf8_lossy(&output.stderr)
+                    .trim_end()
+                    .chars()
+                    .take(512)
+                    .collect::<String>()
+            ),
         ))),
     }
 }
 
+/// The child's limits on itself, before it reads a byte of the upload.
+fn limit_self(heap_bytes: Option<u64>, cpu_seconds: Option<u64>) -> std::io::Result<()> {
+    use rustix::process::{Resource, Rlimit, setrlimit};
+    let limit = |n| Rlimit {
+        current: Some(n),
+        maximum: Some(n),
+    };
+    if let Some(n) = heap_bytes {
+        setrlimit(Resource::Data, limit(n))?;
+    }
+    if let Some(n) = cpu_seconds {
+        setrlimit(Resource::Cpu, limit(n))?;
+    }
+    Ok(())
+}
+
 /// The child's side (`sluice compile-policy`): reads a component on stdin, writes its artifact on stdout.
 /// Returns the exit code.
-pub fn run_child(max_memory_bytes: usize) -> i32 {
+pub fn run_child(
+    max_memory_bytes: usize,
+    max_compile_bytes: Option<u64>,
+    max_cpu_seconds: Option<u64>,
+) -> i32 {
+    if let Err(e) = limit_self(max_compile_bytes, max_cpu_seconds) {
+        eprintln!("setting the compiler's limits: {e}");
+        return 1;
+    }
     let mut bytes = Vec::new();
     if let Err(e) = std::io::stdin().read_to_end(&mut bytes) {
         eprintln!("reading the component: {e}");

@@ -115,6 +115,8 @@ pub struct Policies {
     pub(super) storage: Option<Storage>,
     /// One compilation at a time: uploads cannot take both cores from the data plane.
     compile_gate: tokio::sync::Semaphore,
+    /// Each tenant's compile lock: one compile per tenant at a time.
+    compiling: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Serializes changes to the tenant map (reads never wait for it).
     change: tokio::sync::Mutex<()>,
     pub(super) quarantines: AtomicU32,
@@ -174,6 +176,7 @@ impl Policies {
             artifacts,
             storage,
             compile_gate: tokio::sync::Semaphore::new(1),
+            compiling: std::sync::Mutex::default(),
             change: tokio::sync::Mutex::new(()),
             quarantines: AtomicU32::new(0),
         };
@@ -296,13 +299,22 @@ impl Policies {
             });
         }
         let digest = digest_of(&bytes);
-        let component = self.compile(&bytes).await?;
+        // The same bytes compiled before (by any tenant, or before a restart) are not compiled again.
+        let cached = self
+            .artifacts
+            .as_ref()
+            .and_then(|c| c.get(self.runtime.engine(), &digest));
+        let fresh = cached.is_none();
+        let component = match cached {
+            Some(c) => c,
+            None => self.compile(tenant_id, &bytes).await?,
+        };
         let policy = self.runtime.link(&component)?;
         if !policy.exports(slot) {
             return Err(UploadError::WrongWorld(slot));
         }
         self.runtime.check_export(&policy, slot)?;
-        if let Some(cache) = &self.artifacts {
+        if let (true, Some(cache)) = (fresh, &self.artifacts) {
             cache.put(&digest, &component);
         }
         let storage = self.storage()?;
@@ -327,7 +339,21 @@ impl Policies {
     }
 
     /// Compiles one component at a time, within the compile timeout (see `compiler.rs`).
-    async fn compile(&self, bytes: &[u8]) -> Result<wasmtime::component::Component, UploadError> {
+    /// Compiles an upload of `tenant_id`: one at a time per tenant, so a tenant's burst of uploads waits
+    /// behind itself, and in the gate's first-come order across tenants.
+    async fn compile(
+        &self,
+        tenant_id: &str,
+        bytes: &[u8],
+    ) -> Result<wasmtime::component::Component, UploadError> {
+        let mine = self
+            .compiling
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(tenant_id.to_owned())
+            .or_default()
+            .clone();
+        let _mine = mine.lock().await;
         let _gate = self
             .compile_gate
             .acquire()
@@ -340,6 +366,7 @@ impl Policies {
                 self.runtime.limits(),
                 bytes,
                 self.config.compile_timeout,
+                self.config.compile_memory_bytes,
             )
             .await
             .map_err(|e| match e {
@@ -376,7 +403,7 @@ impl Policies {
             .and_then(|c| c.get(self.runtime.engine(), &row.digest))
         {
             Some(c) => c,
-            None => self.compile(&bytes).await?,
+            None => self.compile(tenant_id, &bytes).await?,
         };
         let policy = self.runtime.link(&component)?;
         if storage
@@ -456,6 +483,7 @@ async fn load_cached(
                     runtime.limits(),
                     bytes,
                     config.compile_timeout,
+                    config.compile_memory_bytes,
                 )
                 .await
                 .map_err(|e| match e {
