@@ -358,6 +358,9 @@ impl From<UploadError> for ApiError {
             UploadError::Invalid(_)
             | UploadError::WrongWorld(_)
             | UploadError::CompileTimeout(_) => ApiError::invalid("policy", e.to_string()),
+            UploadError::Storage(
+                e @ (StorageError::PolicyQuota(_) | StorageError::ActiveVersion),
+            ) => ApiError::from(e),
             UploadError::Storage(_) | UploadError::Compiler(_) => {
                 ApiError::new(ErrorCode::Unavailable, e.to_string())
             }
@@ -373,6 +376,8 @@ impl From<StorageError> for ApiError {
                 ApiError::invalid("name", format!("a tenant named `{name}` already exists"))
             }
             StorageError::NoSuchTenant => ApiError::new(ErrorCode::NotFound, "no such tenant"),
+            StorageError::PolicyQuota(why) => ApiError::invalid("policy", why),
+            StorageError::ActiveVersion => ApiError::invalid("version", e.to_string()),
             other => ApiError::new(ErrorCode::Unavailable, format!("storage: {other}")),
         }
     }

@@ -1204,3 +1204,70 @@ async fn failures_interleaved_with_successes_still_quarantine() {
     let view: Value = gw.get_json("/v1/policies", &admin).await;
     assert_eq!(view["slots"]["classify"]["quarantined"], true, "{view}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_versions_are_held_to_a_quota_and_inactive_ones_can_be_deleted() {
+    let gw = TestGateway::start_changed(ROUTING, |c| c.policies.max_versions = 3).await;
+    let (tenant, _, _) = gw.tenant_key("hoarder").await;
+    let admin = key_with_role(&gw, &tenant, "admin").await;
+    for _ in 0..3 {
+        let resp = upload(&gw, &admin, "route", HOSTILE.to_vec()).await;
+        assert_eq!(resp.status(), 201);
+    }
+    let (status, code, message) =
+        error_message(upload(&gw, &admin, "route", HOSTILE.to_vec()).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (400, "invalid_request"),
+        "{message}"
+    );
+    assert!(
+        message.contains("3 policy versions, the most allowed"),
+        "{message}"
+    );
+    let delete = |version: u32| {
+        gw.http
+            .delete(gw.url(&format!("/v1/policies/route/versions/{version}")))
+            .bearer_auth(&admin)
+            .send()
+    };
+    // The active version (3) stays; an inactive one goes, and makes room.
+    let (status, _, message) = error_message(delete(3).await.unwrap()).await;
+    assert_eq!(status, 400, "{message}");
+    assert!(
+        message.contains("active version cannot be deleted"),
+        "{message}"
+    );
+    assert_eq!(delete(1).await.unwrap().status(), 200);
+    assert_eq!(delete(1).await.unwrap().status(), 404);
+    assert_eq!(
+        upload(&gw, &admin, "route", HOSTILE.to_vec())
+            .await
+            .status(),
+        201
+    );
+    let view: Value = gw.get_json("/v1/policies", &admin).await;
+    let mut versions: Vec<u64> = view["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect();
+    versions.sort_unstable();
+    assert_eq!(versions, [2, 3, 4], "{view}");
+    // The bytes count too.
+    let gw = TestGateway::start_changed(ROUTING, |c| {
+        c.policies.max_stored_bytes = u64::try_from(HOSTILE.len()).unwrap() + 10;
+    })
+    .await;
+    let (tenant, _, _) = gw.tenant_key("big").await;
+    let admin = key_with_role(&gw, &tenant, "admin").await;
+    assert_eq!(
+        upload(&gw, &admin, "auth", HOSTILE.to_vec()).await.status(),
+        201
+    );
+    let (status, _, message) =
+        error_message(upload(&gw, &admin, "route", HOSTILE.to_vec()).await).await;
+    assert_eq!(status, 400, "{message}");
+    assert!(message.contains("bytes"), "{message}");
+}

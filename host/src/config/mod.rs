@@ -103,6 +103,9 @@ pub struct PolicyConfig {
     pub compile_timeout: Duration,
     /// Heap the compiler process may use (its `RLIMIT_DATA`), in bytes.
     pub compile_memory_bytes: u64,
+    /// Most policy versions, and bytes of them, a tenant stores (over all slots).
+    pub max_versions: u32,
+    pub max_stored_bytes: u64,
     pub quarantine_after: u32,
     pub cache_dir: Option<PathBuf>,
     /// Where components are compiled. Not a config file setting: `sluice serve` compiles in a child process
@@ -523,6 +526,8 @@ fn validate_policies(
         max_upload_bytes: usize::try_from(max_upload).unwrap_or(usize::MAX),
         compile_timeout,
         compile_memory_bytes: raw.compile_memory_mib.unwrap_or(1024).clamp(64, 1 << 20) << 20,
+        max_versions: raw.max_versions.unwrap_or(20).max(1),
+        max_stored_bytes: raw.max_stored_mib.unwrap_or(50).clamp(1, 1 << 20) << 20,
         quarantine_after,
         cache_dir,
         compiler: Compiler::InProcess,

@@ -161,6 +161,10 @@ pub struct RawPolicies {
     /// Heap the compiler process may use, in MiB (its `RLIMIT_DATA`); past it the upload is refused.
     /// Default 1024.
     pub compile_memory_mib: Option<u64>,
+    /// Most policy versions a tenant stores, over all slots. Default 20.
+    pub max_versions: Option<u32>,
+    /// Most bytes of policy versions a tenant stores, over all slots, in MiB. Default 50.
+    pub max_stored_mib: Option<u64>,
     /// Consecutive failures (trap, out of fuel, error, invalid decision) after which a tenant's policy is
     /// quarantined until a new version is uploaded or activated; a call stopped by the wall-clock backstop
     /// (host overload) does not count. Default 5.

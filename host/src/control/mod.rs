@@ -33,6 +33,7 @@ pub enum Endpoint {
     PolicyActivate,
     PolicyRollback,
     PolicyDeactivate,
+    PolicyVersionDelete,
     PolicySettings,
     AuditEntries,
     AuditCheckpoint,
@@ -80,6 +81,7 @@ impl Endpoint {
             E::PolicyActivate => (T(Role::Admin), "policies.activate"),
             E::PolicyRollback => (T(Role::Admin), "policies.rollback"),
             E::PolicyDeactivate => (T(Role::Admin), "policies.deactivate"),
+            E::PolicyVersionDelete => (T(Role::Admin), "policies.version_delete"),
             E::PolicySettings => (T(Role::Admin), "policies.settings_set"),
             E::AuditEntries => (T(Role::Admin), "audit.entries"),
             E::AuditCheckpoint => (T(Role::Admin), "audit.checkpoint"),
@@ -338,6 +340,7 @@ async fn serve_tenant(
         | E::PolicyActivate
         | E::PolicyRollback
         | E::PolicyDeactivate
+        | E::PolicyVersionDelete
         | E::PolicySettings => policies::serve(app, principal, endpoint, call).await,
         _ => audit::serve(app, &principal.tenant_id, endpoint, call).await,
     }

@@ -8,6 +8,8 @@
 //! - `POST /v1/policies/{slot}/rollback`: activate the version just below the active one (from the first
 //!   version: back to the built-in);
 //! - `DELETE /v1/policies/{slot}`: back to the built-in policy;
+//! - `DELETE /v1/policies/{slot}/versions/{version}`: delete an inactive version (the tenant's quota counts
+//!   stored versions);
 //! - `PUT /v1/policies/settings` `{"deadline_ms": N | null}`: the tenant's call deadline, within the
 //!   operator's maximum.
 //!
@@ -57,6 +59,12 @@ pub async fn serve(
         }
         Endpoint::PolicyRollback => rollback(app, tenant, slot).await,
         Endpoint::PolicyDeactivate => deactivate(app, tenant, slot).await,
+        Endpoint::PolicyVersionDelete => {
+            let version: u32 = call.param(1).parse().map_err(|_| {
+                ApiError::invalid("version", "the version must be a positive integer")
+            })?;
+            delete_version(app, tenant, slot, version).await
+        }
         Endpoint::PolicySettings => settings(app, tenant, call.json().await?).await,
         _ => Err(ApiError::new(ErrorCode::NotFound, "no such endpoint")),
     }
@@ -85,6 +93,31 @@ async fn upload(
         "policy:{} version={version} {digest}",
         slot.as_str()
     )))
+}
+
+async fn delete_version(
+    app: &App,
+    tenant: &str,
+    slot: Slot,
+    version: u32,
+) -> Result<View, ApiError> {
+    if !app
+        .storage
+        .policy_delete_version(tenant, slot.as_str(), version)
+        .await?
+    {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("no version {version} of `{}`", slot.as_str()),
+        ));
+    }
+    Ok(
+        View::ok(&serde_json::json!({"slot": slot.as_str(), "version": version, "deleted": true}))
+            .changed(format!(
+                "policy:{} version={version} deleted",
+                slot.as_str()
+            )),
+    )
 }
 
 /// Activates the version just below the active one; from the first version, back to the built-in.

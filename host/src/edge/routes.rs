@@ -133,6 +133,11 @@ const TABLE: &[Entry] = &[
         "policies",
     ),
     entry(
+        &[Lit("v1"), Lit("policies"), Seg::Slot, Lit("versions"), Id],
+        &[(Method::DELETE, C(E::PolicyVersionDelete))],
+        "policies",
+    ),
+    entry(
         &[Lit("v1"), Lit("audit"), Lit("entries")],
         &[(Method::GET, C(E::AuditEntries))],
         "audit",

@@ -320,7 +320,14 @@ impl Policies {
         let storage = self.storage()?;
         let _change = self.change.lock().await;
         let version = storage
-            .policy_upload(tenant_id, slot.as_str(), &digest, &bytes, uploaded_by)
+            .policy_upload(
+                tenant_id,
+                slot.as_str(),
+                &digest,
+                &bytes,
+                uploaded_by,
+                (self.config.max_versions, self.config.max_stored_bytes),
+            )
             .await?;
         let active = Arc::new(Active {
             slot,

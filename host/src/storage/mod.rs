@@ -33,6 +33,11 @@ pub enum StorageError {
     NoSuchTenant,
     #[error("cannot start the audit log's disk sync: {0}")]
     Sync(String),
+    /// An upload past the tenant's policy quota (the message says which and what to do).
+    #[error("{0}")]
+    PolicyQuota(String),
+    #[error("the active version cannot be deleted: activate another (or roll back) first")]
+    ActiveVersion,
 }
 
 /// Handle to the database; cheap to clone.
@@ -148,9 +153,11 @@ fn owner_only(db: &std::path::Path) -> std::io::Result<()> {
         for suffix in ["", "-wal", "-shm"] {
             let mut path = db.as_os_str().to_owned();
             path.push(suffix);
-            let path = std::path::PathBuf::from(path);
-            if path.exists() {
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            // A `-wal` or `-shm` file may be gone by now: SQLite removes them when the last connection of
+            // an earlier process closes.
+            match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => other?,
             }
         }
     }

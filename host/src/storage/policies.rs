@@ -41,6 +41,8 @@ fn to_u32(v: i64) -> u32 {
 
 impl Storage {
     /// Stores an upload as the slot's next version and activates it, in one transaction. Returns the version.
+    /// Refused (`PolicyQuota`) when the tenant would hold more than `quota` (versions, bytes over all slots,
+    /// each version counted at its size), checked in the same transaction.
     pub async fn policy_upload(
         &self,
         tenant_id: &str,
@@ -48,8 +50,29 @@ impl Storage {
         digest: &str,
         bytes: &[u8],
         uploaded_by: &str,
+        quota: (u32, u64),
     ) -> Result<u32, StorageError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let (count, stored): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM policy_versions WHERE tenant_id = ?",
+        )
+        .bind(tenant_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let (max_versions, max_bytes) = quota;
+        let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+        if to_u64(count) >= u64::from(max_versions) {
+            return Err(StorageError::PolicyQuota(format!(
+                "the tenant stores {count} policy versions, the most allowed; delete inactive ones with \
+                 `DELETE /v1/policies/{{slot}}/versions/{{version}}`"
+            )));
+        }
+        if to_u64(stored).saturating_add(size) > max_bytes {
+            return Err(StorageError::PolicyQuota(format!(
+                "the tenant's policy versions hold {stored} bytes and this one {size}: more than the {max_bytes} \
+                 allowed; delete inactive ones with `DELETE /v1/policies/{{slot}}/versions/{{version}}`"
+            )));
+        }
         sqlx::query("INSERT INTO policy_blobs (digest, bytes) VALUES (?, ?) ON CONFLICT (digest) DO NOTHING")
             .bind(digest)
             .bind(bytes)
@@ -79,6 +102,48 @@ impl Storage {
         activate_in(&mut tx, tenant_id, slot, version).await?;
         tx.commit().await?;
         Ok(to_u32(version))
+    }
+
+    /// Deletes an inactive version of a tenant's slot, and its component when no version refers to it any
+    /// more. `Ok(false)`: no such version. The active version is refused (`ActiveVersion`).
+    pub async fn policy_delete_version(
+        &self,
+        tenant_id: &str,
+        slot: &str,
+        version: u32,
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let active: Option<i64> = sqlx::query_scalar(
+            "SELECT version FROM policy_active WHERE tenant_id = ? AND slot = ?",
+        )
+        .bind(tenant_id)
+        .bind(slot)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if active == Some(i64::from(version)) {
+            return Err(StorageError::ActiveVersion);
+        }
+        let digest: Option<String> = sqlx::query_scalar(
+            "DELETE FROM policy_versions WHERE tenant_id = ? AND slot = ? AND version = ? RETURNING digest",
+        )
+        .bind(tenant_id)
+        .bind(slot)
+        .bind(i64::from(version))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(digest) = digest else {
+            return Ok(false);
+        };
+        sqlx::query(
+            "DELETE FROM policy_blobs WHERE digest = ? \
+             AND NOT EXISTS (SELECT 1 FROM policy_versions WHERE digest = ?)",
+        )
+        .bind(&digest)
+        .bind(&digest)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Activates a stored version; `None` if the tenant has no such version. Returns its digest.
