@@ -8,6 +8,11 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabels {
+    pub tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub tenant: String,
     pub route: &'static str,
@@ -54,6 +59,8 @@ pub struct Metrics {
     pub audit_queue_depth: Gauge,
     pub audit_damaged_logs: Gauge,
     pub admission_rejections: Family<ReasonLabels, Counter>,
+    /// CPU time each tenant's policy calls used, in milliseconds (set from the budgets at each scrape).
+    pub policy_cpu_ms: Family<TenantLabels, Gauge>,
     /// Tenant id → the name the operator gave it, for `TenantLabel::Name`.
     tenant_names: std::sync::RwLock<std::collections::HashMap<String, String>>,
 }
@@ -204,6 +211,12 @@ impl Metrics {
             "Requests refused by admission, by reason (rate_requests, rate_tokens, too_large, concurrency, budget, unbounded)",
             Family::<ReasonLabels, Counter>::default(),
         );
+        let policy_cpu_ms = register(
+            r,
+            "policy_cpu_milliseconds",
+            "CPU time each tenant's own policy calls used (the thread's CPU clock), in milliseconds",
+            Family::<TenantLabels, Gauge>::default(),
+        );
         Metrics {
             registry,
             admission_rejections,
@@ -216,6 +229,7 @@ impl Metrics {
             upstream,
             upstream_seconds,
             tenant_names: std::sync::RwLock::default(),
+            policy_cpu_ms,
             in_flight,
             open_connections,
             connections_refused,

@@ -1271,3 +1271,85 @@ async fn stored_versions_are_held_to_a_quota_and_inactive_ones_can_be_deleted() 
     assert_eq!(status, 400, "{message}");
     assert!(message.contains("bytes"), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_whose_legal_policy_burns_cpu_is_held_to_its_budget_and_its_neighbour_is_served() {
+    let gw = std::sync::Arc::new(
+        TestGateway::start_changed(ROUTING, |c| c.policies.cpu_ms_per_second = 20).await,
+    );
+    let (noisy, _, noisy_key) = gw.tenant_key("noisy").await;
+    let noisy_admin = key_with_role(&gw, &noisy, "admin").await;
+    let (quiet, _, quiet_key) = gw.tenant_key("quiet").await;
+    let quiet_admin = key_with_role(&gw, &quiet, "admin").await;
+    for admin in [&noisy_admin, &quiet_admin] {
+        assert_eq!(
+            upload(&gw, admin, "auth", HOSTILE.to_vec()).await.status(),
+            201
+        );
+    }
+    // The noisy tenant: 32 clients whose every request makes its policy do real, legal work.
+    let burners: Vec<_> = (0..32)
+        .map(|_| {
+            let (gw, key) = (gw.clone(), noisy_key.clone());
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                for _ in 0..6 {
+                    let resp = chat(&gw, &key, "auto", &[("hostile", "burn")]).await;
+                    if resp.status() == 429 {
+                        assert!(resp.headers().contains_key("retry-after"));
+                        let (_, code, message) = error_message(resp).await;
+                        assert_eq!(code, "rate_limited");
+                        assert!(message.contains("CPU budget"), "{message}");
+                        statuses.push(429);
+                    } else {
+                        statuses.push(resp.status().as_u16());
+                    }
+                }
+                statuses
+            })
+        })
+        .collect();
+    // The quiet tenant, one client, alongside: every request is served.
+    for _ in 0..20 {
+        let resp = chat(&gw, &quiet_key, "auto", &[]).await;
+        assert_eq!(resp.status(), 200);
+    }
+    let mut noisy_statuses = Vec::new();
+    for b in burners {
+        noisy_statuses.extend(b.await.unwrap());
+    }
+    assert!(noisy_statuses.contains(&200), "{noisy_statuses:?}");
+    assert!(
+        noisy_statuses.contains(&429),
+        "the noisy tenant was never held to its budget: {noisy_statuses:?}"
+    );
+    assert!(noisy_statuses.iter().all(|s| *s == 200 || *s == 429));
+    // Both tenants' policy CPU is counted, by tenant, and the budget is not a quarantine.
+    let view: Value = gw.get_json("/v1/policies", &noisy_admin).await;
+    assert!(view["cpu"]["used_ms"].as_u64().unwrap() > 0, "{view}");
+    assert_eq!(view["cpu"]["ms_per_second"], 20);
+    assert_eq!(view["slots"]["auth"]["quarantined"], false, "{view}");
+    let metrics = gw
+        .http
+        .get(gw.url("/metrics"))
+        .bearer_auth(crate::support::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in ["noisy", "quiet"] {
+        assert!(
+            metrics.contains(&format!(
+                "sluice_policy_cpu_milliseconds{{tenant=\"{name}\"}}"
+            )),
+            "{metrics}"
+        );
+    }
+    let trails = trails(&gw, &noisy_admin).await;
+    assert!(
+        trails.iter().any(|t| t.ends_with("!over_budget")),
+        "{trails:?}"
+    );
+}

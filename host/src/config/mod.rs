@@ -106,6 +106,8 @@ pub struct PolicyConfig {
     /// Most policy versions, and bytes of them, a tenant stores (over all slots).
     pub max_versions: u32,
     pub max_stored_bytes: u64,
+    /// CPU time a tenant's policy calls may use per second, in milliseconds.
+    pub cpu_ms_per_second: u64,
     pub quarantine_after: u32,
     pub cache_dir: Option<PathBuf>,
     /// Where components are compiled. Not a config file setting: `sluice serve` compiles in a child process
@@ -527,6 +529,7 @@ fn validate_policies(
         compile_timeout,
         compile_memory_bytes: raw.compile_memory_mib.unwrap_or(1024).clamp(64, 1 << 20) << 20,
         max_versions: raw.max_versions.unwrap_or(20).max(1),
+        cpu_ms_per_second: raw.cpu_ms_per_second.unwrap_or(500).max(1),
         max_stored_bytes: raw.max_stored_mib.unwrap_or(50).clamp(1, 1 << 20) << 20,
         quarantine_after,
         cache_dir,

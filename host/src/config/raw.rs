@@ -163,6 +163,9 @@ pub struct RawPolicies {
     pub compile_memory_mib: Option<u64>,
     /// Most policy versions a tenant stores, over all slots. Default 20.
     pub max_versions: Option<u32>,
+    /// CPU time a tenant's policy calls may use per second, in milliseconds (a bucket of one second's worth).
+    /// Default 500.
+    pub cpu_ms_per_second: Option<u64>,
     /// Most bytes of policy versions a tenant stores, over all slots, in MiB. Default 50.
     pub max_stored_mib: Option<u64>,
     /// Consecutive failures (trap, out of fuel, error, invalid decision) after which a tenant's policy is

@@ -236,5 +236,9 @@ async fn view(app: &App, tenant: &str) -> Result<serde_json::Value, ApiError> {
             "allowed_regions": t.and_then(|t| t.allowed_regions.as_ref().map(|r| r.to_vec())),
             "max_upload_bytes": config.max_upload_bytes,
         },
+        "cpu": {
+            "ms_per_second": u64::try_from(app.policies.cpu.rate().as_millis()).unwrap_or(u64::MAX),
+            "used_ms": u64::try_from(app.policies.cpu.used(tenant).as_millis()).unwrap_or(u64::MAX),
+        },
     }))
 }

@@ -384,6 +384,15 @@ async fn readyz(app: &App) -> Result<Response<Body>, ApiError> {
 
 fn metrics(app: &App) -> Response<Body> {
     app.metrics.audit_queue_depth.set(app.audit.queue_depth());
+    for (tenant, used) in app.policies.cpu.all_used() {
+        let tenant = app
+            .metrics
+            .tenant_label(Some(&tenant), app.limits.metrics_tenant_label);
+        app.metrics
+            .policy_cpu_ms
+            .get_or_create(&crate::metrics::TenantLabels { tenant })
+            .set(i64::try_from(used.as_millis()).unwrap_or(i64::MAX));
+    }
     app.metrics
         .audit_damaged_logs
         .set(i64::try_from(app.audit.damaged_logs().len()).unwrap_or(i64::MAX));

@@ -344,6 +344,18 @@ fn authorize(call: &mut Call<'_>) -> Result<(), ApiError> {
             "the tenant's authorization policy was stopped by the wall-clock backstop: the gateway is overloaded",
         )
         .with_header(header::RETRY_AFTER, "1")),
+        // The tenant's own policies used its CPU share: its requests wait, no one else's.
+        policy::AuthOutcome::OverBudget(wait) => {
+            let retry = wait.as_secs_f64().ceil().max(1.0);
+            Err(ApiError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "the tenant's policies used their CPU budget ({} ms per second); retry in {retry} s",
+                    call.ex.app.policies.cpu.rate().as_millis()
+                ),
+            )
+            .with_header(header::RETRY_AFTER, &retry.to_string()))
+        }
     }
 }
 

@@ -61,6 +61,8 @@ pub enum AuthOutcome {
     Deny(String),
     /// The policy could not finish because the host was overloaded: no decision either way (503, retry).
     Overloaded,
+    /// The tenant's policies used their CPU budget; the call did not run (429, retry after this long).
+    OverBudget(std::time::Duration),
 }
 
 /// What classification produced.
@@ -101,10 +103,10 @@ impl Policies {
                     .to_owned(),
             );
         };
-        match self
-            .runtime
-            .authorize(&loaded.policy, req, Some(self.deadline(tenant)))
-        {
+        match self.metered(&req.tenant_id, || {
+            self.runtime
+                .authorize(&loaded.policy, req, Some(self.deadline(tenant)))
+        }) {
             Ok(out) => {
                 Self::succeeded(active);
                 Self::log_lines(&req.tenant_id, Slot::Auth, &out.log);
@@ -122,9 +124,28 @@ impl Policies {
                 if e.is_overload() {
                     return AuthOutcome::Overloaded;
                 }
+                if let PolicyFailure::OverBudget { retry_after } = e {
+                    return AuthOutcome::OverBudget(retry_after);
+                }
                 AuthOutcome::Deny("the tenant's authorization policy failed".to_owned())
             }
         }
+    }
+
+    /// Runs a tenant's policy call within the tenant's CPU budget, and charges what it used.
+    fn metered<T>(
+        &self,
+        tenant_id: &str,
+        call: impl FnOnce() -> Result<T, PolicyFailure>,
+    ) -> Result<T, PolicyFailure> {
+        self.cpu
+            .admit(tenant_id)
+            .map_err(|retry_after| PolicyFailure::OverBudget { retry_after })?;
+        let clock = self.runtime.limits().cpu_clock;
+        let started = clock();
+        let out = call();
+        self.cpu.charge(tenant_id, clock().saturating_sub(started));
+        out
     }
 
     fn builtin_classify(&self, req: &PolicyRequest) -> Result<Classified, PolicyFailure> {
@@ -151,10 +172,10 @@ impl Policies {
             match active.usable() {
                 None => failed = Some((&active.digest, "quarantined")),
                 Some(loaded) => {
-                    match self
-                        .runtime
-                        .classify(&loaded.policy, req, Some(self.deadline(tenant)))
-                    {
+                    match self.metered(&req.tenant_id, || {
+                        self.runtime
+                            .classify(&loaded.policy, req, Some(self.deadline(tenant)))
+                    }) {
                         Ok(out) => {
                             Self::succeeded(active);
                             Self::log_lines(&req.tenant_id, Slot::Classify, &out.log);
@@ -271,10 +292,10 @@ impl Policies {
         let Some(loaded) = active.usable() else {
             return Err("quarantined");
         };
-        let out = match self
-            .runtime
-            .route(&loaded.policy, input, Some(self.deadline(tenant)))
-        {
+        let out = match self.metered(tenant_id, || {
+            self.runtime
+                .route(&loaded.policy, input, Some(self.deadline(tenant)))
+        }) {
             Ok(out) => out,
             Err(e) => {
                 self.failed(tenant_id, active, &e);

@@ -7,6 +7,7 @@
 pub mod artifacts;
 pub mod builtin;
 pub mod compiler;
+pub mod cpu;
 mod decide;
 pub mod offline;
 mod quarantine;

@@ -24,6 +24,7 @@ pub fn failure_reason(f: &PolicyFailure) -> &'static str {
         // Out of fuel is the deadline as users know it: the policy did more than its deadline's work.
         PolicyFailure::OutOfFuel { .. } | PolicyFailure::TooMuchCpu { .. } => "timeout",
         PolicyFailure::Overloaded { .. } => "overloaded",
+        PolicyFailure::OverBudget { .. } => "over_budget",
         PolicyFailure::Trap(_) => "trap",
         PolicyFailure::Policy(_) => "error",
         PolicyFailure::MissingSlot(_)
@@ -107,6 +108,10 @@ impl Policies {
     /// Counts a failure of a tenant's version; quarantines it at the threshold (in memory at once, in storage
     /// in the background). An overload is not the version's fault: it leaves the count as it is.
     pub(super) fn failed(&self, tenant_id: &str, active: &Active, failure: &PolicyFailure) {
+        if matches!(failure, PolicyFailure::OverBudget { .. }) {
+            // The tenant's budget, not this version's fault: nothing counts.
+            return;
+        }
         let left_out = active.health.may_log();
         if failure.is_overload() {
             if let Some(left_out) = left_out {

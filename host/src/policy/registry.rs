@@ -120,6 +120,8 @@ pub struct Policies {
     /// Serializes changes to the tenant map (reads never wait for it).
     change: tokio::sync::Mutex<()>,
     pub(super) quarantines: AtomicU32,
+    /// Each tenant's CPU budget of policy calls.
+    pub cpu: super::cpu::CpuBudgets,
 }
 
 impl std::fmt::Debug for Policies {
@@ -177,6 +179,7 @@ impl Policies {
             storage,
             compile_gate: tokio::sync::Semaphore::new(1),
             compiling: std::sync::Mutex::default(),
+            cpu: super::cpu::CpuBudgets::new(config.cpu_ms_per_second),
             change: tokio::sync::Mutex::new(()),
             quarantines: AtomicU32::new(0),
         };

@@ -135,6 +135,9 @@ pub enum PolicyFailure {
         deadline: Duration,
         backstop: Duration,
     },
+    /// The tenant used its CPU budget of policy calls (`policy::cpu`): the call did not run.
+    #[error("the tenant's policies used their CPU budget; retry in {retry_after:?}")]
+    OverBudget { retry_after: Duration },
     #[error("the policy trapped: {0}")]
     Trap(String),
     #[error("the policy reported an error: {0}")]

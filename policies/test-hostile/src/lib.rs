@@ -86,6 +86,17 @@ fn misbehave(req: &Request) -> Result<Vec<Label>, PolicyError> {
             message: "refusing on purpose".to_owned(),
         }),
         "panic" => panic!("a policy bug"),
+        // Legal but heavy: a good part of the default deadline's fuel of real work, then an answer.
+        "burn" => {
+            let mut x = 0u64;
+            for i in 0..300_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+            Ok(vec![Label {
+                key: "burned".to_owned(),
+                value: (x % 10).to_string(),
+            }])
+        }
         // The cheapest loop there is: one branch, burning far less fuel per nanosecond than real work.
         "spin" => {
             #[allow(clippy::empty_loop)]
