@@ -1352,4 +1352,25 @@ async fn a_tenant_whose_legal_policy_burns_cpu_is_held_to_its_budget_and_its_nei
         trails.iter().any(|t| t.ends_with("!over_budget")),
         "{trails:?}"
     );
+    // The operator gives the tenant a budget of its own; a nonsense one is refused.
+    let resp = gw
+        .admin(
+            reqwest::Method::PUT,
+            &format!("/admin/v1/tenants/{noisy}/policy-cpu"),
+            Some(json!({"ms_per_second": 100_000})),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let view: Value = gw.get_json("/v1/policies", &noisy_admin).await;
+    assert_eq!(view["cpu"]["ms_per_second"], 100_000, "{view}");
+    let resp = gw
+        .admin(
+            reqwest::Method::PUT,
+            &format!("/admin/v1/tenants/{noisy}/policy-cpu"),
+            Some(json!({"ms_per_second": 0})),
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+    let quiet_view: Value = gw.get_json("/v1/policies", &quiet_admin).await;
+    assert_eq!(quiet_view["cpu"]["ms_per_second"], 20, "the default stays");
 }

@@ -52,6 +52,7 @@ pub enum Endpoint {
     TenantLimitsSet,
     TenantLimitsRead,
     RegionsSet,
+    PolicyCpuSet,
     KeyRevoke,
     OperatorKeyBudgetSet,
     KeyLimitsSet,
@@ -100,6 +101,7 @@ impl Endpoint {
             E::TenantLimitsSet | E::KeyLimitsSet => (O, "admin.limits_set"),
             E::TenantLimitsRead => (O, "admin.limits_read"),
             E::RegionsSet => (O, "admin.regions_set"),
+            E::PolicyCpuSet => (O, "admin.policy_cpu_set"),
             E::KeyRevoke => (O, "admin.key_revoked"),
             E::AuditPrune => (O, "admin.audit_pruned"),
         }
@@ -119,6 +121,7 @@ impl Endpoint {
             | E::TenantBudgetSet
             | E::TenantLimitsSet
             | E::RegionsSet
+            | E::PolicyCpuSet
             | E::OperatorKeyBudgetSet
             | E::KeyLimitsSet
             | E::AuditPrune => Some("application/json"),

@@ -34,6 +34,13 @@ struct Prune {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct SetPolicyCpu {
+    /// CPU time the tenant's policy calls may use per second, in milliseconds; `null` for the default.
+    ms_per_second: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SetRegions {
     /// Regions the tenant's requests may be routed to; `null` for any.
     allowed_regions: Option<Vec<String>>,
@@ -87,6 +94,7 @@ pub async fn serve(
             Ok(View::ok(&spend::budget_view(app, &id, None)))
         }
         E::RegionsSet => set_regions(app, &id, call.json().await?).await,
+        E::PolicyCpuSet => set_policy_cpu(app, &id, call.json().await?).await,
         E::TenantLimitsSet => set_tenant_limits(app, &id, call.json().await?).await,
         E::TenantLimitsRead => {
             require_tenant(app, &id).await?;
@@ -194,6 +202,26 @@ async fn set_retention(app: &App, tenant_id: &str, body: SetRetention) -> Result
         View::ok(&serde_json::json!({"tenant_id": tenant_id, "retention_days": body.days}))
             .audited(tenant_id, &body.days.to_string()),
     )
+}
+
+async fn set_policy_cpu(app: &App, tenant_id: &str, body: SetPolicyCpu) -> Result<View, ApiError> {
+    if body
+        .ms_per_second
+        .is_some_and(|ms| ms == 0 || ms > 1_000_000)
+    {
+        return Err(ApiError::invalid(
+            "ms_per_second",
+            "milliseconds of CPU per second, 1 to 1000000, or null for the default",
+        ));
+    }
+    require_tenant(app, tenant_id).await?;
+    app.storage
+        .put_policy_cpu(tenant_id, body.ms_per_second)
+        .await?;
+    app.policies.cpu.set_own(tenant_id, body.ms_per_second);
+    let rate = u64::try_from(app.policies.cpu.rate(tenant_id).as_millis()).unwrap_or(u64::MAX);
+    let view = serde_json::json!({"tenant_id": tenant_id, "ms_per_second": rate});
+    Ok(View::ok(&view).audited(tenant_id, &view.to_string()))
 }
 
 async fn set_regions(app: &App, tenant_id: &str, body: SetRegions) -> Result<View, ApiError> {

@@ -237,7 +237,7 @@ async fn view(app: &App, tenant: &str) -> Result<serde_json::Value, ApiError> {
             "max_upload_bytes": config.max_upload_bytes,
         },
         "cpu": {
-            "ms_per_second": u64::try_from(app.policies.cpu.rate().as_millis()).unwrap_or(u64::MAX),
+            "ms_per_second": u64::try_from(app.policies.cpu.rate(tenant).as_millis()).unwrap_or(u64::MAX),
             "used_ms": u64::try_from(app.policies.cpu.used(tenant).as_millis()).unwrap_or(u64::MAX),
         },
     }))

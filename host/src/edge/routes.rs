@@ -222,6 +222,17 @@ const TABLE: &[Entry] = &[
         "admin",
     ),
     entry(
+        &[
+            Lit("admin"),
+            Lit("v1"),
+            Lit("tenants"),
+            Id,
+            Lit("policy-cpu"),
+        ],
+        &[(Method::PUT, C(E::PolicyCpuSet))],
+        "admin",
+    ),
+    entry(
         &[Lit("admin"), Lit("v1"), Lit("keys"), Id],
         &[(Method::DELETE, C(E::KeyRevoke))],
         "admin",

@@ -351,7 +351,12 @@ fn authorize(call: &mut Call<'_>) -> Result<(), ApiError> {
                 ErrorCode::RateLimited,
                 format!(
                     "the tenant's policies used their CPU budget ({} ms per second); retry in {retry} s",
-                    call.ex.app.policies.cpu.rate().as_millis()
+                    call.ex
+                        .app
+                        .policies
+                        .cpu
+                        .rate(&view.tenant_id)
+                        .as_millis()
                 ),
             )
             .with_header(header::RETRY_AFTER, &retry.to_string()))

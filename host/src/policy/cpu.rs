@@ -21,22 +21,50 @@ struct Bucket {
 /// The budgets of every tenant that ran a policy.
 #[derive(Debug)]
 pub struct CpuBudgets {
-    /// CPU nanoseconds a tenant may use per second (and the bucket's capacity).
+    /// CPU nanoseconds a tenant may use per second (and the bucket's capacity), unless it has its own.
     rate_ns: i128,
+    /// Tenants' own rates, set by the operator.
+    own: std::sync::RwLock<HashMap<String, i128>>,
     buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+fn ns_of(ms_per_second: u64) -> i128 {
+    i128::from(ms_per_second.max(1)) * 1_000_000
 }
 
 impl CpuBudgets {
     pub fn new(ms_per_second: u64) -> CpuBudgets {
         CpuBudgets {
-            rate_ns: i128::from(ms_per_second.max(1)) * 1_000_000,
+            rate_ns: ns_of(ms_per_second),
+            own: std::sync::RwLock::default(),
             buckets: Mutex::default(),
         }
     }
 
-    /// The CPU time per second a tenant may use.
-    pub fn rate(&self) -> Duration {
-        Duration::from_nanos(u64::try_from(self.rate_ns).unwrap_or(u64::MAX))
+    /// Gives a tenant its own rate (`None`: back to the default).
+    pub fn set_own(&self, tenant: &str, ms_per_second: Option<u64>) {
+        let mut own = self
+            .own
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match ms_per_second {
+            Some(ms) => own.insert(tenant.to_owned(), ns_of(ms)),
+            None => own.remove(tenant),
+        };
+    }
+
+    fn rate_ns(&self, tenant: &str) -> i128 {
+        self.own
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(tenant)
+            .copied()
+            .unwrap_or(self.rate_ns)
+    }
+
+    /// The CPU time per second `tenant` may use.
+    pub fn rate(&self, tenant: &str) -> Duration {
+        Duration::from_nanos(u64::try_from(self.rate_ns(tenant)).unwrap_or(u64::MAX))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Bucket>> {
@@ -45,26 +73,27 @@ impl CpuBudgets {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Refills a bucket to now.
-    fn refill(&self, bucket: &mut Bucket, now: Instant) {
+    /// Refills a bucket to now, at `rate` nanoseconds per second.
+    fn refill(bucket: &mut Bucket, now: Instant, rate: i128) {
         let elapsed = i128::try_from(now.duration_since(bucket.at).as_nanos()).unwrap_or(i128::MAX);
-        let earned = elapsed.saturating_mul(self.rate_ns) / 1_000_000_000;
-        bucket.tokens_ns = bucket.tokens_ns.saturating_add(earned).min(self.rate_ns);
+        let earned = elapsed.saturating_mul(rate) / 1_000_000_000;
+        bucket.tokens_ns = bucket.tokens_ns.saturating_add(earned).min(rate);
         bucket.at = now;
     }
 
     /// Whether a call of `tenant` may start now; `Err` is how long until its bucket is not empty.
     pub fn admit(&self, tenant: &str) -> Result<(), Duration> {
         let now = Instant::now();
+        let rate = self.rate_ns(tenant);
         let mut buckets = self.lock();
         let Some(bucket) = buckets.get_mut(tenant) else {
             return Ok(());
         };
-        self.refill(bucket, now);
+        Self::refill(bucket, now, rate);
         if bucket.tokens_ns > 0 {
             return Ok(());
         }
-        let wait_ns = (1 - bucket.tokens_ns).saturating_mul(1_000_000_000) / self.rate_ns;
+        let wait_ns = (1 - bucket.tokens_ns).saturating_mul(1_000_000_000) / rate;
         Err(Duration::from_nanos(
             u64::try_from(wait_ns).unwrap_or(u64::MAX),
         ))
@@ -73,13 +102,14 @@ impl CpuBudgets {
     /// Charges a call's CPU time to its tenant.
     pub fn charge(&self, tenant: &str, cpu: Duration) {
         let now = Instant::now();
+        let rate = self.rate_ns(tenant);
         let mut buckets = self.lock();
         let bucket = buckets.entry(tenant.to_owned()).or_insert(Bucket {
-            tokens_ns: self.rate_ns,
+            tokens_ns: rate,
             at: now,
             used: Duration::ZERO,
         });
-        self.refill(bucket, now);
+        Self::refill(bucket, now, rate);
         let cost = i128::try_from(cpu.as_nanos()).unwrap_or(i128::MAX);
         bucket.tokens_ns = bucket.tokens_ns.saturating_sub(cost);
         bucket.used = bucket.used.saturating_add(cpu);
@@ -118,5 +148,12 @@ mod tests {
         assert!(budgets.admit("b").is_ok());
         assert_eq!(budgets.used("a"), Duration::from_millis(25));
         assert_eq!(budgets.all_used().len(), 2);
+        // A tenant of its own rate: 1 s per second refills a's debt at once.
+        budgets.set_own("a", Some(1_000));
+        assert_eq!(budgets.rate("a"), Duration::from_secs(1));
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(budgets.admit("a").is_ok());
+        budgets.set_own("a", None);
+        assert_eq!(budgets.rate("a"), Duration::from_millis(10));
     }
 }

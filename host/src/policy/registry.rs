@@ -185,6 +185,13 @@ impl Policies {
         };
         if let Some(storage) = policies.storage.clone() {
             policies.restore(&storage).await?;
+            for (tenant, ms) in storage
+                .policy_cpu_overrides()
+                .await
+                .map_err(|e| PolicyFailure::Engine(e.to_string()))?
+            {
+                policies.cpu.set_own(&tenant, Some(ms));
+            }
         }
         Ok(policies)
     }

@@ -285,6 +285,42 @@ impl Storage {
             .collect()
     }
 
+    /// Every tenant's own CPU budget of policy calls: (tenant, milliseconds per second).
+    pub async fn policy_cpu_overrides(&self) -> Result<Vec<(String, u64)>, StorageError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT tenant_id, ms_per_second FROM policy_cpu")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|(t, ms)| (t, to_u64(ms))).collect())
+    }
+
+    /// Sets (or, with `None`, removes) a tenant's own CPU budget of policy calls.
+    pub async fn put_policy_cpu(
+        &self,
+        tenant_id: &str,
+        ms_per_second: Option<u64>,
+    ) -> Result<(), StorageError> {
+        match ms_per_second {
+            Some(ms) => sqlx::query(
+                "INSERT INTO policy_cpu (tenant_id, ms_per_second, updated_at) VALUES (?, ?, ?) \
+                 ON CONFLICT (tenant_id) DO UPDATE SET ms_per_second = excluded.ms_per_second, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(tenant_id)
+            .bind(to_i64(ms))
+            .bind(now())
+            .execute(&self.pool)
+            .await?,
+            None => {
+                sqlx::query("DELETE FROM policy_cpu WHERE tenant_id = ?")
+                    .bind(tenant_id)
+                    .execute(&self.pool)
+                    .await?
+            }
+        };
+        Ok(())
+    }
+
     /// Stores a tenant's policy settings (both fields, as given).
     pub async fn put_policy_settings(&self, row: &PolicySettingsRow) -> Result<(), StorageError> {
         sqlx::query(
