@@ -1374,3 +1374,21 @@ async fn a_tenant_whose_legal_policy_burns_cpu_is_held_to_its_budget_and_its_nei
     let quiet_view: Value = gw.get_json("/v1/policies", &quiet_admin).await;
     assert_eq!(quiet_view["cpu"]["ms_per_second"], 20, "the default stays");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_own_cpu_budget_survives_a_restart() {
+    let gw = TestGateway::start(ROUTING).await;
+    let (tenant, _, _) = gw.tenant_key("steady").await;
+    let admin = key_with_role(&gw, &tenant, "admin").await;
+    let resp = gw
+        .admin(
+            reqwest::Method::PUT,
+            &format!("/admin/v1/tenants/{tenant}/policy-cpu"),
+            Some(json!({"ms_per_second": 777})),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let gw = TestGateway::start_in(gw.stop_keep_dir().await).await;
+    let view: Value = gw.get_json("/v1/policies", &admin).await;
+    assert_eq!(view["cpu"]["ms_per_second"], 777, "{view}");
+}
