@@ -347,16 +347,7 @@ async fn a_full_rewrite_is_refused_by_the_signed_head_and_caught_by_an_older_che
         503,
         "no checkpoint is signed over a forged history"
     );
-    let metrics = gw
-        .http
-        .get(gw.url("/metrics"))
-        .bearer_auth(crate::support::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics_text().await;
     assert!(metrics.contains("sluice_audit_damaged_logs 1"), "{metrics}");
     // Requests are still served and audited; only signing stops.
     assert_eq!(

@@ -235,14 +235,7 @@ async fn a_client_that_hangs_up_before_the_answer_is_audited_once() {
     assert_eq!(entries[0].status, sluice::pipeline::CLIENT_CLOSED);
     assert_eq!(upstream.hits(), 1, "the upstream had received the request");
     // Nothing is left counted in flight.
-    let metrics = gw
-        .http
-        .get(gw.url("/metrics"))
-        .bearer_auth(crate::support::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    let text = metrics.text().await.unwrap();
+    let text = gw.metrics_text().await;
     let gauge = text
         .lines()
         .find(|l| l.starts_with("sluice_in_flight_requests "))
@@ -256,16 +249,7 @@ async fn a_client_that_hangs_up_before_the_answer_is_audited_once() {
 
 /// The value of an unlabelled metric in `/metrics`.
 async fn metric(gw: &TestGateway, name: &str) -> f64 {
-    let text = gw
-        .http
-        .get(gw.url("/metrics"))
-        .bearer_auth(crate::support::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = gw.metrics_text().await;
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .and_then(|v| v.parse().ok())

@@ -300,24 +300,37 @@ async fn the_compiler_process_answers_without_the_fallback() {
     ));
 }
 
-/// A compilation past `policies.compile_timeout` is refused, and its compiler process is killed rather than
-/// left running. The compiler here is a stand-in that never answers (`sleep`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_compile_past_its_timeout_is_refused_and_its_process_killed() {
-    // A first start compiles the built-ins into the artifact cache, so the second, with the stand-in, starts.
+/// A gateway whose compiler is a shell script (`script`, the body after `#!/bin/sh`), started on a
+/// database whose built-ins a first start with the real compiler put in the artifact cache. `change` edits
+/// the rest of the config.
+async fn with_stand_in_compiler(
+    name: &str,
+    script: &str,
+    change: impl FnOnce(&mut sluice::Config),
+) -> TestGateway {
     let dir = TestGateway::start_changed(ROUTING, child_compiler)
         .await
         .stop_keep_dir()
         .await;
-    let stand_in = dir.path().join("never-answers");
-    std::fs::write(&stand_in, "#!/bin/sh\nexec sleep 60\n").unwrap();
+    let stand_in = dir.path().join(name);
+    std::fs::write(&stand_in, format!("#!/bin/sh\n{script}\n")).unwrap();
     std::fs::set_permissions(
         &stand_in,
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    let gw = TestGateway::start_in_with(dir, |config| {
-        config.policies.compiler = sluice::policy::compiler::Compiler::Process(stand_in.clone());
+    TestGateway::start_in_with(dir, |config| {
+        config.policies.compiler = sluice::policy::compiler::Compiler::Process(stand_in);
+        change(config);
+    })
+    .await
+}
+
+/// A compilation past `policies.compile_timeout` is refused, and its compiler process is killed rather than
+/// left running. The compiler here is a stand-in that never answers (`sleep`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compile_past_its_timeout_is_refused_and_its_process_killed() {
+    let gw = with_stand_in_compiler("never-answers", "exec sleep 60", |config| {
         config.policies.compile_timeout = std::time::Duration::from_millis(300);
     })
     .await;
@@ -369,27 +382,7 @@ async fn a_compile_past_its_timeout_is_refused_and_its_process_killed() {
 /// real compiler held to a heap far too small for Cranelift.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compiler_killed_for_its_memory_refuses_the_upload_and_the_gateway_does_not_compile_it() {
-    let dir = TestGateway::start_changed(ROUTING, child_compiler)
-        .await
-        .stop_keep_dir()
-        .await;
-    let stand_in = dir.path().join("killed");
-    std::fs::write(
-        &stand_in,
-        "#!/bin/sh
-kill -9 $$
-",
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &stand_in,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let gw = TestGateway::start_in_with(dir, |config| {
-        config.policies.compiler = sluice::policy::compiler::Compiler::Process(stand_in.clone());
-    })
-    .await;
+    let gw = with_stand_in_compiler("killed", "kill -9 $$", |_| {}).await;
     let (admin, resp) = new_tenant_uploads_router(&gw, "acme").await;
     let (status, _, message) = error_message(resp).await;
     assert_eq!(status, 400, "{message}");
@@ -413,24 +406,8 @@ kill -9 $$
 /// what the test reads is the order the answers come in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenants_burst_of_uploads_does_not_hold_up_another_tenants() {
-    let dir = TestGateway::start_changed(ROUTING, child_compiler)
-        .await
-        .stop_keep_dir()
-        .await;
-    let stand_in = dir.path().join("slow");
-    std::fs::write(&stand_in, "#!/bin/sh\nsleep 0.3\nkill -9 $$\n").unwrap();
-    std::fs::set_permissions(
-        &stand_in,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let gw = std::sync::Arc::new(
-        TestGateway::start_in_with(dir, |config| {
-            config.policies.compiler =
-                sluice::policy::compiler::Compiler::Process(stand_in.clone());
-        })
-        .await,
-    );
+    let gw =
+        std::sync::Arc::new(with_stand_in_compiler("slow", "sleep 0.3\nkill -9 $$", |_| {}).await);
     let (a, _, _) = gw.tenant_key("bursty").await;
     let a_admin = key_with_role(&gw, &a, "admin").await;
     let (b, _, _) = gw.tenant_key("quiet").await;
@@ -1329,16 +1306,7 @@ async fn a_tenant_whose_legal_policy_burns_cpu_is_held_to_its_budget_and_its_nei
     assert!(view["cpu"]["used_ms"].as_u64().unwrap() > 0, "{view}");
     assert_eq!(view["cpu"]["ms_per_second"], 20);
     assert_eq!(view["slots"]["auth"]["quarantined"], false, "{view}");
-    let metrics = gw
-        .http
-        .get(gw.url("/metrics"))
-        .bearer_auth(crate::support::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics_text().await;
     for name in ["noisy", "quiet"] {
         assert!(
             metrics.contains(&format!(
