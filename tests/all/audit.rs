@@ -25,18 +25,7 @@ async fn gateway() -> (TestGateway, Upstream) {
 
 /// A tenant with an admin key (for the audit endpoints) and a member key.
 async fn tenant(gw: &TestGateway) -> (String, String, String) {
-    let (tenant, _, member) = gw.tenant_key("acme").await;
-    let k: serde_json::Value = gw
-        .admin(
-            Method::POST,
-            &format!("/admin/v1/tenants/{tenant}/keys"),
-            Some(serde_json::json!({"name": "auditor", "role": "admin"})),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    (tenant, k["key"].as_str().unwrap().to_owned(), member)
+    gw.tenant_admin_member().await
 }
 
 async fn export(gw: &TestGateway, admin_key: &str) -> Export {

@@ -184,16 +184,7 @@ async fn logical_model_fails_over_on_5xx_and_connect_errors() {
     assert_eq!(resp.headers()["x-sluice-deployment"], "c");
     assert_eq!(broken.hits(), 1);
     assert_eq!(healthy.hits(), 1);
-    let metrics = gw
-        .http
-        .get(gw.url("/metrics"))
-        .bearer_auth(crate::support::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics_text().await;
     assert!(
         metrics.contains("sluice_upstream_requests_total{deployment=\"a\",outcome=\"connect\"} 1"),
         "{metrics}"
@@ -374,16 +365,7 @@ async fn client_disconnect_mid_stream_cancels_the_upstream_request() {
     );
     assert_eq!(up.completed_streams(), 0);
     for _ in 0..200 {
-        let m = gw
-            .http
-            .get(gw.url("/metrics"))
-            .bearer_auth(crate::support::ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let m = gw.metrics_text().await;
         if m.contains("sluice_open_streams 0") {
             return;
         }

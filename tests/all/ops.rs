@@ -117,16 +117,7 @@ async fn a_panicking_request_is_a_500_and_the_gateway_keeps_serving() {
             .status(),
         200
     );
-    let m = gw
-        .http
-        .get(gw.url("/metrics"))
-        .bearer_auth(crate::support::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = gw.metrics_text().await;
     assert!(m.contains("sluice_panics_total 1"), "{m}");
 }
 
@@ -175,16 +166,7 @@ async fn reload_swaps_routing_and_rejects_invalid_configs() {
             .status(),
         200
     );
-    let m = gw
-        .http
-        .get(gw.url("/metrics"))
-        .bearer_auth(crate::support::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = gw.metrics_text().await;
     assert!(
         m.contains("sluice_config_reloads_total{code=\"invalid\"} 1"),
         "{m}"

@@ -133,16 +133,7 @@ async fn a_burst_of_1000_concurrent_requests_never_overshoots_the_budget() {
         K,
         "refused requests never reach the upstream"
     );
-    let metrics = gw
-        .http
-        .get(gw.url("/metrics"))
-        .bearer_auth(crate::support::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics_text().await;
     assert!(
         metrics.contains(&format!(
             "sluice_admission_rejections_total{{reason=\"budget\"}} {}",

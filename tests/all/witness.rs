@@ -43,21 +43,6 @@ async fn gateway(up: &Upstream, witness_url: &str, witness_key: &str) -> TestGat
     .await
 }
 
-async fn admin_and_member(gw: &TestGateway) -> (String, String, String) {
-    let (tenant, _, member) = gw.tenant_key("acme").await;
-    let k: serde_json::Value = gw
-        .admin(
-            reqwest::Method::POST,
-            &format!("/admin/v1/tenants/{tenant}/keys"),
-            Some(serde_json::json!({"name": "auditor", "role": "admin"})),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    (tenant, k["key"].as_str().unwrap().to_owned(), member)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_witness_cosigns_the_log_and_refuses_a_rewritten_history() {
     let state_dir = tempfile::tempdir().unwrap();
@@ -65,7 +50,7 @@ async fn a_witness_cosigns_the_log_and_refuses_a_rewritten_history() {
     let (url, wkey, stop) = witness(&state).await;
     let up = Upstream::ok().await;
     let gw = gateway(&up, &url, &wkey).await;
-    let (tenant, admin, member) = admin_and_member(&gw).await;
+    let (tenant, admin, member) = gw.tenant_admin_member().await;
     for _ in 0..4 {
         assert_eq!(
             gw.post("/v1/chat/completions", &member, chat_body("small"))
@@ -141,7 +126,7 @@ async fn a_witness_that_is_down_delays_cosigning_and_never_blocks_requests() {
     );
     let up = Upstream::ok().await;
     let gw = gateway(&up, &closed, &wkey).await;
-    let (_, admin, member) = admin_and_member(&gw).await;
+    let (_, admin, member) = gw.tenant_admin_member().await;
     for _ in 0..3 {
         let started = std::time::Instant::now();
         let resp = gw

@@ -188,6 +188,23 @@ impl TestGateway {
         )
     }
 
+    /// Creates tenant `acme` with a member key and an admin key (for the audit endpoints); returns
+    /// (tenant id, admin key, member key).
+    pub async fn tenant_admin_member(&self) -> (String, String, String) {
+        let (tenant, _, member) = self.tenant_key("acme").await;
+        let k: serde_json::Value = self
+            .admin(
+                reqwest::Method::POST,
+                &format!("/admin/v1/tenants/{tenant}/keys"),
+                Some(serde_json::json!({"name": "auditor", "role": "admin"})),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        (tenant, k["key"].as_str().unwrap().to_owned(), member)
+    }
+
     /// GETs a tenant path with a key, expecting 200, and returns the JSON body.
     pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str, key: &str) -> T {
         let resp = self
