@@ -45,6 +45,7 @@ fn entry(tenant: &str, n: u64) -> Entry {
         content: ContentMark::None,
         prompt_commitment: None,
         response_commitment: None,
+        model_digest: String::new(),
     }
 }
 

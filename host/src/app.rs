@@ -13,6 +13,7 @@ use crate::audit::entry::Entry;
 use crate::audit::{AuditLog, Signer};
 use crate::auth::KeyStore;
 use crate::config::{Config, ConfigError, Env, ServerConfig};
+use crate::inference::LocalModels;
 use crate::metrics::{self, Metrics};
 use crate::policy::Policies;
 use crate::providers::{BuildError, RoutingSnapshot};
@@ -48,6 +49,8 @@ pub struct ConfigSource {
 pub struct App {
     pub limits: ServerConfig,
     pub routing: ArcSwap<RoutingSnapshot>,
+    /// Models loaded in this process, kept across routing reloads.
+    pub local_models: Arc<LocalModels>,
     pub keys: KeyStore,
     pub storage: Storage,
     pub metrics: Metrics,
@@ -86,7 +89,8 @@ impl App {
             config.auth.pepper.expose().as_bytes(),
             storage.list_keys(None).await?,
         );
-        let routing = RoutingSnapshot::build(&config.routing)?;
+        let local_models = Arc::new(LocalModels::default());
+        let routing = RoutingSnapshot::build(&config.routing, &local_models)?;
         let audit = open_audit(config, &storage).await?;
         let policies = Policies::load(
             &config.policies,
@@ -104,6 +108,7 @@ impl App {
         Ok(App {
             limits: config.server.clone(),
             routing: ArcSwap::from_pointee(routing),
+            local_models,
             keys,
             storage,
             metrics,
@@ -142,7 +147,7 @@ impl App {
 
     /// Validates a new config and swaps the routing snapshot atomically. On error the old snapshot stays.
     pub fn reload(&self, config: &Config) -> Result<(), BuildError> {
-        let snapshot = RoutingSnapshot::build(&config.routing)?;
+        let snapshot = RoutingSnapshot::build(&config.routing, &self.local_models)?;
         self.routing.store(Arc::new(snapshot));
         Ok(())
     }

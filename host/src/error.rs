@@ -338,6 +338,18 @@ impl From<&ProviderError> for ApiError {
                 "every deployment serving this model is at its concurrency limit; retry shortly",
             )
             .with_header(http::header::RETRY_AFTER, "1"),
+            ProviderError::Busy {
+                tenant_share: true, ..
+            } => ApiError::new(
+                ErrorCode::RateLimited,
+                "this tenant's requests fill its share of the local model's queue; retry shortly",
+            )
+            .with_header(http::header::RETRY_AFTER, "1"),
+            ProviderError::Busy { .. } => ApiError::new(
+                ErrorCode::Unavailable,
+                "the local model's queue is full; retry shortly",
+            )
+            .with_header(http::header::RETRY_AFTER, "1"),
             ProviderError::Unsupported { field, reason } => {
                 ApiError::invalid(field.clone(), reason.clone())
             }

@@ -13,7 +13,8 @@
 //! - [`policy`]: the Wasm runtime, tenants' policies, the authorize / classify / route decisions.
 //! - [`admission`]: rate limits, concurrency, budgets and their covers, cost from usage.
 //! - [`cache`]: the response cache seam (bypass in this build).
-//! - [`providers`]: routing snapshot, provider adapters (openai, anthropic, fake), SSE.
+//! - [`providers`]: routing snapshot, provider adapters (openai, anthropic, local, fake), SSE.
+//! - [`inference`]: local models in this process (candle): chat, embedder, pinned files, fair workers.
 //! - [`witness`]: witnessed checkpoints (C2SP tlog-witness): the witness, and the gateway's client of it.
 //! - [`audit`]: the per-tenant verifiable audit log (entries, Merkle tree, signed checkpoints, sequencer).
 //! - [`storage`]: sqlx, migrations, one repository per file.
@@ -33,6 +34,7 @@ pub mod config;
 pub mod control;
 pub mod edge;
 pub mod error;
+pub mod inference;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;

@@ -36,6 +36,11 @@ pub struct ErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    pub model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: &'static str,
 }
@@ -61,6 +66,12 @@ pub struct Metrics {
     pub admission_rejections: Family<ReasonLabels, Counter>,
     /// CPU time each tenant's policy calls used, in milliseconds (set from the budgets at each scrape).
     pub policy_cpu_ms: Family<TenantLabels, Gauge>,
+    /// Local models (set from their workers' counters at each scrape): tokens generated or inputs embedded
+    /// since start, requests waiting or running, requests stopped because their client left.
+    pub local_generated: Family<ModelLabels, Gauge>,
+    pub local_queued: Family<ModelLabels, Gauge>,
+    pub local_cancelled: Family<ModelLabels, Gauge>,
+    pub local_timed_out: Family<ModelLabels, Gauge>,
     /// Tenant id → the name the operator gave it, for `TenantLabel::Name`.
     tenant_names: std::sync::RwLock<std::collections::HashMap<String, String>>,
 }
@@ -217,7 +228,35 @@ impl Metrics {
             "CPU time each tenant's own policy calls used (the thread's CPU clock), in milliseconds",
             Family::<TenantLabels, Gauge>::default(),
         );
+        let local_generated = register(
+            r,
+            "local_generated",
+            "Tokens generated (chat) or inputs embedded (embeddings) by each local model since start",
+            Family::<ModelLabels, Gauge>::default(),
+        );
+        let local_queued = register(
+            r,
+            "local_queued",
+            "Requests waiting or running on each local model",
+            Family::<ModelLabels, Gauge>::default(),
+        );
+        let local_cancelled = register(
+            r,
+            "local_cancelled",
+            "Local requests stopped since start because their client went away",
+            Family::<ModelLabels, Gauge>::default(),
+        );
+        let local_timed_out = register(
+            r,
+            "local_timed_out",
+            "Local requests stopped since start by their deadline",
+            Family::<ModelLabels, Gauge>::default(),
+        );
         Metrics {
+            local_generated,
+            local_queued,
+            local_cancelled,
+            local_timed_out,
             registry,
             admission_rejections,
             audit_damaged_logs,

@@ -438,6 +438,7 @@ pub fn sample_entry(tenant: &str) -> Entry {
         content: sluice::audit::entry::ContentMark::None,
         prompt_commitment: None,
         response_commitment: None,
+        model_digest: String::new(),
     }
 }
 

@@ -62,3 +62,33 @@ async fn official_openai_python_client() {
     );
     assert_eq!(stdout.trim(), "OK");
 }
+
+#[tokio::test]
+async fn official_openai_python_client_streams_a_local_completion() {
+    if !python_has_openai() {
+        assert!(
+            std::env::var_os("SLUICE_REQUIRE_COMPAT").is_none(),
+            "SLUICE_REQUIRE_COMPAT is set but python3 cannot import openai"
+        );
+        eprintln!("SKIPPED: python3 cannot import openai");
+        return;
+    }
+    let Some(dir) = crate::local::models_dir() else {
+        return;
+    };
+    let gw = TestGateway::start(&crate::local::routing(&dir, "")).await;
+    let (_, _, key) = gw.tenant_key("acme").await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/compat/openai_local.py");
+    let out = tokio::process::Command::new("python3")
+        .args([script, &gw.base, &key])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "python client failed:\n{stdout}\n{stderr}"
+    );
+    assert_eq!(stdout.trim(), "OK");
+}

@@ -101,6 +101,7 @@ fn domain_modules_name_no_layer_above_them() {
         "storage",
         "wire",
         "policy",
+        "inference",
     ] {
         let deps = graph.get(domain).cloned().unwrap_or_default();
         for layer in above {

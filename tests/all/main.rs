@@ -10,6 +10,7 @@ mod compat;
 mod data_plane;
 mod edge;
 mod layers;
+mod local;
 mod ops;
 mod policy;
 mod spend;

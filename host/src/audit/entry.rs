@@ -2,11 +2,16 @@
 //! as fixed-width big-endian, strings and byte strings as a u32 big-endian length followed by the bytes,
 //! optional hashes as a presence byte followed by 32 bytes. Decoding accepts exactly what encoding
 //! produces (no trailing bytes, no unknown version), so an entry has one byte form and one leaf hash.
+//!
+//! Version 2 adds one field at the end, `model_digest`; an entry without one is written as version 1,
+//! byte for byte as before, so logs written by older builds and newer ones verify alike.
 
 use super::merkle::Hash;
 
-/// The encoding version this build writes and reads.
+/// The encoding version of an entry without a model digest.
 pub const VERSION: u8 = 1;
+/// The encoding version of an entry with a model digest (the fields of version 1, then the digest).
+pub const VERSION_MODEL_DIGEST: u8 = 2;
 
 /// What kind of event an entry records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -70,6 +75,9 @@ pub struct Entry {
     /// Salted SHA-256 commitment to the response, when content is committed.
     #[serde(with = "opt_hex32")]
     pub response_commitment: Option<Hash>,
+    /// SHA-256 (hex) of the weights of the local model that answered; empty for remote providers.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub model_digest: String,
 }
 
 /// The endpoints whose request entries are inference: they count in the daily spend totals.
@@ -137,6 +145,7 @@ impl Entry {
             content: ContentMark::None,
             prompt_commitment: None,
             response_commitment: None,
+            model_digest: String::new(),
         }
     }
 
@@ -157,7 +166,11 @@ impl Entry {
     /// The canonical byte form, which the leaf hash covers.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
-        out.push(VERSION);
+        out.push(if self.model_digest.is_empty() {
+            VERSION
+        } else {
+            VERSION_MODEL_DIGEST
+        });
         out.extend_from_slice(&self.index.to_be_bytes());
         out.extend_from_slice(&self.prev_leaf);
         out.push(match self.kind {
@@ -198,6 +211,9 @@ impl Entry {
         });
         put_opt_hash(&mut out, &self.prompt_commitment);
         put_opt_hash(&mut out, &self.response_commitment);
+        if !self.model_digest.is_empty() {
+            put_str(&mut out, &self.model_digest);
+        }
         out
     }
 
@@ -205,7 +221,7 @@ impl Entry {
     pub fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
         let mut r = Reader { rest: bytes };
         let version = r.u8("version")?;
-        if version != VERSION {
+        if version != VERSION && version != VERSION_MODEL_DIGEST {
             return Err(DecodeError::Version(version));
         }
         let index = r.u64("index")?;
@@ -252,6 +268,19 @@ impl Entry {
         };
         let prompt_commitment = r.opt_hash("prompt_commitment")?;
         let response_commitment = r.opt_hash("response_commitment")?;
+        let model_digest = if version == VERSION_MODEL_DIGEST {
+            let digest = r.string("model_digest")?;
+            // Version 2 exists to carry a digest: an empty one would give the entry a second byte form.
+            if digest.is_empty() {
+                return Err(DecodeError::BadTag {
+                    field: "model_digest",
+                    value: 0,
+                });
+            }
+            digest
+        } else {
+            String::new()
+        };
         if !r.rest.is_empty() {
             return Err(DecodeError::Trailing(r.rest.len()));
         }
@@ -281,6 +310,7 @@ impl Entry {
             content,
             prompt_commitment,
             response_commitment,
+            model_digest,
         })
     }
 }
@@ -398,6 +428,7 @@ mod tests {
             content: ContentMark::Committed,
             prompt_commitment: Some([9; 32]),
             response_commitment: None,
+            model_digest: String::new(),
         }
     }
 
@@ -416,9 +447,41 @@ mod tests {
                 "a prefix of {cut} bytes decoded"
             );
         }
+        // Version 2 bytes must carry the digest at the end.
         let mut v2 = bytes.clone();
-        v2[0] = 2;
-        assert_eq!(Entry::decode(&v2), Err(DecodeError::Version(2)));
+        v2[0] = VERSION_MODEL_DIGEST;
+        assert_eq!(
+            Entry::decode(&v2),
+            Err(DecodeError::Truncated("model_digest"))
+        );
+        let mut v3 = bytes.clone();
+        v3[0] = 3;
+        assert_eq!(Entry::decode(&v3), Err(DecodeError::Version(3)));
+    }
+
+    #[test]
+    fn a_model_digest_is_added_at_the_end_under_version_2() {
+        let plain = sample(3);
+        let mut local = sample(3);
+        local.model_digest =
+            "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53".into();
+        let (a, b) = (plain.encode(), local.encode());
+        assert_eq!(a[0], VERSION);
+        assert_eq!(b[0], VERSION_MODEL_DIGEST);
+        // Everything but the version byte is the version 1 form, then the digest.
+        assert_eq!(a[1..], b[1..a.len()]);
+        assert_eq!(b.len(), a.len() + 4 + 64);
+        assert_eq!(Entry::decode(&b).unwrap(), local);
+        // An empty digest under version 2 would be a second form of a version 1 entry.
+        let mut empty = a.clone();
+        empty[0] = VERSION_MODEL_DIGEST;
+        empty.extend_from_slice(&0u32.to_be_bytes());
+        assert!(Entry::decode(&empty).is_err());
+        // The readable form names the digest only when there is one.
+        let json = serde_json::to_value(&plain).unwrap();
+        assert!(json.get("model_digest").is_none());
+        let json = serde_json::to_value(&local).unwrap();
+        assert_eq!(json["model_digest"], local.model_digest.as_str());
     }
 
     #[test]

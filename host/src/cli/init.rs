@@ -1,5 +1,6 @@
-//! `sluice init`: a starter config that works with no API keys (the fake provider), a pepper file, and an
-//! operator token printed once and stored only as its SHA-256.
+//! `sluice init`: a starter config that works with no API keys (local models in this process, a frontier
+//! provider for the complex tier when its key is in the environment), a pepper file, and an operator token
+//! printed once and stored only as its SHA-256.
 
 use std::path::Path;
 
@@ -28,6 +29,81 @@ fn hex(bytes: &[u8]) -> String {
         })
 }
 
+/// Which provider serves the complex tier in the starter config: the first whose API key is in the
+/// environment when `init` runs, else the local model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frontier {
+    OpenAi,
+    Anthropic,
+    Local,
+}
+
+impl Frontier {
+    /// From the environment `init` runs in.
+    pub fn from_env(env: &crate::config::Env) -> Frontier {
+        let set = |k: &str| env.get(k).is_some_and(|v| !v.is_empty());
+        if set("OPENAI_API_KEY") {
+            Frontier::OpenAi
+        } else if set("ANTHROPIC_API_KEY") {
+            Frontier::Anthropic
+        } else {
+            Frontier::Local
+        }
+    }
+
+    fn section(self) -> &'static str {
+        match self {
+            Frontier::OpenAi => {
+                r#"
+# The complex tier goes to OpenAI (OPENAI_API_KEY was set when this file was written).
+[[providers]]
+name = "openai"
+kind = "openai"
+api_key_env = "OPENAI_API_KEY"
+
+[[deployments]]
+name = "gpt-4o"
+provider = "openai"
+model = "gpt-4o"
+tier = "complex"
+region = "us"
+price = { input_per_mtok = 2.50, output_per_mtok = 10.00 }
+"#
+            }
+            Frontier::Anthropic => {
+                r#"
+# The complex tier goes to Anthropic (ANTHROPIC_API_KEY was set when this file was written).
+[[providers]]
+name = "anthropic"
+kind = "anthropic"
+api_key_env = "ANTHROPIC_API_KEY"
+
+[[deployments]]
+name = "claude-sonnet"
+provider = "anthropic"
+model = "claude-sonnet-4-5"
+tier = "complex"
+region = "us"
+price = { input_per_mtok = 3.00, output_per_mtok = 15.00 }
+"#
+            }
+            Frontier::Local => {
+                r#"
+# No OPENAI_API_KEY or ANTHROPIC_API_KEY was set when this file was written, so the complex tier is the
+# local model too (its deployment name says so). Add a frontier provider here for hard prompts.
+[[deployments]]
+name = "local-chat-for-complex"
+provider = "local"
+model = "smollm2-135m-instruct"
+tier = "complex"
+region = "local"
+max_output_tokens = 512
+"#
+            }
+        }
+    }
+}
+
 /// The starter configuration text.
 pub fn starter_config(
     token_sha256_hex: &str,
@@ -35,7 +111,9 @@ pub fn starter_config(
     audit_key_file: &str,
     master_key_file: &str,
     db_url: &str,
+    frontier: Frontier,
 ) -> String {
+    let frontier = frontier.section();
     format!(
         r#"# Sluice configuration (format version 1). Reference: docs/configuration.md
 version = 1
@@ -62,41 +140,36 @@ master_key_file = "{master_key_file}"
 # Days prompts and responses are kept; tenants can be set to 0 (keep none).
 retention_days = 365
 
-# A provider that needs no API key: answers are scripted. Replace with kind = "openai" or "anthropic".
+# Models run in this process: no server, no API key, and nothing leaves the machine. Their files are pinned
+# by SHA-256; `sluice serve` fetches missing ones on start (on_missing = "fetch"), `sluice models pull`
+# ahead of time. A file with another digest is never loaded.
 [[providers]]
-name = "fake"
-kind = "fake"
-reply = "Hello from Sluice! This answer comes from the built-in fake provider."
+name = "local"
+kind = "local"
+models_dir = "models"
+on_missing = "fetch"
 
 [[deployments]]
-name = "fake-small"
-provider = "fake"
-model = "fake-small-1"
+name = "local-chat"
+provider = "local"
+model = "smollm2-135m-instruct"
 tier = "simple"
-region = "eu"
-price = {{ input_per_mtok = 0.10, output_per_mtok = 0.40 }}
+region = "local"
+max_output_tokens = 512
 
 [[deployments]]
-name = "fake-large"
-provider = "fake"
-model = "fake-large-1"
-tier = "complex"
-region = "eu"
-price = {{ input_per_mtok = 2.50, output_per_mtok = 10.00 }}
-
-[[deployments]]
-name = "fake-embed"
-provider = "fake"
-model = "fake-embedding-1"
+name = "local-embed"
+provider = "local"
+model = "all-minilm-l6-v2"
 kind = "embeddings"
 tier = "simple"
-region = "eu"
-price = {{ input_per_mtok = 0.02, output_per_mtok = 0.0 }}
-
-# A logical model: tried in order, the next one on connect errors, 5xx and timeouts.
+region = "local"
+{frontier}
+# A logical model: tried in order, the next one on connect errors, 5xx and timeouts. `model: "auto"`
+# picks a deployment by the request's complexity tier instead.
 [[models]]
 name = "default"
-deployments = ["fake-small", "fake-large"]
+deployments = ["local-chat"]
 "#
     )
 }
@@ -128,16 +201,17 @@ fn write_private(path: &Path, text: &str) -> Result<(), InitError> {
 
 /// `sluice init` (and `sluice serve` without the default config): writes the starter files and prints the
 /// operator token once.
-pub fn run(config: &Path, force: bool) -> anyhow::Result<()> {
-    let token = init(config, force)?.operator_token;
+pub fn run(config: &Path, force: bool) -> anyhow::Result<String> {
+    let env: crate::config::Env = std::env::vars().collect();
+    let token = init(config, force, Frontier::from_env(&env))?.operator_token;
     println!("Wrote {} and its pepper file.", config.display());
     println!("Operator token (shown once, stored only as a hash):\n\n    {token}\n");
     println!("export SLUICE_ADMIN_TOKEN={token}");
-    Ok(())
+    Ok(token)
 }
 
 /// Writes `config_path` and a pepper file beside it.
-pub fn init(config_path: &Path, force: bool) -> Result<Initialized, InitError> {
+pub fn init(config_path: &Path, force: bool, frontier: Frontier) -> Result<Initialized, InitError> {
     if config_path.exists() && !force {
         return Err(InitError::Exists(config_path.display().to_string()));
     }
@@ -175,6 +249,7 @@ pub fn init(config_path: &Path, force: bool) -> Result<Initialized, InitError> {
             &audit_key_name,
             &master_key_name,
             &db,
+            frontier,
         ),
     )?;
     Ok(Initialized {

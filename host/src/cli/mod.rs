@@ -5,6 +5,7 @@
 //! - [`tenant`]: `tenant` and `key`, operator commands against a running gateway.
 //! - [`policy`]: `policy test` (offline) and a tenant's `policy push` / `list` / `activate` / `rollback`.
 //! - [`audit`]: `audit export` and the offline `audit verify`.
+//! - [`models`]: `models pull` and `models list`, the local models' files by digest.
 //! - [`client`]: the HTTP client the remote commands (and the load bench) call a gateway with.
 //!
 //! `anyhow` is used here only: this is the application layer.
@@ -12,6 +13,7 @@
 pub mod audit;
 pub mod client;
 pub mod init;
+pub mod models;
 pub mod policy;
 pub mod serve;
 pub mod tenant;
@@ -90,6 +92,11 @@ pub enum Command {
         #[command(subcommand)]
         action: policy::PolicyAction,
     },
+    /// Fetch and list the local models' files, pinned by digest.
+    Models {
+        #[command(subcommand)]
+        action: models::ModelsAction,
+    },
     /// Run a witness that cosigns a gateway's audit checkpoints (C2SP tlog-witness).
     Witness {
         #[command(subcommand)]
@@ -102,7 +109,7 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let env: Env = std::env::vars().collect();
     match cli.command {
-        Command::Init { config, force } => init::run(&config, force),
+        Command::Init { config, force } => init::run(&config, force).map(drop),
         Command::Check { config } => serve::check(&config, &env),
         Command::Serve { config } => serve::serve(config, env).await,
         Command::Tenant { action, remote } => tenant::tenant(action, &remote).await,
@@ -110,6 +117,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit { action } => audit::run(action).await,
         Command::Policy { action } => policy::run(action).await,
         Command::Witness { action } => witness::run(action).await,
+        Command::Models { action } => models::run(action).await,
         // No logging, no config: compile and exit.
         Command::CompilePolicy {
             max_memory_bytes,

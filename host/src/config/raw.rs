@@ -190,7 +190,7 @@ pub struct RawLogging {
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
     pub name: String,
-    /// `openai`, `anthropic` or `fake`.
+    /// `openai`, `anthropic`, `local` or `fake`.
     pub kind: String,
     /// Base URL including the version path, e.g. `https://api.openai.com/v1`.
     pub base_url: Option<String>,
@@ -206,6 +206,17 @@ pub struct RawProvider {
     pub total_timeout_ms: Option<u64>,
     /// `anthropic-version` header (anthropic only). Default `2023-06-01`.
     pub anthropic_version: Option<String>,
+    /// Local only: the folder of model files (`sluice models pull --dir`), relative to the config file.
+    /// Default `models`.
+    pub models_dir: Option<String>,
+    /// Local only: requests waiting or running on one model before more are refused (503). Default 64.
+    pub queue: Option<u64>,
+    /// Local only: of those, at most this many for one tenant (429). Default half of `queue`.
+    pub queue_per_tenant: Option<u64>,
+    /// Local only: what `serve` does when model files are missing: `error` (default: refuse to start,
+    /// naming the file) or `fetch` (pull them; without network, start with a stand-in that says what is
+    /// missing). A file with the wrong digest is always an error.
+    pub on_missing: Option<String>,
     /// Fake only: the answer's text. Default a fixed greeting.
     pub reply: Option<String>,
     /// Fake only: delay before the answer, in milliseconds. Default 0.

@@ -396,6 +396,26 @@ fn metrics(app: &App) -> Response<Body> {
     app.metrics
         .audit_damaged_logs
         .set(i64::try_from(app.audit.damaged_logs().len()).unwrap_or(i64::MAX));
+    app.local_models.each(|model, _kind, queued, stats| {
+        use std::sync::atomic::Ordering::Relaxed;
+        let labels = crate::metrics::ModelLabels {
+            model: model.to_owned(),
+        };
+        let m = &app.metrics;
+        let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        m.local_generated
+            .get_or_create(&labels)
+            .set(to_i64(stats.generated.load(Relaxed)));
+        m.local_queued
+            .get_or_create(&labels)
+            .set(i64::try_from(queued).unwrap_or(i64::MAX));
+        m.local_cancelled
+            .get_or_create(&labels)
+            .set(to_i64(stats.cancelled.load(Relaxed)));
+        m.local_timed_out
+            .get_or_create(&labels)
+            .set(to_i64(stats.timed_out.load(Relaxed)));
+    });
     let mut resp = Response::new(full(app.metrics.render()));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -144,6 +144,7 @@ impl Record {
             completion_tokens: usage.map_or(0, |u| u.completion_tokens),
             cost_micro_usd: cost,
             latency_us: u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            model_digest: dep.and_then(|d| d.model_digest.clone()).unwrap_or_default(),
             ..Entry::request(
                 &self.principal.tenant_id,
                 &self.principal.key_id,

@@ -178,7 +178,7 @@ deployments = ["big", "mid", "tiny"]
             ),
         ]);
         let config = Config::from_toml(text, std::path::Path::new("."), &env).unwrap();
-        RoutingSnapshot::build(&config.routing).unwrap()
+        RoutingSnapshot::build(&config.routing, &crate::inference::LocalModels::default()).unwrap()
     }
 
     fn names(route: &Route) -> Vec<&str> {

@@ -1,9 +1,10 @@
-//! Upstream providers: one adapter per wire format (`openai`, `anthropic`, `fake`), the routing snapshot
-//! of deployments, pooled HTTP clients with connect / first-byte / total timeouts, and SSE decoding.
+//! Upstream providers: one adapter per wire format (`openai`, `anthropic`, `local`, `fake`), the routing
+//! snapshot of deployments, pooled HTTP clients with connect / first-byte / total timeouts, and SSE decoding.
 
 mod anthropic;
 pub mod anthropic_translate;
 mod fake;
+pub mod local;
 mod openai;
 pub mod sse;
 
@@ -20,7 +21,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::config::{DeploymentConfig, ProviderConfig, ProviderKind, RoutingConfig, Timeouts};
+use crate::config::{
+    DeploymentConfig, DeploymentKind, ProviderConfig, ProviderKind, RoutingConfig, Timeouts,
+};
+use crate::inference::LocalModels;
 
 /// Tokens an upstream reported (or the fake provider counted).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -71,6 +75,12 @@ pub enum ProviderError {
     Unsupported { field: String, reason: String },
     #[error("deployment `{deployment}` is at its concurrency limit")]
     Saturated { deployment: String },
+    /// A local model's queue is full, or holds this tenant's whole share of it.
+    #[error("the queue of local deployment `{deployment}` is full{}", if *tenant_share { " for this tenant" } else { "" })]
+    Busy {
+        deployment: String,
+        tenant_share: bool,
+    },
 }
 
 impl ProviderError {
@@ -79,7 +89,8 @@ impl ProviderError {
         match self {
             ProviderError::Connect { .. }
             | ProviderError::Timeout { .. }
-            | ProviderError::Saturated { .. } => true,
+            | ProviderError::Saturated { .. }
+            | ProviderError::Busy { .. } => true,
             ProviderError::Status { status, .. } => status.is_server_error(),
             ProviderError::Protocol { .. }
             | ProviderError::Reset { .. }
@@ -97,6 +108,7 @@ impl ProviderError {
             ProviderError::Reset { .. } => "reset",
             ProviderError::Unsupported { .. } => "unsupported",
             ProviderError::Saturated { .. } => "saturated",
+            ProviderError::Busy { .. } => "busy",
         }
     }
 }
@@ -171,6 +183,7 @@ enum Adapter {
     OpenAi(openai::OpenAi),
     Anthropic(anthropic::Anthropic),
     Fake(fake::Fake),
+    Local(local::Local),
 }
 
 impl std::fmt::Debug for Provider {
@@ -185,6 +198,11 @@ impl std::fmt::Debug for Provider {
 pub enum BuildError {
     #[error("provider `{provider}`: cannot load TLS roots: {detail}")]
     TlsRoots { provider: String, detail: String },
+    #[error("deployment `{deployment}`: {source}")]
+    Model {
+        deployment: String,
+        source: crate::inference::LoadError,
+    },
 }
 
 fn http_client(name: &str, t: &Timeouts) -> Result<HttpsClient, BuildError> {
@@ -209,7 +227,13 @@ fn http_client(name: &str, t: &Timeouts) -> Result<HttpsClient, BuildError> {
 }
 
 impl Provider {
-    pub fn build(cfg: &ProviderConfig) -> Result<Provider, BuildError> {
+    /// The provider `cfg`; a local one loads (or finds already loaded in `models`) the model of each of its
+    /// `deployments`.
+    pub fn build(
+        cfg: &ProviderConfig,
+        deployments: &[DeploymentConfig],
+        models: &LocalModels,
+    ) -> Result<Provider, BuildError> {
         let adapter = match &cfg.kind {
             ProviderKind::OpenAi { base_url, api_key } => Adapter::OpenAi(openai::OpenAi {
                 base_url: base_url.to_string(),
@@ -229,6 +253,9 @@ impl Provider {
             ProviderKind::Fake(script) => Adapter::Fake(fake::Fake {
                 script: script.clone(),
             }),
+            ProviderKind::Local(settings) => Adapter::Local(local::Local {
+                models: load_local(settings, &cfg.name, deployments, models)?,
+            }),
         };
         Ok(Provider {
             name: cfg.name.clone(),
@@ -247,8 +274,36 @@ impl Provider {
             Adapter::OpenAi(a) => a.call(&self.name, &self.timeouts, deployment, req).await,
             Adapter::Anthropic(a) => a.call(&self.name, &self.timeouts, deployment, req).await,
             Adapter::Fake(f) => f.call(deployment, req).await,
+            Adapter::Local(l) => l.call(&self.name, &self.timeouts, deployment, req).await,
         }
     }
+}
+
+/// The models of a local provider's deployments, by their `model`.
+fn load_local(
+    settings: &crate::config::LocalSettings,
+    provider: &str,
+    deployments: &[DeploymentConfig],
+    models: &LocalModels,
+) -> Result<HashMap<String, local::LocalModel>, BuildError> {
+    let mut out = HashMap::new();
+    for d in deployments.iter().filter(|d| d.provider == provider) {
+        let dir = &settings.models_dir;
+        let loaded = match d.kind {
+            DeploymentKind::Chat => models
+                .chat(dir, &d.upstream_model, settings.queue)
+                .map(local::LocalModel::Chat),
+            DeploymentKind::Embeddings => models
+                .embedder(dir, &d.upstream_model, settings.queue)
+                .map(local::LocalModel::Embeddings),
+        };
+        let model = loaded.map_err(|source| BuildError::Model {
+            deployment: d.name.clone(),
+            source,
+        })?;
+        out.insert(d.upstream_model.clone(), model);
+    }
+    Ok(out)
 }
 
 /// A deployment with its provider: what the router hands to `forward`.
@@ -289,16 +344,33 @@ pub struct RoutingSnapshot {
     targets: HashMap<String, Arc<[Arc<Deployment>]>>,
     /// Names clients may use as `model`, in config order, for `/v1/models`.
     names: Vec<String>,
+    /// The host's embedder: the model of the first local embeddings deployment, for the phases that need
+    /// a request's embedding (computed once per request).
+    embedder: Option<Arc<crate::inference::LocalEmbedder>>,
 }
 
 impl RoutingSnapshot {
-    pub fn build(cfg: &RoutingConfig) -> Result<RoutingSnapshot, BuildError> {
+    /// The snapshot of `cfg`; local models come from (and are added to) `models`.
+    pub fn build(cfg: &RoutingConfig, models: &LocalModels) -> Result<RoutingSnapshot, BuildError> {
         let mut providers = HashMap::new();
+        let mut snapshot = RoutingSnapshot::default();
         for p in &cfg.providers {
-            providers.insert(p.name.clone(), Arc::new(Provider::build(p)?));
+            let provider = Provider::build(p, &cfg.deployments, models)?;
+            if let Adapter::Local(local) = &provider.adapter
+                && snapshot.embedder.is_none()
+            {
+                snapshot.embedder = cfg
+                    .deployments
+                    .iter()
+                    .filter(|d| d.provider == p.name)
+                    .find_map(|d| match local.models.get(&d.upstream_model) {
+                        Some(local::LocalModel::Embeddings(e)) => Some(e.clone()),
+                        _ => None,
+                    });
+            }
+            providers.insert(p.name.clone(), Arc::new(provider));
         }
         let mut deployments = HashMap::new();
-        let mut snapshot = RoutingSnapshot::default();
         for d in &cfg.deployments {
             // Validation guarantees the provider exists.
             let Some(provider) = providers.get(&d.provider) else {
@@ -326,6 +398,11 @@ impl RoutingSnapshot {
             snapshot.names.push(name.clone());
         }
         Ok(snapshot)
+    }
+
+    /// The host's embedder, when a local embeddings deployment is configured.
+    pub fn embedder(&self) -> Option<&Arc<crate::inference::LocalEmbedder>> {
+        self.embedder.as_ref()
     }
 
     /// The deployments serving a model name, in fallback order.
