@@ -53,10 +53,10 @@ async fn init_serve_create_key_and_call() {
         !config_text.contains(&token),
         "the config holds only the token's hash"
     );
-    // Port 0 so parallel test runs never collide.
+    // Port 0 so parallel test runs never collide; the fake provider stands in for the local models.
     std::fs::write(
         dir.path().join("sluice.toml"),
-        config_text.replace("127.0.0.1:8080", "127.0.0.1:0"),
+        with_fake_models(&config_text.replace("127.0.0.1:8080", "127.0.0.1:0")),
     )
     .unwrap();
 
@@ -115,7 +115,7 @@ async fn init_serve_create_key_and_call() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["x-sluice-deployment"], "fake-small");
+    assert_eq!(resp.headers()["x-sluice-deployment"], "local-chat");
     let mut stream_body = body.clone();
     stream_body["stream"] = true.into();
     let text = client
@@ -298,9 +298,11 @@ pub(crate) fn init_on_any_port(dir: &std::path::Path) -> String {
     let path = dir.join("sluice.toml");
     std::fs::write(
         &path,
-        std::fs::read_to_string(&path)
-            .unwrap()
-            .replace("127.0.0.1:8080", "127.0.0.1:0"),
+        with_fake_models(
+            &std::fs::read_to_string(&path)
+                .unwrap()
+                .replace("127.0.0.1:8080", "127.0.0.1:0"),
+        ),
     )
     .unwrap();
     stdout
@@ -308,6 +310,17 @@ pub(crate) fn init_on_any_port(dir: &std::path::Path) -> String {
         .find_map(|l| l.strip_prefix("export SLUICE_ADMIN_TOKEN="))
         .unwrap()
         .to_owned()
+}
+
+/// The starter config with its local provider turned into the fake one: the deployments keep their names,
+/// and no model is fetched or loaded. These tests are about the process, not about inference.
+pub(crate) fn with_fake_models(starter: &str) -> String {
+    let local = "kind = \"local\"\nmodels_dir = \"models\"\non_missing = \"fetch\"\n";
+    assert!(
+        starter.contains(local),
+        "the starter config's local provider changed"
+    );
+    starter.replace(local, "kind = \"fake\"\n")
 }
 
 /// Starts `sluice serve` in `dir` (config already there) and returns it with its address.

@@ -590,9 +590,12 @@ async fn a_crash_with_requests_in_flight_charges_their_cover_at_restart() {
     let dir = tempfile::tempdir().unwrap();
     let token = init_on_any_port(dir.path());
     let path = dir.path().join("sluice.toml");
-    // A second, slow fake deployment: its requests are still in flight when the gateway is killed.
+    // A priced fake deployment, and a slow one whose requests are still in flight when the gateway is
+    // killed.
     let config = std::fs::read_to_string(&path).unwrap()
-        + "\n[[providers]]\nname = \"stuck\"\nkind = \"fake\"\nlatency_ms = 600000\n\
+        + "\n[[providers]]\nname = \"fast\"\nkind = \"fake\"\n\n[[deployments]]\nname = \"fake-small\"\n\
+           provider = \"fast\"\nmodel = \"fake-small-1\"\nprice = { input_per_mtok = 0.10, output_per_mtok = 0.40 }\n\
+           \n[[providers]]\nname = \"stuck\"\nkind = \"fake\"\nlatency_ms = 600000\n\
            first_byte_timeout_ms = 600000\n\n[[deployments]]\nname = \"stuck\"\nprovider = \"stuck\"\n\
            model = \"stuck-1\"\nprice = { input_per_mtok = 1.0, output_per_mtok = 2.0 }\n";
     std::fs::write(&path, config).unwrap();

