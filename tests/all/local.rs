@@ -331,7 +331,7 @@ async fn a_full_queue_answers_with_retry_after_while_other_tenants_and_healthz_a
                 assert_eq!(body["code"], "rate_limited");
                 limited += 1;
             }
-            other => panic!("unexpected status {other}"),
+            other => panic!("unexpected status {other}: {}", resp.text().await.unwrap()),
         }
     }
     assert!(ok >= 4, "{ok} served");
