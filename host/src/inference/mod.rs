@@ -170,12 +170,49 @@ pub enum EmbedRefusal {
     Failed(Failure),
 }
 
+type Loaded<M> = Mutex<HashMap<(PathBuf, &'static str), Arc<M>>>;
+
+/// The model of `package` in `dir` from `loaded`, or made by `load` and kept there. The lock is held while
+/// loading, so two reloads never load the same model twice.
+fn load_once<M>(
+    loaded: &Loaded<M>,
+    dir: &Path,
+    package: &'static Package,
+    load: impl FnOnce() -> Result<M, LoadError>,
+) -> Result<Arc<M>, LoadError> {
+    let mut loaded = loaded.lock().unwrap_or_else(PoisonError::into_inner);
+    let key = (dir.to_owned(), package.name);
+    if let Some(found) = loaded.get(&key) {
+        return Ok(found.clone());
+    }
+    let model = Arc::new(load()?);
+    loaded.insert(key, model.clone());
+    Ok(model)
+}
+
+fn model_error(package: &Package, detail: impl std::fmt::Display) -> LoadError {
+    LoadError::Model {
+        name: package.name.to_owned(),
+        detail: detail.to_string(),
+    }
+}
+
+fn start_worker<J: worker::Job>(
+    package: &Package,
+    limits: QueueLimits,
+) -> Result<Worker<J>, LoadError> {
+    Worker::start(package.name, limits.capacity, limits.per_tenant).map_err(|e| LoadError::Thread {
+        name: package.name.to_owned(),
+        detail: e.to_string(),
+    })
+}
+
 /// Every local model loaded by this gateway, by (models folder, catalog name). A routing reload finds the
 /// models it already has here instead of loading them again.
 #[derive(Debug, Default)]
 pub struct LocalModels {
-    chat: Mutex<HashMap<(PathBuf, &'static str), Arc<LocalChat>>>,
-    embedders: Mutex<HashMap<(PathBuf, &'static str), Arc<LocalEmbedder>>>,
+    chat: Loaded<LocalChat>,
+    embedders: Loaded<LocalEmbedder>,
 }
 
 impl LocalModels {
@@ -187,33 +224,19 @@ impl LocalModels {
         limits: QueueLimits,
     ) -> Result<Arc<LocalChat>, LoadError> {
         let package = package(name, ModelKind::Chat)?;
-        let mut loaded = self.chat.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(found) = loaded.get(&(dir.to_owned(), package.name)) {
-            return Ok(found.clone());
-        }
-        let weights = files::read_verified(dir, package, package.weights())?;
-        let label = files::path_of(dir, package, package.weights());
-        let model =
-            chat::ChatModel::from_gguf_bytes(weights, &label).map_err(|e| LoadError::Model {
-                name: package.name.to_owned(),
-                detail: e.to_string(),
-            })?;
-        let worker =
-            Worker::start(package.name, limits.capacity, limits.per_tenant).map_err(|e| {
-                LoadError::Thread {
-                    name: package.name.to_owned(),
-                    detail: e.to_string(),
-                }
-            })?;
-        let local = Arc::new(LocalChat {
-            package,
-            digest: package.weights().sha256,
-            model: Arc::new(model),
-            worker,
-            stats: Arc::default(),
-        });
-        loaded.insert((dir.to_owned(), package.name), local.clone());
-        Ok(local)
+        load_once(&self.chat, dir, package, || {
+            let weights = files::read_verified(dir, package, package.weights())?;
+            let label = files::path_of(dir, package, package.weights());
+            let model = chat::ChatModel::from_gguf_bytes(weights, &label)
+                .map_err(|e| model_error(package, e))?;
+            Ok(LocalChat {
+                package,
+                digest: package.weights().sha256,
+                model: Arc::new(model),
+                worker: start_worker(package, limits)?,
+                stats: Arc::default(),
+            })
+        })
     }
 
     /// The embedder `name` from `dir`, loaded (and its files' digests checked) on first use.
@@ -224,45 +247,27 @@ impl LocalModels {
         limits: QueueLimits,
     ) -> Result<Arc<LocalEmbedder>, LoadError> {
         let package = package(name, ModelKind::Embeddings)?;
-        let mut loaded = self
-            .embedders
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(found) = loaded.get(&(dir.to_owned(), package.name)) {
-            return Ok(found.clone());
-        }
-        let mut bytes = Vec::with_capacity(package.files.len());
-        for file in package.files {
-            bytes.push(files::read_verified(dir, package, file)?);
-        }
-        let [weights, tokenizer, config] =
-            <[Vec<u8>; 3]>::try_from(bytes).map_err(|_| LoadError::Model {
-                name: package.name.to_owned(),
-                detail: "expected model.safetensors, tokenizer.json and config.json".to_owned(),
+        load_once(&self.embedders, dir, package, || {
+            let mut bytes = Vec::with_capacity(package.files.len());
+            for file in package.files {
+                bytes.push(files::read_verified(dir, package, file)?);
+            }
+            let [weights, tokenizer, config] = <[Vec<u8>; 3]>::try_from(bytes).map_err(|_| {
+                model_error(
+                    package,
+                    "expected model.safetensors, tokenizer.json and config.json",
+                )
             })?;
-        let embedder =
-            embedder::Embedder::from_bytes(weights, &tokenizer, &config).map_err(|e| {
-                LoadError::Model {
-                    name: package.name.to_owned(),
-                    detail: e.to_string(),
-                }
-            })?;
-        let worker =
-            Worker::start(package.name, limits.capacity, limits.per_tenant).map_err(|e| {
-                LoadError::Thread {
-                    name: package.name.to_owned(),
-                    detail: e.to_string(),
-                }
-            })?;
-        let local = Arc::new(LocalEmbedder {
-            package,
-            digest: package.weights().sha256,
-            embedder: Arc::new(embedder),
-            worker,
-            stats: Arc::default(),
-        });
-        loaded.insert((dir.to_owned(), package.name), local.clone());
-        Ok(local)
+            let embedder = embedder::Embedder::from_bytes(weights, &tokenizer, &config)
+                .map_err(|e| model_error(package, e))?;
+            Ok(LocalEmbedder {
+                package,
+                digest: package.weights().sha256,
+                embedder: Arc::new(embedder),
+                worker: start_worker(package, limits)?,
+                stats: Arc::default(),
+            })
+        })
     }
 
     /// Every loaded model: its catalog name, kind, queue depth and counters, for `/metrics`.
