@@ -285,7 +285,9 @@ async fn a_full_queue_answers_with_retry_after_while_other_tenants_and_healthz_a
     let Some(dir) = models_dir() else {
         return;
     };
-    let routing = routing(&dir, "queue = 8\nqueue_per_tenant = 4");
+    // The test is about the queue's bounds, not its deadlines: a loaded machine must not time requests out.
+    let extra = "queue = 8\nqueue_per_tenant = 4\nfirst_byte_timeout_ms = 600000";
+    let routing = routing(&dir, extra);
     let gw = TestGateway::start(&routing).await;
     let (_, _, busy) = gw.tenant_key("busy").await;
     let (_, _, quiet) = gw.tenant_key("quiet").await;

@@ -618,6 +618,11 @@ impl Generation {
         &self.generated
     }
 
+    /// Whether the whole prompt is in the KV cache (the next step decodes).
+    pub fn is_prefilled(&self) -> bool {
+        self.prefilled >= self.prompt_ids.len()
+    }
+
     /// Whether the generation has finished.
     pub fn is_finished(&self) -> bool {
         self.finished
