@@ -578,3 +578,35 @@ async fn a_wheel_with_another_digest_is_refused_and_nothing_is_written() {
         "something was unpacked"
     );
 }
+
+#[tokio::test]
+async fn a_request_that_waits_past_its_start_deadline_times_out() {
+    let Some(dir) = models_dir() else {
+        return;
+    };
+    let routing = routing(&dir, "first_byte_timeout_ms = 300")
+        .replace("max_output_tokens = 48", "max_output_tokens = 200");
+    let gw = TestGateway::start(&routing).await;
+    let (_, _, key) = gw.tenant_key("acme").await;
+    // The tenant's first request holds the model for seconds; its second waits behind it, past 300 ms.
+    let long = ask("Tell a long story.", serde_json::json!({"max_tokens": 200}));
+    let first = tokio::spawn(
+        gw.http
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&long)
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let resp = gw
+        .post(
+            "/v1/chat/completions",
+            &key,
+            ask("Hi", serde_json::json!({})),
+        )
+        .await;
+    let (status, body) = error_of(resp).await;
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body["code"], "upstream_timeout", "{body}");
+    assert_eq!(first.await.unwrap().unwrap().status(), 200);
+}

@@ -27,6 +27,9 @@ pub enum ChatEvent {
     Failed(Failure),
 }
 
+/// The stage of a request that timed out before generation began (its start deadline).
+pub const WAITING: &str = "waiting for the local model";
+
 /// Why local inference did not answer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Failure {
@@ -118,9 +121,7 @@ impl ChatJob {
 
     fn begin(&mut self, messages: &[ChatMessage], sampling: Sampling) -> Turn {
         if Instant::now() > self.start_by {
-            return self.fail(Failure::TimedOut {
-                stage: "waiting for the local model",
-            });
+            return self.fail(Failure::TimedOut { stage: WAITING });
         }
         match self.model.start(messages, sampling) {
             Err(e) => self.fail(e.into()),

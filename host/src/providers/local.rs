@@ -18,7 +18,7 @@ use super::{
 };
 use crate::config::{DeploymentConfig, Timeouts};
 use crate::inference::chat::{ChatMessage, Finish, Sampling};
-use crate::inference::jobs::{ChatEvent, Failure};
+use crate::inference::jobs::{ChatEvent, Failure, WAITING};
 use crate::inference::{EmbedRefusal, LocalChat, LocalEmbedder, Refusal};
 
 /// A model this provider serves, by the deployment's `model`.
@@ -44,10 +44,10 @@ impl Local {
         let deadlines = (now + timeouts.first_byte, now + timeouts.total);
         match (self.models.get(&deployment.upstream_model), req.endpoint) {
             (Some(LocalModel::Chat(model)), Endpoint::Chat) => {
-                chat(provider, model, deployment, req, deadlines).await
+                chat(provider, timeouts, model, deployment, req, deadlines).await
             }
             (Some(LocalModel::Embeddings(model)), Endpoint::Embeddings) => {
-                embeddings(provider, model, deployment, req, deadlines.1).await
+                embeddings(provider, timeouts, model, deployment, req, deadlines.1).await
             }
             _ => Err(ProviderError::Unsupported {
                 field: "model".to_owned(),
@@ -74,12 +74,17 @@ fn refused(deployment: &DeploymentConfig, why: Refusal) -> ProviderError {
     }
 }
 
-fn failed(provider: &str, timeouts_stage: Failure) -> ProviderError {
-    match timeouts_stage {
+/// The provider error of a failed local request; a timeout names the limit that ran out.
+fn failed(provider: &str, timeouts: &Timeouts, failure: Failure) -> ProviderError {
+    match failure {
         Failure::Invalid(reason) => unsupported("messages", reason),
         Failure::TimedOut { stage } => ProviderError::Timeout {
             provider: provider.to_owned(),
-            after: std::time::Duration::ZERO,
+            after: if stage == WAITING {
+                timeouts.first_byte
+            } else {
+                timeouts.total
+            },
             stage,
         },
         Failure::Internal(detail) => ProviderError::Protocol {
@@ -229,6 +234,7 @@ fn finish_reason(finish: Finish) -> &'static str {
 
 async fn chat(
     provider: &str,
+    timeouts: &Timeouts,
     model: &Arc<LocalChat>,
     deployment: &DeploymentConfig,
     req: &UpstreamRequest<'_>,
@@ -245,16 +251,16 @@ async fn chat(
         Err(_) | Ok(None) => {
             return Err(failed(
                 provider,
-                Failure::TimedOut {
-                    stage: "waiting for the local model",
-                },
+                timeouts,
+                Failure::TimedOut { stage: WAITING },
             ));
         }
         Ok(Some(ChatEvent::Started { prompt_tokens })) => prompt_tokens,
-        Ok(Some(ChatEvent::Failed(f))) => return Err(failed(provider, f)),
+        Ok(Some(ChatEvent::Failed(f))) => return Err(failed(provider, timeouts, f)),
         Ok(Some(other)) => {
             return Err(failed(
                 provider,
+                timeouts,
                 Failure::Internal(format!("unexpected {other:?}")),
             ));
         }
@@ -269,13 +275,14 @@ async fn chat(
     if req.stream {
         return Ok(stream(
             provider,
+            timeouts,
             answer,
             events,
             deadline,
             req.client_wants_usage,
         ));
     }
-    complete(provider, answer, &mut events, deadline).await
+    complete(provider, timeouts, answer, &mut events, deadline).await
 }
 
 /// What every chunk or body of one answer repeats.
@@ -324,6 +331,7 @@ impl Answer {
 
 async fn complete(
     provider: &str,
+    timeouts: &Timeouts,
     answer: Answer,
     events: &mut mpsc::Receiver<ChatEvent>,
     deadline: tokio::time::Instant,
@@ -334,13 +342,14 @@ async fn complete(
             Err(_) | Ok(None) => {
                 return Err(failed(
                     provider,
+                    timeouts,
                     Failure::TimedOut {
                         stage: "generation",
                     },
                 ));
             }
             Ok(Some(ChatEvent::Text(t))) => text.push_str(&t),
-            Ok(Some(ChatEvent::Failed(f))) => return Err(failed(provider, f)),
+            Ok(Some(ChatEvent::Failed(f))) => return Err(failed(provider, timeouts, f)),
             Ok(Some(ChatEvent::Started { .. })) => {}
             Ok(Some(ChatEvent::Finished {
                 text: tail,
@@ -374,12 +383,14 @@ async fn complete(
 /// the client asked for it. Dropping it drops the receiver, which stops the generation.
 fn stream(
     provider: &str,
+    timeouts: &Timeouts,
     answer: Answer,
     events: mpsc::Receiver<ChatEvent>,
     deadline: tokio::time::Instant,
     client_wants_usage: bool,
 ) -> UpstreamReply {
     let provider = provider.to_owned();
+    let timeouts = *timeouts;
     let first = answer.chunk(
         serde_json::json!({"role": "assistant", "content": ""}),
         None,
@@ -402,6 +413,7 @@ fn stream(
                         answer = None;
                         pending.push_back(Err(failed(
                             &provider,
+                            &timeouts,
                             Failure::TimedOut {
                                 stage: "generation",
                             },
@@ -415,7 +427,7 @@ fn stream(
                     }
                     Ok(Some(ChatEvent::Failed(f))) => {
                         answer = None;
-                        pending.push_back(Err(failed(&provider, f)));
+                        pending.push_back(Err(failed(&provider, &timeouts, f)));
                     }
                     Ok(Some(ChatEvent::Finished {
                         text,
@@ -467,6 +479,7 @@ fn inputs(body: &serde_json::Value) -> Result<Vec<String>, ProviderError> {
 
 async fn embeddings(
     provider: &str,
+    timeouts: &Timeouts,
     model: &Arc<LocalEmbedder>,
     deployment: &DeploymentConfig,
     req: &UpstreamRequest<'_>,
@@ -503,7 +516,7 @@ async fn embeddings(
         .await
         .map_err(|e| match e {
             EmbedRefusal::Queue(why) => refused(deployment, why),
-            EmbedRefusal::Failed(f) => failed(provider, f),
+            EmbedRefusal::Failed(f) => failed(provider, timeouts, f),
         })?;
     let tokens: usize = vectors.iter().map(|e| e.tokens).sum();
     let data: Vec<serde_json::Value> = vectors
