@@ -260,5 +260,98 @@ fn policies(c: &mut Criterion) {
     });
 }
 
-criterion_group!(hot, benches, policies);
+/// What the policy pool adds to a call: the built-in classifier called directly and through the pool from an
+/// async task (queue, a pool thread's turn, the answer back); an empty call through the pool, alone (the
+/// thread hand-off both ways included) and amortised over 64 calls waiting at once (the scheduler's own
+/// bookkeeping, threads kept busy).
+#[expect(
+    clippy::unwrap_used,
+    reason = "a benchmark: a call that does not run must stop it"
+)]
+fn policy_pool(c: &mut Criterion) {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use sluice::config::PoolConfig;
+    use sluice::policy::cpu::CpuBudgets;
+    use sluice::policy::pool::Pool;
+    use sluice::policy::wasm::{Limits, Runtime, thread_cpu, wit};
+    let runtime = Arc::new(Runtime::new(Limits::default()).unwrap());
+    let classifier = Arc::new(runtime.load(sluice::policy::builtin::CLASSIFIER).unwrap());
+    let req = Arc::new(wit::Request {
+        request_id: "req".to_owned(),
+        tenant_id: "t".to_owned(),
+        key_id: "k".to_owned(),
+        key_role: wit::Role::Member,
+        endpoint: wit::Endpoint::Chat,
+        model: "auto".to_owned(),
+        messages: vec![wit::Message {
+            role: "user".to_owned(),
+            text: "Write a haiku about the sea, in exactly three lines.".to_owned(),
+        }],
+        max_tokens: Some(200),
+        temperature: None,
+        stream: false,
+        has_tools: false,
+        metadata: Vec::new(),
+        prompt_tokens: 60,
+        labels: Vec::new(),
+    });
+    let deadline = Some(Duration::from_secs(1));
+    let pool = Arc::new(
+        Pool::start(
+            PoolConfig {
+                workers: 2,
+                per_tenant: 1,
+                queue: 1_024,
+                queue_per_tenant: 64,
+            },
+            thread_cpu,
+            Arc::new(CpuBudgets::new(1_000_000)),
+        )
+        .unwrap(),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    c.bench_function("policy_pool/classify_builtin_direct", |b| {
+        b.iter(|| black_box(runtime.classify(&classifier, &req, deadline).unwrap()))
+    });
+    c.bench_function("policy_pool/classify_builtin_through_pool", |b| {
+        b.iter(|| {
+            let (runtime, classifier, req) = (runtime.clone(), classifier.clone(), req.clone());
+            rt.block_on(pool.run("t", move || {
+                black_box(runtime.classify(&classifier, &req, deadline).unwrap())
+            }))
+            .unwrap()
+        })
+    });
+    c.bench_function("policy_pool/empty_call_alone", |b| {
+        b.iter(|| rt.block_on(pool.run("t", || black_box(1))).unwrap())
+    });
+    c.bench_function("policy_pool/empty_call_64_waiting_per_call", |b| {
+        b.iter_custom(|iters| {
+            let start = std::time::Instant::now();
+            for _ in 0..iters {
+                rt.block_on(async {
+                    // Spawned, so that all 64 are queued before the first answer is awaited.
+                    let calls: Vec<_> = (0..64)
+                        .map(|i| {
+                            let pool = pool.clone();
+                            let tenant = if i % 2 == 0 { "a" } else { "b" };
+                            tokio::spawn(async move { pool.run(tenant, move || i).await })
+                        })
+                        .collect();
+                    for call in calls {
+                        black_box(call.await.unwrap().unwrap());
+                    }
+                });
+            }
+            start.elapsed() / 64
+        })
+    });
+}
+
+criterion_group!(hot, benches, policies, policy_pool);
 criterion_main!(hot);

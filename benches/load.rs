@@ -108,9 +108,23 @@ async fn one(
     key: Option<&str>,
     body: &'static str,
 ) -> http::StatusCode {
+    one_with(client, url, key, body, None).await
+}
+
+/// One request with an extra header (`x-sluice-meta-*` for a tenant's policy).
+async fn one_with(
+    client: &HttpClient,
+    url: &str,
+    key: Option<&str>,
+    body: &'static str,
+    header: Option<(&'static str, &'static str)>,
+) -> http::StatusCode {
     let mut req = http::Request::post(url).header("content-type", "application/json");
     if let Some(k) = key {
         req = req.header("authorization", format!("Bearer {k}"));
+    }
+    if let Some((name, value)) = header {
+        req = req.header(name, value);
     }
     let resp = client
         .request(
@@ -148,6 +162,53 @@ async fn latencies(
     }
     out.sort();
     out
+}
+
+/// A tenant's 1-client latencies, sorted, and how many answers were not 200 (timed all the same).
+async fn quiet_latencies(
+    client: &HttpClient,
+    url: &str,
+    key: &str,
+    n: usize,
+) -> (Vec<Duration>, u64) {
+    let mut out = Vec::with_capacity(n);
+    let mut errors = 0;
+    for _ in 0..n {
+        let t = Instant::now();
+        if one(client, url, Some(key), BODY).await != 200 {
+            errors += 1;
+        }
+        out.push(t.elapsed());
+    }
+    out.sort();
+    (out, errors)
+}
+
+/// Clients sending `header`'s requests without pause until `stop`; counts their answers by 200 and not.
+fn load_in_background(
+    url: &str,
+    key: &str,
+    clients: usize,
+    header: (&'static str, &'static str),
+    stop: Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<(u64, u64)>> {
+    (0..clients)
+        .map(|_| {
+            let (url, key, stop) = (url.to_owned(), key.to_owned(), stop.clone());
+            tokio::spawn(async move {
+                let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+                let (mut ok, mut other) = (0, 0);
+                while !stop.load(Ordering::Relaxed) {
+                    if one_with(&client, &url, Some(&key), BODY, Some(header)).await == 200 {
+                        ok += 1;
+                    } else {
+                        other += 1;
+                    }
+                }
+                (ok, other)
+            })
+        })
+        .collect()
 }
 
 /// Answers per second with status 200 at `clients` concurrent clients, and how many other answers came
@@ -545,6 +606,7 @@ model = "fake-model"
                 rps / direct_rps
             );
         }
+        noisy_neighbour(&client, &gateway, &gateway_url, token, requests).await;
         println!(
             "gateway RSS: idle {:.1} MiB, after load {:.1} MiB",
             idle_rss as f64 / 1024.0,
@@ -555,6 +617,73 @@ model = "fake-model"
             .status();
     });
     let _ = child.0.wait();
+}
+
+/// A noisy neighbour: a tenant whose legal `auth` policy burns most of its fuel on every call, at 32 clients,
+/// beside quiet tenants at one client, one without policies and one with its own three. Each quiet tenant's
+/// p50 and p99 alone and during the load, measured back to back.
+async fn noisy_neighbour(
+    client: &HttpClient,
+    gateway: &str,
+    url: &str,
+    token: &str,
+    requests: usize,
+) {
+    let (_, burner) = tenant(gateway, token, "burner", &[]).await;
+    sluice::cli::client::send(
+        gateway,
+        &burner,
+        http::Method::PUT,
+        "/v1/policies/auth",
+        Some((
+            "application/wasm",
+            bytes::Bytes::from_static(include_bytes!(concat!(
+                env!("OUT_DIR"),
+                "/sluice_policy_test_hostile.wasm"
+            ))),
+        )),
+    )
+    .await
+    .unwrap();
+    let (_, plain) = tenant(gateway, token, "quiet", &[]).await;
+    let (_, policies) = tenant(gateway, token, "quiet-policies", &[Feature::Policies]).await;
+    let n = requests.min(2_000);
+    println!(
+        "noisy neighbour: 32 clients of a tenant whose auth policy burns most of its fuel on every call, beside a quiet tenant at 1 client ({n} requests):"
+    );
+    for (name, key) in [("no policies", &plain), ("three policies", &policies)] {
+        let _ = quiet_latencies(client, url, key, 200).await;
+        let (alone, alone_errors) = quiet_latencies(client, url, key, n).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let burners = load_in_background(
+            url,
+            &burner,
+            32,
+            ("x-sluice-meta-hostile", "burn"),
+            stop.clone(),
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (during, during_errors) = quiet_latencies(client, url, key, n).await;
+        stop.store(true, Ordering::Relaxed);
+        let (mut ok, mut other) = (0, 0);
+        for b in burners {
+            let (o, x) = b.await.unwrap();
+            ok += o;
+            other += x;
+        }
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        let (a50, a99) = (percentile(&alone, 0.5), percentile(&alone, 0.99));
+        let (d50, d99) = (percentile(&during, 0.5), percentile(&during, 0.99));
+        println!(
+            "  quiet, {name}: alone p50 {:>8.1} µs p99 {:>8.1} µs ({alone_errors} not 200); during p50 {:>8.1} µs p99 {:>8.1} µs ({during_errors} not 200); p50 ×{:.2}, p99 ×{:.2}; the burner meanwhile: {ok} answered 200, {other} refused",
+            us(a50),
+            us(a99),
+            us(d50),
+            us(d99),
+            d50.as_secs_f64() / a50.as_secs_f64(),
+            d99.as_secs_f64() / a99.as_secs_f64(),
+        );
+    }
 }
 
 /// Kills the gateway if the harness panics before its graceful stop, so no gateway outlives a failed run.

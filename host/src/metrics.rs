@@ -13,6 +13,13 @@ pub struct TenantLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyCallLabels {
+    pub tenant: String,
+    /// `ran`, `busy` (its line was full), `over_budget` or `withdrawn` (the client left while it waited).
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub tenant: String,
     pub route: &'static str,
@@ -66,6 +73,10 @@ pub struct Metrics {
     pub admission_rejections: Family<ReasonLabels, Counter>,
     /// CPU time each tenant's policy calls used, in milliseconds (set from the budgets at each scrape).
     pub policy_cpu_ms: Family<TenantLabels, Gauge>,
+    /// The policy pool's calls by tenant and outcome since start, and calls waiting for a thread (set from
+    /// the pool at each scrape).
+    pub policy_calls: Family<PolicyCallLabels, Gauge>,
+    pub policy_waiting: Family<TenantLabels, Gauge>,
     /// Local models (set from their workers' counters at each scrape): tokens generated or inputs embedded
     /// since start, requests waiting or running, requests stopped because their client left.
     pub local_generated: Family<ModelLabels, Gauge>,
@@ -228,6 +239,18 @@ impl Metrics {
             "CPU time each tenant's own policy calls used (the thread's CPU clock), in milliseconds",
             Family::<TenantLabels, Gauge>::default(),
         );
+        let policy_calls = register(
+            r,
+            "policy_calls",
+            "Tenant policy calls the policy pool took, by tenant and outcome (ran, busy, over_budget, withdrawn)",
+            Family::<PolicyCallLabels, Gauge>::default(),
+        );
+        let policy_waiting = register(
+            r,
+            "policy_waiting",
+            "Tenant policy calls waiting for a thread of the policy pool",
+            Family::<TenantLabels, Gauge>::default(),
+        );
         let local_generated = register(
             r,
             "local_generated",
@@ -269,6 +292,8 @@ impl Metrics {
             upstream_seconds,
             tenant_names: std::sync::RwLock::default(),
             policy_cpu_ms,
+            policy_calls,
+            policy_waiting,
             in_flight,
             open_connections,
             connections_refused,

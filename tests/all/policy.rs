@@ -767,8 +767,8 @@ async fn the_host_checks_every_route_and_each_slot_fails_by_its_rule() {
     };
     assert_eq!(set(51).await.unwrap().status(), 400);
     assert_eq!(set(50).await.unwrap().status(), 200);
-    // Megabytes of labels and log lines are capped, and the request is served.
-    for mode in ["labels", "log"] {
+    // More labels and log lines than the host keeps are capped, and the request is served.
+    for mode in ["labels-some", "log"] {
         let resp = chat(&gw, &member, "auto", &[("hostile", mode)]).await;
         let status = resp.status();
         assert_eq!(status, 200, "{mode}: {}", resp.text().await.unwrap());
@@ -777,6 +777,8 @@ async fn the_host_checks_every_route_and_each_slot_fails_by_its_rule() {
     // each for its own reason (the version is re-activated after each, so no quarantine gets in the way).
     let expected = [
         ("loop", "timeout"),
+        // Megabytes of labels: the host stops copying them at its limit.
+        ("labels", "trap"),
         ("alloc", "trap"),
         ("stack", "trap"),
         ("file", "trap"),
@@ -1315,6 +1317,14 @@ async fn a_tenant_whose_legal_policy_burns_cpu_is_held_to_its_budget_and_its_nei
             "{metrics}"
         );
     }
+    // The pool ran both tenants' calls: all 20 of quiet's, and noisy's that were within its budget.
+    let ran = |tenant: &str| metric_value(&metrics, "sluice_policy_calls", tenant, "ran");
+    assert_eq!(ran("quiet"), 20, "{metrics}");
+    assert!(ran("noisy") > 0, "{metrics}");
+    assert!(
+        metric_value(&metrics, "sluice_policy_calls", "noisy", "over_budget") > 0,
+        "{metrics}"
+    );
     let trails = trails(&gw, &noisy_admin).await;
     assert!(
         trails.iter().any(|t| t.ends_with("!over_budget")),
@@ -1359,4 +1369,82 @@ async fn a_tenants_own_cpu_budget_survives_a_restart() {
     let gw = TestGateway::start_in(gw.stop_keep_dir().await).await;
     let view: Value = gw.get_json("/v1/policies", &admin).await;
     assert_eq!(view["cpu"]["ms_per_second"], 777, "{view}");
+}
+
+/// The value of a `sluice_policy_calls`-like gauge for one tenant and outcome (0 when absent).
+fn metric_value(metrics: &str, name: &str, tenant: &str, outcome: &str) -> u64 {
+    let want = format!("{name}{{tenant=\"{tenant}\",outcome=\"{outcome}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&want))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_whose_calls_fill_its_line_of_the_pool_waits_alone() {
+    // One thread for the tenant, one call waiting: the rest of a burst of heavy calls is refused at once.
+    let gw = std::sync::Arc::new(
+        TestGateway::start_changed(ROUTING, |c| {
+            c.policies.pool.per_tenant = 1;
+            c.policies.pool.queue_per_tenant = 1;
+        })
+        .await,
+    );
+    let (busy, _, busy_key) = gw.tenant_key("busy").await;
+    let busy_admin = key_with_role(&gw, &busy, "admin").await;
+    let (calm, _, calm_key) = gw.tenant_key("calm").await;
+    let calm_admin = key_with_role(&gw, &calm, "admin").await;
+    for admin in [&busy_admin, &calm_admin] {
+        assert_eq!(
+            upload(&gw, admin, "auth", HOSTILE.to_vec()).await.status(),
+            201
+        );
+    }
+    let burst: Vec<_> = (0..16)
+        .map(|_| {
+            let (gw, key) = (gw.clone(), busy_key.clone());
+            tokio::spawn(async move {
+                let resp = chat(&gw, &key, "auto", &[("hostile", "burn")]).await;
+                let status = resp.status().as_u16();
+                if status == 429 {
+                    assert_eq!(resp.headers()["retry-after"], "1");
+                    let (_, code, message) = error_message(resp).await;
+                    assert_eq!(code, "rate_limited");
+                    assert!(message.contains("queue"), "{message}");
+                }
+                status
+            })
+        })
+        .collect();
+    // The other tenant, meanwhile: its own line, every request served.
+    for _ in 0..5 {
+        assert_eq!(chat(&gw, &calm_key, "auto", &[]).await.status(), 200);
+    }
+    let mut statuses = Vec::new();
+    for b in burst {
+        statuses.push(b.await.unwrap());
+    }
+    assert!(statuses.contains(&200), "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    let trails = trails(&gw, &busy_admin).await;
+    assert!(trails.iter().any(|t| t.ends_with("!busy")), "{trails:?}");
+    let view: Value = gw.get_json("/v1/policies", &busy_admin).await;
+    assert!(view["pool"]["busy"].as_u64().unwrap() > 0, "{view}");
+    assert_eq!(
+        view["slots"]["auth"]["quarantined"], false,
+        "a full line is no failure"
+    );
+    let metrics = gw.metrics_text().await;
+    assert_eq!(
+        metric_value(&metrics, "sluice_policy_calls", "calm", "ran"),
+        5
+    );
+    assert_eq!(
+        metric_value(&metrics, "sluice_policy_calls", "calm", "busy"),
+        0
+    );
 }

@@ -108,6 +108,8 @@ pub struct PolicyConfig {
     pub max_stored_bytes: u64,
     /// CPU time a tenant's policy calls may use per second, in milliseconds.
     pub cpu_ms_per_second: u64,
+    /// The pool tenant policy calls run on.
+    pub pool: PoolConfig,
     pub quarantine_after: u32,
     pub cache_dir: Option<PathBuf>,
     /// Where components are compiled. Not a config file setting: `sluice serve` compiles in a child process
@@ -117,6 +119,18 @@ pub struct PolicyConfig {
     /// file setting: tests that stand for a host which never scheduled a call give a clock that stands
     /// still.
     pub cpu_clock: Option<fn() -> Duration>,
+}
+
+/// The size and bounds of the pool tenant policy calls run on (`policy::pool`).
+#[derive(Debug, Clone, Copy)]
+pub struct PoolConfig {
+    /// Threads that run policy calls.
+    pub workers: usize,
+    /// Most calls of one tenant running at once.
+    pub per_tenant: usize,
+    /// Most calls waiting, over all tenants, and for one tenant.
+    pub queue: usize,
+    pub queue_per_tenant: usize,
 }
 
 /// The audit log's signing key and batching.
@@ -549,7 +563,29 @@ fn validate_policies(
                 .map_or_else(|| PathBuf::from("policy-cache"), |p| p.join("policy-cache"))
         }),
     };
+    let count = |field: &str, v: Option<usize>, default: usize, max: usize| match v {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(_) => Err(field_err(
+            format!("policies.{field}"),
+            format!("must be between 1 and {max}"),
+        )),
+    };
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    let workers = count("workers", raw.workers, cores, 256)?;
+    let pool = PoolConfig {
+        workers,
+        per_tenant: count(
+            "workers_per_tenant",
+            raw.workers_per_tenant,
+            workers.div_ceil(2),
+            workers,
+        )?,
+        queue: count("queue", raw.queue, 1_024, 1 << 20)?,
+        queue_per_tenant: count("queue_per_tenant", raw.queue_per_tenant, 64, 1 << 20)?,
+    };
     Ok(PolicyConfig {
+        pool,
         default_deadline,
         max_deadline,
         fuel_per_ms,

@@ -168,6 +168,15 @@ pub struct RawPolicies {
     pub cpu_ms_per_second: Option<u64>,
     /// Most bytes of policy versions a tenant stores, over all slots, in MiB. Default 50.
     pub max_stored_mib: Option<u64>,
+    /// Threads that run tenant policy calls (off the async workers). Default: the machine's cores.
+    pub workers: Option<usize>,
+    /// Most policy calls of one tenant running at once. Default: half the workers, rounded up.
+    pub workers_per_tenant: Option<usize>,
+    /// Most policy calls waiting for a thread, over all tenants. Default 1024.
+    pub queue: Option<usize>,
+    /// Most policy calls of one tenant waiting for a thread; past it `auth` is 429 and `classify` and
+    /// `route` use the built-ins. Default 64.
+    pub queue_per_tenant: Option<usize>,
     /// Consecutive failures (trap, out of fuel, error, invalid decision) after which a tenant's policy is
     /// quarantined until a new version is uploaded or activated; a call stopped by the wall-clock backstop
     /// (host overload) does not count. Default 5.

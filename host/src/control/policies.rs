@@ -222,6 +222,7 @@ async fn view(app: &App, tenant: &str) -> Result<serde_json::Value, ApiError> {
     let versions = app.storage.policy_versions(tenant).await?;
     let (classifier, router) = app.policies.builtin_digests();
     let config = app.policies.config();
+    let pool = app.policies.pool.tenant_stats(tenant);
     Ok(serde_json::json!({
         "slots": {
             "auth": slot_view(t, Slot::Auth, None),
@@ -239,6 +240,14 @@ async fn view(app: &App, tenant: &str) -> Result<serde_json::Value, ApiError> {
         "cpu": {
             "ms_per_second": u64::try_from(app.policies.cpu.rate(tenant).as_millis()).unwrap_or(u64::MAX),
             "used_ms": u64::try_from(app.policies.cpu.used(tenant).as_millis()).unwrap_or(u64::MAX),
+        },
+        "pool": {
+            "ran": pool.ran,
+            "busy": pool.busy,
+            "over_budget": pool.over_budget,
+            "withdrawn": pool.withdrawn,
+            "waiting": pool.waiting,
+            "running": pool.running,
         },
     }))
 }

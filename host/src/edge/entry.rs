@@ -393,6 +393,30 @@ fn metrics(app: &App) -> Response<Body> {
             .get_or_create(&crate::metrics::TenantLabels { tenant })
             .set(i64::try_from(used.as_millis()).unwrap_or(i64::MAX));
     }
+    for (tenant, line) in app.policies.pool.stats() {
+        let tenant = app
+            .metrics
+            .tenant_label(Some(&tenant), app.limits.metrics_tenant_label);
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        for (outcome, n) in [
+            ("ran", line.ran),
+            ("busy", line.busy),
+            ("over_budget", line.over_budget),
+            ("withdrawn", line.withdrawn),
+        ] {
+            app.metrics
+                .policy_calls
+                .get_or_create(&crate::metrics::PolicyCallLabels {
+                    tenant: tenant.clone(),
+                    outcome,
+                })
+                .set(count(n));
+        }
+        app.metrics
+            .policy_waiting
+            .get_or_create(&crate::metrics::TenantLabels { tenant })
+            .set(i64::try_from(line.waiting).unwrap_or(i64::MAX));
+    }
     app.metrics
         .audit_damaged_logs
         .set(i64::try_from(app.audit.damaged_logs().len()).unwrap_or(i64::MAX));

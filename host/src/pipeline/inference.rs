@@ -78,7 +78,7 @@ pub struct Call<'x> {
     /// The tenant's uploaded policies, if any.
     tenant: Option<Arc<TenantPolicies>>,
     /// What the policies see; built only when one runs.
-    view: Option<PolicyRequest>,
+    view: Option<Arc<PolicyRequest>>,
     trail: Trail,
     /// admit: the request's hold on its tenant's limits.
     ticket: Option<Arc<Ticket>>,
@@ -131,11 +131,16 @@ impl Call<'_> {
         self.ex.enter(phase);
         let start = Instant::now();
         let out = f(self);
+        self.took(phase, start);
+        out
+    }
+
+    /// Records the time a phase took since `start`.
+    fn took(&self, phase: Phase, start: Instant) {
         self.ex
             .app
             .metrics
             .observe_phase(phase.as_str(), start.elapsed().as_secs_f64());
-        out
     }
 }
 
@@ -273,12 +278,12 @@ impl<'x> Call<'x> {
 /// The phases in order. The budget reservation runs after `route`: the worst case needs the prices of
 /// every deployment the request may fail over to; rate and concurrency limits (`admit`) run before.
 async fn phases(call: &mut Call<'_>) -> Result<Reply, ApiError> {
-    authorize(call)?;
+    authorize(call).await?;
     admit(call)?;
     candidates(call)?;
-    classify(call);
+    classify(call).await;
     cache(call);
-    route(call)?;
+    route(call).await?;
     degrade(call);
     reserve(call).await?;
     let forwarded = forward(call).await?;
@@ -310,10 +315,11 @@ fn policy_view(call: &Call<'_>) -> Option<PolicyRequest> {
 }
 
 /// Phase 4, authorize: the tenant's `auth` policy, if any. `Err` is 403 `policy_denied`, or 503 when the
-/// wall-clock backstop stopped the policy (the host's fault, retryable). Its labels go to the next slots.
-fn authorize(call: &mut Call<'_>) -> Result<(), ApiError> {
+/// wall-clock backstop stopped the policy (the host's fault, retryable), or 429 when the tenant's policies
+/// used their CPU budget or fill their line of the policy pool. Its labels go to the next slots.
+async fn authorize(call: &mut Call<'_>) -> Result<(), ApiError> {
     if call.has_policy(policy::Slot::Auth) || call.classifies() || call.routes() {
-        call.view = policy_view(call);
+        call.view = policy_view(call).map(Arc::new);
     }
     call.ex.enter(Phase::Authorize);
     if !call.has_policy(policy::Slot::Auth) {
@@ -323,17 +329,20 @@ fn authorize(call: &mut Call<'_>) -> Result<(), ApiError> {
         return Ok(());
     };
     let mut trail = std::mem::take(&mut call.trail);
-    let outcome = call.timed(Phase::Authorize, |c| {
-        c.ex.app
-            .policies
-            .authorize(c.tenant.as_deref(), &view, &mut trail)
-    });
+    let start = Instant::now();
+    let outcome = call
+        .ex
+        .app
+        .policies
+        .authorize(call.tenant.as_deref(), &view, &mut trail)
+        .await;
+    call.took(Phase::Authorize, start);
     let decided = trail.as_str().to_owned();
     call.ex.note(|r| r.policy = decided);
     call.trail = trail;
     match outcome {
         policy::AuthOutcome::Allow(labels) => {
-            view.labels.extend(labels);
+            Arc::make_mut(&mut view).labels.extend(labels);
             call.view = Some(view);
             Ok(())
         }
@@ -361,6 +370,15 @@ fn authorize(call: &mut Call<'_>) -> Result<(), ApiError> {
             )
             .with_header(header::RETRY_AFTER, &retry.to_string()))
         }
+        // The tenant's own calls fill its line of the pool: the same, and no one else's wait either.
+        policy::AuthOutcome::Busy => Err(ApiError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "the tenant's policy calls fill their queue ({} waiting); retry in 1 s",
+                call.ex.app.policies.pool.config().queue_per_tenant
+            ),
+        )
+        .with_header(header::RETRY_AFTER, "1")),
     }
 }
 
@@ -457,7 +475,7 @@ fn candidates(call: &mut Call<'_>) -> Result<(), ApiError> {
 
 /// Phase 6, classify: the tenant's classifier, or the built-in one when a router will read the tier. A
 /// failing classifier falls back to the built-in one; nothing here ends the request.
-fn classify(call: &mut Call<'_>) {
+async fn classify(call: &mut Call<'_>) {
     call.ex.enter(Phase::Classify);
     if !call.classifies() {
         return;
@@ -467,13 +485,18 @@ fn classify(call: &mut Call<'_>) {
     };
     let routes = call.routes();
     let mut trail = std::mem::take(&mut call.trail);
-    let classified = call.timed(Phase::Classify, |c| {
-        c.ex.app
-            .policies
-            .classify(c.tenant.as_deref(), &view, routes, &mut trail)
-    });
+    let start = Instant::now();
+    let classified = call
+        .ex
+        .app
+        .policies
+        .classify(call.tenant.as_deref(), &view, routes, &mut trail)
+        .await;
+    call.took(Phase::Classify, start);
     if let Some(c) = &classified {
-        view.labels.extend(c.labels.iter().cloned());
+        Arc::make_mut(&mut view)
+            .labels
+            .extend(c.labels.iter().cloned());
     }
     call.trail = trail;
     call.view = Some(view);
@@ -490,7 +513,7 @@ fn cache(call: &mut Call<'_>) {
 /// Phase 8, route: a policy orders the candidates (the host keeps only candidates; a failing or invalid
 /// router falls back to the built-in one), or the configured order stands. `Err` is 403 `policy_denied`
 /// when the router refused the request.
-fn route(call: &mut Call<'_>) -> Result<(), ApiError> {
+async fn route(call: &mut Call<'_>) -> Result<(), ApiError> {
     call.ex.enter(Phase::Route);
     let candidates = std::mem::take(&mut call.candidates);
     let view = call.view.take().filter(|_| call.routes());
@@ -499,16 +522,21 @@ fn route(call: &mut Call<'_>) -> Result<(), ApiError> {
             let tier = call.classified.as_ref().map_or(Tier::Standard, |c| c.tier);
             let remaining = remaining_budget(call);
             let mut trail = std::mem::take(&mut call.trail);
-            let decided = call.timed(Phase::Route, |c| {
-                c.ex.app.policies.route(
-                    c.tenant.as_deref(),
+            let start = Instant::now();
+            let decided = call
+                .ex
+                .app
+                .policies
+                .route(
+                    call.tenant.as_deref(),
                     view,
                     tier,
                     candidates,
                     remaining,
                     &mut trail,
                 )
-            });
+                .await;
+            call.took(Phase::Route, start);
             call.trail = trail;
             decided
         }

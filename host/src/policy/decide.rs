@@ -5,10 +5,15 @@
 //! and `route` fall back to the built-in policy. A call stopped by the wall-clock backstop with fuel left
 //! (`PolicyFailure::Overloaded`) is the host's fault: `auth` answers 503 (retry) instead of denying, and
 //! `classify` and `route` fall back as for any failure (`quarantine.rs` counts the failures).
+//!
+//! A tenant's calls run on the policy pool (`pool.rs`), which also holds them to the tenant's CPU budget; a
+//! call it does not run (budget spent, the tenant's line full) is no failure of the policy. The built-ins
+//! run on the caller's thread.
 
 use std::sync::Arc;
 
 use super::Route;
+use super::pool::Refused as NotRun;
 use super::quarantine::failure_reason;
 use super::registry::{Active, Policies, TenantPolicies};
 use super::view::{self, PolicyRequest, cap_labels, host_tier};
@@ -63,6 +68,8 @@ pub enum AuthOutcome {
     Overloaded,
     /// The tenant's policies used their CPU budget; the call did not run (429, retry after this long).
     OverBudget(std::time::Duration),
+    /// The tenant's calls fill its line of the policy pool; the call did not run (429, retry).
+    Busy,
 }
 
 /// What classification produced.
@@ -86,10 +93,10 @@ impl Policies {
     /// Slot 4. Without an uploaded `auth` policy every authenticated key is allowed (roles gate the
     /// self-service endpoints, not inference). A failing or quarantined policy denies: fail closed. A call the
     /// overloaded host could not finish neither allows nor denies: `Overloaded`.
-    pub fn authorize(
+    pub async fn authorize(
         &self,
         tenant: Option<&TenantPolicies>,
-        req: &PolicyRequest,
+        req: &Arc<PolicyRequest>,
         trail: &mut Trail,
     ) -> AuthOutcome {
         let Some((tenant, active)) = tenant.and_then(|t| t.active(Slot::Auth).map(|a| (t, a)))
@@ -103,10 +110,13 @@ impl Policies {
                     .to_owned(),
             );
         };
-        match self.metered(&req.tenant_id, || {
-            self.runtime
-                .authorize(&loaded.policy, req, Some(self.deadline(tenant)))
-        }) {
+        let (loaded, input, deadline) = (loaded.clone(), req.clone(), self.deadline(tenant));
+        let called = self
+            .pooled(&req.tenant_id, move |runtime| {
+                runtime.authorize(&loaded.policy, &input, Some(deadline))
+            })
+            .await;
+        match called {
             Ok(out) => {
                 Self::succeeded(active);
                 Self::log_lines(&req.tenant_id, Slot::Auth, &out.log);
@@ -121,31 +131,34 @@ impl Policies {
             Err(e) => {
                 self.failed(&req.tenant_id, active, &e);
                 trail.push(Slot::Auth, &active.digest, Some(failure_reason(&e)));
-                if e.is_overload() {
-                    return AuthOutcome::Overloaded;
+                match e {
+                    e if e.is_overload() => AuthOutcome::Overloaded,
+                    PolicyFailure::OverBudget { retry_after } => {
+                        AuthOutcome::OverBudget(retry_after)
+                    }
+                    PolicyFailure::Busy => AuthOutcome::Busy,
+                    _ => AuthOutcome::Deny("the tenant's authorization policy failed".to_owned()),
                 }
-                if let PolicyFailure::OverBudget { retry_after } = e {
-                    return AuthOutcome::OverBudget(retry_after);
-                }
-                AuthOutcome::Deny("the tenant's authorization policy failed".to_owned())
             }
         }
     }
 
-    /// Runs a tenant's policy call within the tenant's CPU budget, and charges what it used.
-    fn metered<T>(
+    /// Runs a tenant's policy call on the policy pool, in the tenant's turn and within its CPU budget (which
+    /// the pool checks before the call starts and charges after).
+    async fn pooled<T: Send + 'static>(
         &self,
         tenant_id: &str,
-        call: impl FnOnce() -> Result<T, PolicyFailure>,
+        call: impl FnOnce(&wasm::Runtime) -> Result<T, PolicyFailure> + Send + 'static,
     ) -> Result<T, PolicyFailure> {
-        self.cpu
-            .admit(tenant_id)
-            .map_err(|retry_after| PolicyFailure::OverBudget { retry_after })?;
-        let clock = self.runtime.limits().cpu_clock;
-        let started = clock();
-        let out = call();
-        self.cpu.charge(tenant_id, clock().saturating_sub(started));
-        out
+        let runtime = self.runtime.clone();
+        match self.pool.run(tenant_id, move || call(&runtime)).await {
+            Ok(out) => out,
+            Err(NotRun::Busy) => Err(PolicyFailure::Busy),
+            Err(NotRun::OverBudget(retry_after)) => Err(PolicyFailure::OverBudget { retry_after }),
+            Err(NotRun::Stopped) => Err(PolicyFailure::Engine(
+                "the policy pool stopped before the call ran".to_owned(),
+            )),
+        }
     }
 
     fn builtin_classify(&self, req: &PolicyRequest) -> Result<Classified, PolicyFailure> {
@@ -158,10 +171,10 @@ impl Policies {
 
     /// Slot 6. The tenant's classifier if it has one; otherwise the built-in one when a router will read the
     /// tier (`needed`); otherwise `None` (the configured deployment's tier stands).
-    pub fn classify(
+    pub async fn classify(
         &self,
         tenant: Option<&TenantPolicies>,
-        req: &PolicyRequest,
+        req: &Arc<PolicyRequest>,
         needed: bool,
         trail: &mut Trail,
     ) -> Option<Classified> {
@@ -172,10 +185,14 @@ impl Policies {
             match active.usable() {
                 None => failed = Some((&active.digest, "quarantined")),
                 Some(loaded) => {
-                    match self.metered(&req.tenant_id, || {
-                        self.runtime
-                            .classify(&loaded.policy, req, Some(self.deadline(tenant)))
-                    }) {
+                    let (loaded, input, deadline) =
+                        (loaded.clone(), req.clone(), self.deadline(tenant));
+                    let called = self
+                        .pooled(&req.tenant_id, move |runtime| {
+                            runtime.classify(&loaded.policy, &input, Some(deadline))
+                        })
+                        .await;
+                    match called {
                         Ok(out) => {
                             Self::succeeded(active);
                             Self::log_lines(&req.tenant_id, Slot::Classify, &out.log);
@@ -259,18 +276,26 @@ impl Policies {
     /// built-in one; the host keeps only names among the candidates, each once. An invalid decision or a
     /// failure falls back to the built-in router, and if that fails too, to the candidates ordered by tier then
     /// price.
-    pub fn route(
+    pub async fn route(
         &self,
         tenant: Option<&TenantPolicies>,
-        req: PolicyRequest,
+        req: Arc<PolicyRequest>,
         tier: Tier,
         candidates: Vec<Arc<Deployment>>,
         remaining_micro_usd: Option<u64>,
         trail: &mut Trail,
     ) -> Result<Route, Refused> {
-        let input = view::routing_input(req, tier, &candidates, remaining_micro_usd);
+        let input = Arc::new(view::routing_input(
+            Arc::unwrap_or_clone(req),
+            tier,
+            &candidates,
+            remaining_micro_usd,
+        ));
         if let Some((t, active)) = tenant.and_then(|t| t.active(Slot::Route).map(|a| (t, a))) {
-            match self.tenant_route(t, active, &input, &candidates, trail) {
+            match self
+                .tenant_route(t, active, &input, &candidates, trail)
+                .await
+            {
                 Ok(decided) => return decided,
                 Err(reason) => trail.push(Slot::Route, &active.digest, Some(reason)),
             }
@@ -280,11 +305,11 @@ impl Policies {
 
     /// The tenant's router: its decision (recorded in the trail), or why it gave none (counted as a failure
     /// unless it is quarantined or the host was overloaded), for the trail.
-    fn tenant_route(
+    async fn tenant_route(
         &self,
         tenant: &TenantPolicies,
         active: &Active,
-        input: &wasm::RoutingInput,
+        input: &Arc<wasm::RoutingInput>,
         candidates: &[Arc<Deployment>],
         trail: &mut Trail,
     ) -> Result<Result<Route, Refused>, &'static str> {
@@ -292,10 +317,13 @@ impl Policies {
         let Some(loaded) = active.usable() else {
             return Err("quarantined");
         };
-        let out = match self.metered(tenant_id, || {
-            self.runtime
-                .route(&loaded.policy, input, Some(self.deadline(tenant)))
-        }) {
+        let (loaded, shared, deadline) = (loaded.clone(), input.clone(), self.deadline(tenant));
+        let called = self
+            .pooled(tenant_id, move |runtime| {
+                runtime.route(&loaded.policy, &shared, Some(deadline))
+            })
+            .await;
+        let out = match called {
             Ok(out) => out,
             Err(e) => {
                 self.failed(tenant_id, active, &e);

@@ -10,6 +10,7 @@ pub mod compiler;
 pub mod cpu;
 mod decide;
 pub mod offline;
+pub mod pool;
 mod quarantine;
 mod registry;
 mod view;

@@ -11,8 +11,8 @@
 //! A version's failures are logged at most once a second, with how many were not; the message is the
 //! policy's own text, bounded and escaped (`wasm::printable`).
 
-use std::sync::Mutex;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::registry::{Active, Loaded, Policies};
@@ -25,6 +25,7 @@ pub fn failure_reason(f: &PolicyFailure) -> &'static str {
         PolicyFailure::OutOfFuel { .. } | PolicyFailure::TooMuchCpu { .. } => "timeout",
         PolicyFailure::Overloaded { .. } => "overloaded",
         PolicyFailure::OverBudget { .. } => "over_budget",
+        PolicyFailure::Busy => "busy",
         PolicyFailure::Trap(_) => "trap",
         PolicyFailure::Policy(_) => "error",
         PolicyFailure::MissingSlot(_)
@@ -97,9 +98,9 @@ impl Active {
     }
 
     /// The compiled policy, unless the version is quarantined or could not be loaded.
-    pub(super) fn usable(&self) -> Option<&Loaded> {
+    pub(super) fn usable(&self) -> Option<&Arc<Loaded>> {
         self.loaded
-            .as_deref()
+            .as_ref()
             .filter(|_| !self.quarantined.load(Ordering::Relaxed))
     }
 }
@@ -108,8 +109,11 @@ impl Policies {
     /// Counts a failure of a tenant's version; quarantines it at the threshold (in memory at once, in storage
     /// in the background). An overload is not the version's fault: it leaves the count as it is.
     pub(super) fn failed(&self, tenant_id: &str, active: &Active, failure: &PolicyFailure) {
-        if matches!(failure, PolicyFailure::OverBudget { .. }) {
-            // The tenant's budget, not this version's fault: nothing counts.
+        if matches!(
+            failure,
+            PolicyFailure::OverBudget { .. } | PolicyFailure::Busy
+        ) {
+            // The tenant's budget or load, not this version's fault: nothing counts.
             return;
         }
         let left_out = active.health.may_log();

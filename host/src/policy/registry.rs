@@ -106,7 +106,7 @@ pub enum UploadError {
 
 /// The runtime, the built-ins, and every tenant's active policies.
 pub struct Policies {
-    pub(super) runtime: wasm::Runtime,
+    pub(super) runtime: Arc<wasm::Runtime>,
     pub(super) classifier: Arc<Loaded>,
     pub(super) router: Arc<Loaded>,
     tenants: ArcSwap<HashMap<String, Arc<TenantPolicies>>>,
@@ -121,7 +121,9 @@ pub struct Policies {
     change: tokio::sync::Mutex<()>,
     pub(super) quarantines: AtomicU32,
     /// Each tenant's CPU budget of policy calls.
-    pub cpu: super::cpu::CpuBudgets,
+    pub cpu: Arc<super::cpu::CpuBudgets>,
+    /// The threads tenant policy calls run on, fair across tenants.
+    pub pool: super::pool::Pool,
 }
 
 impl std::fmt::Debug for Policies {
@@ -165,6 +167,7 @@ impl Policies {
                 })
                 .ok()
         });
+        let cpu = Arc::new(super::cpu::CpuBudgets::new(config.cpu_ms_per_second));
         let mut policies = Policies {
             classifier: Arc::new(
                 load_cached(&runtime, config, artifacts.as_ref(), builtin::CLASSIFIER).await?,
@@ -172,14 +175,16 @@ impl Policies {
             router: Arc::new(
                 load_cached(&runtime, config, artifacts.as_ref(), builtin::ROUTER).await?,
             ),
-            runtime,
+            pool: super::pool::Pool::start(config.pool, runtime.limits().cpu_clock, cpu.clone())
+                .map_err(|e| PolicyFailure::Engine(format!("the policy pool: {e}")))?,
+            runtime: Arc::new(runtime),
             tenants: ArcSwap::from_pointee(HashMap::new()),
             config: config.clone(),
             artifacts,
             storage,
             compile_gate: tokio::sync::Semaphore::new(1),
             compiling: std::sync::Mutex::default(),
-            cpu: super::cpu::CpuBudgets::new(config.cpu_ms_per_second),
+            cpu,
             change: tokio::sync::Mutex::new(()),
             quarantines: AtomicU32::new(0),
         };

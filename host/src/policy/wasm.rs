@@ -38,6 +38,13 @@ use bindings::sluice::policy::log;
 pub const MAX_LOG_LINES: usize = 32;
 pub const MAX_LOG_LINE_BYTES: usize = 1024;
 
+/// Most bytes the host copies out of a policy in one go: its answer, or one `log` line (wasmtime's
+/// "hostcall fuel", charged per string byte and list element while lifting). Far above what the host keeps of
+/// an answer (32 labels of 64 + 256 bytes, a few hundred deployment names), and far below what a policy could
+/// otherwise make the host allocate: lists aliasing one huge string would each be copied. An answer past it
+/// stops the copy where it runs out, a trap and the policy's fault.
+pub const MAX_COPY_BYTES: usize = 64 << 10;
+
 pub use crate::config::DEFAULT_FUEL_PER_MS;
 
 /// Limits of every call.
@@ -138,6 +145,9 @@ pub enum PolicyFailure {
     /// The tenant used its CPU budget of policy calls (`policy::cpu`): the call did not run.
     #[error("the tenant's policies used their CPU budget; retry in {retry_after:?}")]
     OverBudget { retry_after: Duration },
+    /// The tenant's line of the policy pool (`policy::pool`) is full: the call did not run.
+    #[error("the tenant's policy calls fill their queue on the policy pool")]
+    Busy,
     #[error("the policy trapped: {0}")]
     Trap(String),
     #[error("the policy reported an error: {0}")]
@@ -429,6 +439,7 @@ impl Runtime {
             },
         );
         store.limiter(|s| &mut s.limits);
+        store.set_hostcall_fuel(MAX_COPY_BYTES);
         store.set_fuel(fuel).map_err(engine_err)?;
         // One tick is 1 ms; one more so a call never gets less than its backstop.
         let ticks = u64::try_from(backstop(deadline).as_millis())
@@ -450,7 +461,11 @@ impl Runtime {
                 deadline,
                 backstop: backstop(deadline),
             },
-            _ => PolicyFailure::Trap(printable(&format!("{e:#}"), MAX_ERROR_BYTES)),
+            // The cause first: a long backtrace must not push it past what is kept.
+            _ => PolicyFailure::Trap(printable(
+                &format!("{}; {e:#}", e.root_cause()),
+                MAX_ERROR_BYTES,
+            )),
         }
     }
 
@@ -478,9 +493,10 @@ impl Runtime {
             .and_then(|instance| run(indices, &mut store, &instance));
         let cpu = (self.limits.cpu_clock)().saturating_sub(started);
         match result {
-            // An answer that took more CPU than the backstop allows (host copies of huge results, say) is
-            // refused like a call the backstop stopped.
-            Ok(_) if cpu > backstop(deadline) => Err(PolicyFailure::TooMuchCpu { cpu, deadline }),
+            // An answer that took more than twice its deadline in CPU time (touching fresh pages of memory,
+            // say: the kernel's work for the call, which fuel does not see) is refused like a call the
+            // backstop stopped. Twice, so that a call which used its fuel is not refused for cache misses.
+            Ok(_) if cpu > deadline * 2 => Err(PolicyFailure::TooMuchCpu { cpu, deadline }),
             Ok(Ok(value)) => Ok(Outcome {
                 value,
                 fuel: fuel.saturating_sub(store.get_fuel().unwrap_or(0)),

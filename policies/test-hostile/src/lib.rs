@@ -60,16 +60,50 @@ fn misbehave(req: &Request) -> Result<Vec<Label>, PolicyError> {
             .map_err(|e| PolicyError {
                 message: e.to_string(),
             }),
+        // 4 MB of labels: far past what the host copies out of an answer.
         "labels" => Ok((0..4_000)
             .map(|i| Label {
                 key: format!("k{i}"),
                 value: "x".repeat(1_000),
             })
             .collect()),
+        // More labels than the host keeps, within what it copies.
+        "labels-some" => Ok((0..200)
+            .map(|i| Label {
+                key: format!("k{i}"),
+                value: "x".repeat(100),
+            })
+            .collect()),
+        // Touches one byte of each 4 KiB page of 28 MiB, left uninitialised so that no fuel goes into
+        // zeroing it: a few thousand instructions of fuel, and a page fault in the host for every page.
+        "touch" => {
+            const SIZE: usize = 28 << 20;
+            let layout = std::alloc::Layout::from_size_align(SIZE, 4096).map_err(|e| PolicyError {
+                message: e.to_string(),
+            })?;
+            // SAFETY: the layout has a non-zero size; the pointer is checked, written within its size
+            // and never read.
+            let pages = unsafe { std::alloc::alloc(layout) };
+            if pages.is_null() {
+                return Err(PolicyError {
+                    message: "no memory".to_owned(),
+                });
+            }
+            for offset in (0..SIZE).step_by(4096) {
+                // SAFETY: `offset < SIZE`, inside the allocation.
+                unsafe { pages.add(offset).write_volatile(1) };
+            }
+            Ok(Vec::new())
+        }
         "log" => {
             for _ in 0..1_000 {
                 emit(Level::Info, &"y".repeat(10_000));
             }
+            Ok(Vec::new())
+        }
+        // One log line past what the host copies out of a policy.
+        "log-huge" => {
+            emit(Level::Info, &"h".repeat(1 << 20));
             Ok(Vec::new())
         }
         // Host calls without end: the work happens in the host, where no Wasm fuel burns.

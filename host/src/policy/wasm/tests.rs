@@ -393,26 +393,54 @@ fn only_components_load_and_slots_must_be_exported() {
 }
 
 #[test]
-fn megabytes_of_labels_come_back_and_the_host_caps_what_it_keeps() {
+fn an_answer_past_the_copy_limit_is_refused_while_it_is_copied_and_one_within_it_is_capped() {
     let policy = runtime().load(builtin::TEST_HOSTILE).unwrap();
-    // 4 MB through the canonical ABI takes longer than the default 5 ms deadline in a debug build.
-    let out = runtime()
+    // 4 MB of labels: the copy stops at `MAX_COPY_BYTES`, a trap, however long the deadline.
+    let err = runtime()
         .authorize(
             &policy,
             &request("labels", ""),
             Some(Duration::from_secs(1)),
         )
+        .unwrap_err();
+    let PolicyFailure::Trap(message) = &err else {
+        panic!("expected a trap, got {err:?}");
+    };
+    assert!(message.contains("too much data"), "{message}");
+    // 200 labels of 100 bytes come back; the host keeps 32 of them.
+    let out = runtime()
+        .authorize(&policy, &request("labels-some", ""), None)
         .unwrap();
     let AuthDecision::Allow(labels) = out.value else {
         panic!("expected allow");
     };
-    assert_eq!(labels.len(), 4_000);
+    assert_eq!(labels.len(), 200);
     let kept = crate::policy::view::cap_labels(labels);
     assert_eq!(kept.len(), crate::policy::decide::MAX_LABELS);
+    // A log line past the limit is refused the same way.
+    let err = runtime()
+        .classify(&policy, &request("log-huge", ""), None)
+        .unwrap_err();
+    assert!(matches!(err, PolicyFailure::Trap(_)), "{err:?}");
+}
+
+#[test]
+fn touching_pages_fuel_does_not_count_is_charged_to_the_call() {
+    // 7,168 fresh pages cost the host a page fault each and the policy almost no fuel: at a 1 ms deadline
+    // (2 ms of CPU allowed) the call is refused for its CPU time, not for fuel.
+    let policy = runtime().load(builtin::TEST_HOSTILE).unwrap();
+    let deadline = Duration::from_millis(1);
+    let err = runtime()
+        .classify(&policy, &request("touch", ""), Some(deadline))
+        .unwrap_err();
     assert!(
-        kept.iter()
-            .all(|l| l.value.len() <= crate::policy::decide::MAX_LABEL_VALUE)
+        matches!(err, PolicyFailure::TooMuchCpu { cpu, .. } if cpu > deadline * 2),
+        "{err:?}"
     );
+    // The same policy doing nothing passes at that deadline.
+    runtime()
+        .classify(&policy, &request("nothing", ""), Some(deadline))
+        .unwrap();
 }
 
 #[test]

@@ -1,0 +1,572 @@
+//! The bounded pool tenant policy calls run on, off the async workers, fair across tenants.
+//!
+//! Each tenant's calls wait in their own first-in-first-out line. Free threads take the next call by deficit
+//! round robin over the tenants with calls waiting, weighted by the CPU time calls really used: a tenant's
+//! deficit grows by one quantum per round and shrinks by the CPU time of each call it ran (the thread's CPU
+//! clock, charged after the call, since a call's cost is known only then). A tenant may also run at most
+//! `per_tenant` calls at once, so with two threads one tenant's burst always leaves a thread for everyone
+//! else. A line holds at most `queue_per_tenant` calls and the pool `queue`; a call beyond is refused at
+//! once (`Refused::Busy`) instead of waiting.
+//!
+//! The tenant's CPU budget (`cpu.rs`) is checked when a call's turn comes, before it starts, and charged
+//! with what it used. A call whose caller went away (the client hung up) while it waited is dropped unrun.
+//!
+//! Unlike the local models' queue (`inference::fair`, one thread, turns of equal work), calls here are
+//! short, run whole, on several threads, and differ in cost by orders of magnitude: hence the weighting.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use super::cpu::CpuBudgets;
+
+pub use crate::config::PoolConfig;
+
+/// CPU time a tenant's deficit grows by per round: more than most calls cost (tens of microseconds), so a
+/// tenant of cheap calls is served several in a row.
+const QUANTUM_NS: i64 = 1_000_000;
+
+/// Why a call did not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The tenant's line (or the pool's queue) is full.
+    Busy,
+    /// The tenant's CPU budget is spent; it is not empty again for this long.
+    OverBudget(Duration),
+    /// The pool is shutting down.
+    Stopped,
+}
+
+/// A call waiting for its turn, its result type erased.
+trait Task: Send {
+    /// Whether nobody waits for the result any more.
+    fn abandoned(&self) -> bool;
+    /// Runs the call (`Ok`) or answers that it may not (`Err`). `book` hears what became of it, with the CPU
+    /// time it ran for (read with `clock`), before the caller does: the caller's next request sees it charged.
+    fn finish(
+        self: Box<Self>,
+        start: Result<(), Refused>,
+        clock: fn() -> Duration,
+        book: &mut dyn FnMut(Turn),
+    );
+}
+
+struct Pending<T, F> {
+    work: F,
+    reply: tokio::sync::oneshot::Sender<Result<T, Refused>>,
+}
+
+impl<T: Send, F: FnOnce() -> T + Send> Task for Pending<T, F> {
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+
+    fn finish(
+        self: Box<Self>,
+        start: Result<(), Refused>,
+        clock: fn() -> Duration,
+        book: &mut dyn FnMut(Turn),
+    ) {
+        let Pending { work, reply } = *self;
+        if let Err(why) = start {
+            // What the call holds is let go before its caller hears back (`Arc::make_mut` there need not copy).
+            drop(work);
+            book(Turn::OverBudget);
+            let _ = reply.send(Err(why));
+            return;
+        }
+        let started = clock();
+        // A panic in the host's part of a call must not take the thread; its caller hears `Stopped`.
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+        book(Turn::Ran(clock().saturating_sub(started)));
+        match out {
+            Ok(value) => {
+                let _ = reply.send(Ok(value));
+            }
+            Err(_) => tracing::error!("a policy call panicked on the policy pool"),
+        }
+    }
+}
+
+/// One tenant's calls and standing.
+#[derive(Default)]
+struct Line {
+    waiting: VecDeque<Box<dyn Task>>,
+    /// CPU nanoseconds the tenant may still use this round; at most 0 it waits for the next round.
+    deficit_ns: i64,
+    running: usize,
+    /// Calls the pool ran; refused because the line was full; refused for the budget; withdrawn unrun.
+    ran: u64,
+    busy: u64,
+    over_budget: u64,
+    withdrawn: u64,
+}
+
+/// What became of a call whose turn came.
+#[derive(Debug, Clone, Copy)]
+enum Turn {
+    Ran(Duration),
+    OverBudget,
+    Withdrawn,
+}
+
+/// What the threads share under one lock.
+#[derive(Default)]
+struct Queues {
+    lines: HashMap<String, Line>,
+    /// Tenants with calls waiting, in serving order.
+    ring: VecDeque<String>,
+    waiting: usize,
+    stopping: bool,
+}
+
+struct Shared {
+    config: PoolConfig,
+    queues: Mutex<Queues>,
+    ready: Condvar,
+    budgets: Arc<CpuBudgets>,
+    clock: fn() -> Duration,
+}
+
+/// A tenant's figures, for `/metrics` and the tenant's policy view.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LineStats {
+    pub ran: u64,
+    pub busy: u64,
+    pub over_budget: u64,
+    pub withdrawn: u64,
+    pub waiting: usize,
+    pub running: usize,
+}
+
+/// The pool: its threads stop when it is dropped, after the call each is running.
+pub struct Pool {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Queues {
+    /// The next call to run, by deficit round robin among tenants under their running cap; `None` when every
+    /// tenant with calls waiting is at its cap (or none waits).
+    fn next(&mut self, per_tenant: usize) -> Option<(String, Box<dyn Task>)> {
+        loop {
+            let mut in_debt = None::<i64>;
+            for i in 0..self.ring.len() {
+                let line = self.lines.get(&self.ring[i])?;
+                if line.running >= per_tenant {
+                    continue;
+                }
+                if line.deficit_ns <= 0 {
+                    let rounds = (QUANTUM_NS - line.deficit_ns) / QUANTUM_NS;
+                    in_debt = Some(in_debt.map_or(rounds, |r| r.min(rounds)));
+                    continue;
+                }
+                let tenant = self.ring.remove(i)?;
+                let line = self.lines.get_mut(&tenant)?;
+                let task = line.waiting.pop_front()?;
+                line.running += 1;
+                self.waiting -= 1;
+                if line.waiting.is_empty() {
+                    // Credit is not banked while idle; a debt stays until it is worked off.
+                    line.deficit_ns = line.deficit_ns.min(0);
+                } else {
+                    // Its turn ends: the others come first.
+                    self.ring.push_back(tenant.clone());
+                }
+                return Some((tenant, task));
+            }
+            // Nobody eligible has credit: as many rounds pass as the least indebted needs.
+            let rounds = in_debt?;
+            for tenant in &self.ring {
+                if let Some(line) = self.lines.get_mut(tenant) {
+                    line.deficit_ns = line.deficit_ns.saturating_add(rounds * QUANTUM_NS);
+                }
+            }
+        }
+    }
+
+    /// Books the end of a call of `tenant`: what it ran for is charged to its deficit.
+    fn done(&mut self, tenant: &str, turn: Turn) {
+        let Some(line) = self.lines.get_mut(tenant) else {
+            return;
+        };
+        line.running -= 1;
+        match turn {
+            Turn::Ran(cpu) => {
+                line.ran += 1;
+                let cost = i64::try_from(cpu.as_nanos()).unwrap_or(i64::MAX);
+                line.deficit_ns = line.deficit_ns.saturating_sub(cost);
+            }
+            Turn::OverBudget => line.over_budget += 1,
+            Turn::Withdrawn => line.withdrawn += 1,
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queues> {
+        self.queues.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn work(&self) {
+        let mut queues = self.lock();
+        loop {
+            if queues.stopping {
+                return;
+            }
+            let Some((tenant, task)) = queues.next(self.config.per_tenant) else {
+                queues = self
+                    .ready
+                    .wait(queues)
+                    .unwrap_or_else(PoisonError::into_inner);
+                continue;
+            };
+            drop(queues);
+            let mut book = |turn: Turn| {
+                if let Turn::Ran(cpu) = turn {
+                    self.budgets.charge(&tenant, cpu);
+                }
+                self.lock().done(&tenant, turn);
+            };
+            if task.abandoned() {
+                book(Turn::Withdrawn);
+            } else {
+                let start = self.budgets.admit(&tenant).map_err(Refused::OverBudget);
+                task.finish(start, self.clock, &mut book);
+            }
+            // This thread looks for the next call itself (a call that waited for its tenant's running cap
+            // included), so nobody needs waking.
+            queues = self.lock();
+        }
+    }
+}
+
+impl Pool {
+    /// Starts `config.workers` threads. `clock` reads the calling thread's CPU time; `budgets` are the
+    /// tenants' CPU budgets.
+    pub fn start(
+        config: PoolConfig,
+        clock: fn() -> Duration,
+        budgets: Arc<CpuBudgets>,
+    ) -> std::io::Result<Pool> {
+        let config = PoolConfig {
+            workers: config.workers.max(1),
+            per_tenant: config.per_tenant.max(1),
+            queue: config.queue.max(1),
+            queue_per_tenant: config.queue_per_tenant.max(1),
+        };
+        let shared = Arc::new(Shared {
+            config,
+            queues: Mutex::default(),
+            ready: Condvar::new(),
+            budgets,
+            clock,
+        });
+        for i in 0..config.workers {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("sluice-policy-{i}"))
+                .spawn(move || shared.work())?;
+        }
+        Ok(Pool { shared })
+    }
+
+    pub fn config(&self) -> PoolConfig {
+        self.shared.config
+    }
+
+    /// Runs `work` on a pool thread in `tenant`'s turn, within its CPU budget. Dropping the future before the
+    /// turn comes withdraws the call.
+    pub async fn run<T, F>(&self, tenant: &str, work: F) -> Result<T, Refused>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.queue(tenant, Box::new(Pending { work, reply }))?;
+        answer.await.unwrap_or(Err(Refused::Stopped))
+    }
+
+    fn queue(&self, tenant: &str, task: Box<dyn Task>) -> Result<(), Refused> {
+        let config = self.shared.config;
+        let mut queues = self.shared.lock();
+        if queues.stopping {
+            return Err(Refused::Stopped);
+        }
+        let full = queues.waiting >= config.queue;
+        let queues = &mut *queues;
+        let line = queues.lines.entry(tenant.to_owned()).or_default();
+        if full || line.waiting.len() >= config.queue_per_tenant {
+            line.busy += 1;
+            return Err(Refused::Busy);
+        }
+        if line.waiting.is_empty() {
+            // A tenant joining the round starts with one quantum (less any debt it still has).
+            line.deficit_ns = line.deficit_ns.min(0).saturating_add(QUANTUM_NS);
+            queues.ring.push_back(tenant.to_owned());
+        }
+        line.waiting.push_back(task);
+        queues.waiting += 1;
+        self.shared.ready.notify_one();
+        Ok(())
+    }
+
+    /// Every tenant's figures.
+    pub fn stats(&self) -> Vec<(String, LineStats)> {
+        let queues = self.shared.lock();
+        queues
+            .lines
+            .iter()
+            .map(|(tenant, line)| (tenant.clone(), line.stats()))
+            .collect()
+    }
+
+    /// One tenant's figures.
+    pub fn tenant_stats(&self, tenant: &str) -> LineStats {
+        self.shared
+            .lock()
+            .lines
+            .get(tenant)
+            .map(Line::stats)
+            .unwrap_or_default()
+    }
+}
+
+impl Line {
+    fn stats(&self) -> LineStats {
+        LineStats {
+            ran: self.ran,
+            busy: self.busy,
+            over_budget: self.over_budget,
+            withdrawn: self.withdrawn,
+            waiting: self.waiting.len(),
+            running: self.running,
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let mut queues = self.shared.lock();
+        queues.stopping = true;
+        // Waiting calls are answered `Stopped` by their dropped senders.
+        queues.lines.clear();
+        queues.ring.clear();
+        queues.waiting = 0;
+        drop(queues);
+        self.shared.ready.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budgets() -> Arc<CpuBudgets> {
+        Arc::new(CpuBudgets::new(1_000_000))
+    }
+
+    /// A pool whose calls cost what they say: a clock that is moved by hand, per thread.
+    mod fake_clock {
+        use std::cell::Cell;
+        use std::time::Duration;
+        thread_local!(static NOW: Cell<Duration> = const { Cell::new(Duration::ZERO) });
+        pub fn now() -> Duration {
+            NOW.with(Cell::get)
+        }
+        pub fn spend(d: Duration) {
+            NOW.with(|n| n.set(n.get() + d));
+        }
+    }
+
+    fn config(workers: usize, per_tenant: usize) -> PoolConfig {
+        PoolConfig {
+            workers,
+            per_tenant,
+            queue: 1_000,
+            queue_per_tenant: 500,
+        }
+    }
+
+    #[test]
+    fn calls_are_served_by_cpu_used_not_by_how_many_a_tenant_sends() {
+        // Deterministic: the queues alone, no threads. Tenant a's calls cost 5 ms, b's 0.1 ms; both keep
+        // 50 calls waiting.
+        let mut q = Queues::default();
+        let cost = |t: &str| {
+            if t == "a" {
+                Duration::from_millis(5)
+            } else {
+                Duration::from_micros(100)
+            }
+        };
+        for t in ["a", "b"] {
+            for _ in 0..50 {
+                let (reply, rx) = tokio::sync::oneshot::channel::<Result<(), Refused>>();
+                std::mem::forget(rx);
+                let line = q.lines.entry(t.to_owned()).or_default();
+                if line.waiting.is_empty() {
+                    line.deficit_ns = QUANTUM_NS;
+                    q.ring.push_back(t.to_owned());
+                }
+                line.waiting
+                    .push_back(Box::new(Pending { work: || (), reply }));
+                q.waiting += 1;
+            }
+        }
+        let mut cpu = HashMap::<String, Duration>::new();
+        let mut order = String::new();
+        for _ in 0..40 {
+            let (t, _task) = q.next(1).unwrap();
+            q.done(&t, Turn::Ran(cost(&t)));
+            *cpu.entry(t.clone()).or_default() += cost(&t);
+            order.push_str(&t);
+        }
+        let (a, b) = (cpu["a"], cpu["b"]);
+        // b ran far more calls, and the CPU each got is within one call of a's.
+        assert!(
+            order.matches('b').count() > 3 * order.matches('a').count(),
+            "{order}"
+        );
+        assert!(
+            a.abs_diff(b) <= Duration::from_millis(6),
+            "a {a:?}, b {b:?}: {order}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tenants_burst_leaves_a_thread_for_the_others_and_is_bounded() {
+        let pool = Arc::new(
+            Pool::start(
+                PoolConfig {
+                    queue_per_tenant: 40,
+                    ..config(2, 1)
+                },
+                fake_clock::now,
+                budgets(),
+            )
+            .unwrap(),
+        );
+        // a floods the pool with calls that hold a thread until released.
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let mut held = Vec::new();
+        // One runs, then 40 wait: a's line is full.
+        for i in 0..41 {
+            if i == 1 {
+                while pool.tenant_stats("a").running == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            let (pool, gate) = (pool.clone(), gate.clone());
+            held.push(tokio::spawn(async move {
+                pool.run("a", move || {
+                    let (lock, cv) = &*gate;
+                    let mut open = lock.lock().unwrap();
+                    while !*open {
+                        open = cv.wait(open).unwrap();
+                    }
+                })
+                .await
+            }));
+        }
+        // Once a's line is full, the next call is refused at once.
+        while pool.tenant_stats("a").waiting < 40 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(pool.run("a", || ()).await, Err(Refused::Busy));
+        assert_eq!(
+            pool.tenant_stats("a").running,
+            1,
+            "one thread at most for a"
+        );
+        // b is served while all of a's calls are held.
+        for i in 0..20 {
+            assert_eq!(pool.run("b", move || i * 2).await, Ok(i * 2));
+        }
+        {
+            let (lock, cv) = &*gate;
+            *lock.lock().unwrap() = true;
+            cv.notify_all();
+        }
+        for h in held {
+            assert_eq!(h.await.unwrap(), Ok(()));
+        }
+        let a = pool.tenant_stats("a");
+        assert_eq!((a.ran, a.busy, a.waiting, a.running), (41, 1, 0, 0));
+        assert_eq!(pool.tenant_stats("b").ran, 20);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_budget_is_checked_before_a_call_starts_and_charged_after() {
+        let budgets = Arc::new(CpuBudgets::new(10));
+        let pool = Pool::start(config(1, 1), fake_clock::now, budgets.clone()).unwrap();
+        let ran = pool
+            .run("a", || fake_clock::spend(Duration::from_millis(30)))
+            .await;
+        assert_eq!(ran, Ok(()));
+        assert_eq!(budgets.used("a"), Duration::from_millis(30));
+        let Err(Refused::OverBudget(wait)) = pool.run("a", || unreachable!()).await else {
+            panic!("a is over its budget");
+        };
+        assert!(wait > Duration::from_secs(1), "{wait:?}");
+        assert_eq!(pool.run("b", || 7).await, Ok(7), "b has its own budget");
+        assert_eq!(pool.tenant_stats("a").over_budget, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_whose_caller_left_is_not_run() {
+        let pool = Arc::new(Pool::start(config(1, 1), fake_clock::now, budgets()).unwrap());
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let blocker = {
+            let (pool, gate) = (pool.clone(), gate.clone());
+            tokio::spawn(async move {
+                pool.run("a", move || {
+                    let (lock, cv) = &*gate;
+                    let mut open = lock.lock().unwrap();
+                    while !*open {
+                        open = cv.wait(open).unwrap();
+                    }
+                })
+                .await
+            })
+        };
+        while pool.tenant_stats("a").running == 0 {
+            tokio::task::yield_now().await;
+        }
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let left = {
+            let (pool, ran) = (pool.clone(), ran.clone());
+            tokio::spawn(async move {
+                pool.run("b", move || {
+                    ran.store(true, std::sync::atomic::Ordering::SeqCst)
+                })
+                .await
+            })
+        };
+        while pool.tenant_stats("b").waiting == 0 {
+            tokio::task::yield_now().await;
+        }
+        left.abort();
+        let _ = left.await;
+        {
+            let (lock, cv) = &*gate;
+            *lock.lock().unwrap() = true;
+            cv.notify_all();
+        }
+        assert_eq!(blocker.await.unwrap(), Ok(()));
+        // The pool goes on to b's withdrawn call and skips it.
+        assert_eq!(pool.run("c", || 1).await, Ok(1));
+        while pool.tenant_stats("b").waiting != 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!(pool.tenant_stats("b").withdrawn, 1);
+    }
+}
