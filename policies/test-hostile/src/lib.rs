@@ -78,9 +78,10 @@ fn misbehave(req: &Request) -> Result<Vec<Label>, PolicyError> {
         // zeroing it: a few thousand instructions of fuel, and a page fault in the host for every page.
         "touch" => {
             const SIZE: usize = 28 << 20;
-            let layout = std::alloc::Layout::from_size_align(SIZE, 4096).map_err(|e| PolicyError {
-                message: e.to_string(),
-            })?;
+            let layout =
+                std::alloc::Layout::from_size_align(SIZE, 4096).map_err(|e| PolicyError {
+                    message: e.to_string(),
+                })?;
             // SAFETY: the layout has a non-zero size; the pointer is checked, written within its size
             // and never read.
             let pages = unsafe { std::alloc::alloc(layout) };
