@@ -582,7 +582,7 @@ fn validate_policies(
             workers,
         )?,
         queue: count("queue", raw.queue, 1_024, 1 << 20)?,
-        queue_per_tenant: count("queue_per_tenant", raw.queue_per_tenant, 64, 1 << 20)?,
+        queue_per_tenant: count("queue_per_tenant", raw.queue_per_tenant, 256, 1 << 20)?,
     };
     Ok(PolicyConfig {
         pool,

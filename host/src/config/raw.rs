@@ -175,7 +175,7 @@ pub struct RawPolicies {
     /// Most policy calls waiting for a thread, over all tenants. Default 1024.
     pub queue: Option<usize>,
     /// Most policy calls of one tenant waiting for a thread; past it `auth` is 429 and `classify` and
-    /// `route` use the built-ins. Default 64.
+    /// `route` use the built-ins. Default 256.
     pub queue_per_tenant: Option<usize>,
     /// Consecutive failures (trap, out of fuel, error, invalid decision) after which a tenant's policy is
     /// quarantined until a new version is uploaded or activated; a call stopped by the wall-clock backstop

@@ -392,7 +392,7 @@ mod tests {
                 .unwrap()
                 .starts_with("the wall-clock backstop:")
         );
-        assert!(err.to_string().contains("backstop of 25ms"), "{err}");
+        assert!(err.to_string().contains("in 250ms"), "{err}");
     }
 
     #[test]

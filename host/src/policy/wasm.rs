@@ -6,8 +6,9 @@
 //!
 //! A call's deadline is a budget of work, not of time: it gets `deadline × fuel_per_ms` fuel, so a policy
 //! that does too much fails the same way on an idle machine and on an overloaded one (`OutOfFuel`, its own
-//! fault). The epoch deadline only stops a call whose wall-clock time went far past its deadline with fuel
-//! left (`backstop`): the host could not give it the CPU (`Overloaded`), and the policy is not to blame.
+//! fault). The epoch deadline (`backstop`) stops a call with fuel left once it has used its deadline of CPU
+//! time (the thread's CPU clock: work fuel does not see, its own fault, `TooMuchCpu`); a call the host has
+//! not given that much CPU runs on until `starved`, and is then stopped as `Overloaded`, not its fault.
 //!
 //! Every call gets a fresh `Store` from a pre-linked `InstancePre`, so nothing survives between requests.
 //! This is the one `bindgen!` of the host.
@@ -19,7 +20,7 @@ use std::time::Duration;
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Store,
-    StoreContextMut, StoreLimits, StoreLimitsBuilder, Trap,
+    StoreContextMut, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline,
 };
 
 mod bindings {
@@ -95,10 +96,20 @@ pub fn thread_cpu() -> Duration {
 /// Fuel already bounds the work, so the backstop only has to keep a worker from being held without end, and
 /// must not fire on a well-behaved call that was merely descheduled. Four times the deadline lets a call
 /// finish as long as it gets a quarter of a core while it runs; the 20 ms floor covers a few scheduler time
-/// slices, which a short deadline could otherwise lose to a single descheduling. A call holds its worker for
-/// at most the backstop: 25 ms at the 5 ms default, 200 ms at the 50 ms a tenant may choose by default.
+/// slices, which a short deadline could otherwise lose to a single descheduling. A call on the CPU holds its
+/// thread for at most the backstop: 25 ms at the 5 ms default, 200 ms at the 50 ms a tenant may choose by
+/// default; one the host starves of the CPU, for at most `starved`.
 pub fn backstop(deadline: Duration) -> Duration {
     (deadline * 4).max(deadline + Duration::from_millis(20))
+}
+
+/// How long a call the host does not give the CPU may wait for it: ten backstops (250 ms at the 5 ms
+/// default). Past the backstop a call goes on only while it has not yet used its deadline of CPU time (the
+/// thread's CPU clock), so a busy machine, or the policy pool's lower priority, does not turn a policy's own
+/// runaway loop into an overload: the loop gets its deadline of CPU and fails as its own fault. A call still
+/// short of that after `starved` is stopped as an overload, not its fault.
+pub fn starved(deadline: Duration) -> Duration {
+    backstop(deadline) * 10
 }
 
 /// Why a policy could not be loaded or did not decide.
@@ -136,11 +147,11 @@ pub enum PolicyFailure {
     /// The wall-clock backstop stopped the policy while it still had fuel and before it had used its
     /// deadline's CPU time: the host did not give it the CPU (overload), so this is not the policy's fault.
     #[error(
-        "the host was overloaded: the wall-clock backstop of {backstop:?} stopped the policy with fuel left (deadline {deadline:?})"
+        "the host was overloaded: in {waited:?} it did not give the policy its deadline of {deadline:?} of CPU time, and the policy was stopped with fuel left"
     )]
     Overloaded {
         deadline: Duration,
-        backstop: Duration,
+        waited: Duration,
     },
     /// The tenant used its CPU budget of policy calls (`policy::cpu`): the call did not run.
     #[error("the tenant's policies used their CPU budget; retry in {retry_after:?}")]
@@ -446,7 +457,17 @@ impl Runtime {
             .unwrap_or(u64::MAX)
             .saturating_add(1);
         store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        // At the backstop, a call that has used its deadline of CPU time is stopped (its own fault); one the
+        // host has not yet given that much CPU runs on, tick by tick, until it has or until `starved`.
+        let (clock, cpu_start) = (self.limits.cpu_clock, (self.limits.cpu_clock)());
+        let give_up = std::time::Instant::now() + starved(deadline);
+        store.epoch_deadline_callback(move |_| {
+            let cpu = clock().saturating_sub(cpu_start);
+            if cpu >= deadline || std::time::Instant::now() >= give_up {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(UpdateDeadline::Continue(1))
+        });
         Ok(store)
     }
 
@@ -459,7 +480,7 @@ impl Runtime {
             Some(Trap::Interrupt) if cpu >= deadline => PolicyFailure::TooMuchCpu { cpu, deadline },
             Some(Trap::Interrupt) => PolicyFailure::Overloaded {
                 deadline,
-                backstop: backstop(deadline),
+                waited: starved(deadline),
             },
             // The cause first: a long backtrace must not push it past what is kept.
             _ => PolicyFailure::Trap(printable(

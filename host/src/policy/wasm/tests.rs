@@ -236,12 +236,44 @@ fn a_policy_with_fuel_left_is_stopped_by_the_backstop_as_an_overload() {
         err,
         PolicyFailure::Overloaded {
             deadline,
-            backstop: Duration::from_millis(25)
+            waited: Duration::from_millis(250)
         }
     );
     assert!(err.is_overload());
-    // Not before the backstop: 26 ticks of at least 1 ms.
-    assert!(started.elapsed() >= Duration::from_millis(25));
+    // Not before the host had ten backstops to give it the CPU.
+    assert!(started.elapsed() >= Duration::from_millis(250));
+}
+
+#[test]
+fn a_loop_the_host_gives_little_cpu_runs_past_the_backstop_and_is_its_own_fault() {
+    // A CPU clock at a tenth of the wall clock: a host that gives the call a tenth of a core. The backstop
+    // (25 ms) passes with 2.5 ms of CPU used; the loop goes on until it has used its 5 ms deadline, and is
+    // then stopped as its own fault, not as an overload.
+    fn tenth() -> Duration {
+        static START: OnceLock<std::time::Instant> = OnceLock::new();
+        START.get_or_init(std::time::Instant::now).elapsed() / 10
+    }
+    let rich = Runtime::new(Limits {
+        fuel_per_ms: 1 << 40,
+        cpu_clock: tenth,
+        ..Limits::default()
+    })
+    .unwrap();
+    let policy = rich.load(builtin::TEST_HOSTILE).unwrap();
+    let deadline = Duration::from_millis(5);
+    let started = std::time::Instant::now();
+    let err = rich
+        .classify(&policy, &request("loop", ""), Some(deadline))
+        .unwrap_err();
+    assert!(
+        matches!(err, PolicyFailure::TooMuchCpu { cpu, .. } if cpu >= deadline),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(50),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
