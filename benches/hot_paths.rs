@@ -173,20 +173,10 @@ fn benches(c: &mut Criterion) {
     });
 }
 
-/// Fresh-instance policy calls (instantiate + call + drop) of the built-in components.
-#[expect(
-    clippy::unwrap_used,
-    reason = "a benchmark: a built-in that does not load or decide must stop it"
-)]
-fn policies(c: &mut Criterion) {
-    use sluice::policy::wasm::{Limits, RoutingInput, Runtime, wit};
-    let runtime = Runtime::new(Limits::default()).unwrap();
-    // The cost of a call, not its deadline: on this shared machine a descheduled call can pass 5 ms of
-    // wall time, which would end the bench.
-    let deadline = Some(std::time::Duration::from_secs(1));
-    let classifier = runtime.load(sluice::policy::builtin::CLASSIFIER).unwrap();
-    let router = runtime.load(sluice::policy::builtin::ROUTER).unwrap();
-    let req = wit::Request {
+/// What the policy benches' policies see: a short simple prompt.
+fn policy_request() -> sluice::policy::wasm::wit::Request {
+    use sluice::policy::wasm::wit;
+    wit::Request {
         request_id: "req".to_owned(),
         tenant_id: "t".to_owned(),
         key_id: "k".to_owned(),
@@ -204,7 +194,23 @@ fn policies(c: &mut Criterion) {
         metadata: Vec::new(),
         prompt_tokens: 60,
         labels: Vec::new(),
-    };
+    }
+}
+
+/// Fresh-instance policy calls (instantiate + call + drop) of the built-in components.
+#[expect(
+    clippy::unwrap_used,
+    reason = "a benchmark: a built-in that does not load or decide must stop it"
+)]
+fn policies(c: &mut Criterion) {
+    use sluice::policy::wasm::{Limits, RoutingInput, Runtime, wit};
+    let runtime = Runtime::new(Limits::default()).unwrap();
+    // The cost of a call, not its deadline: on this shared machine a descheduled call can pass 5 ms of
+    // wall time, which would end the bench.
+    let deadline = Some(std::time::Duration::from_secs(1));
+    let classifier = runtime.load(sluice::policy::builtin::CLASSIFIER).unwrap();
+    let router = runtime.load(sluice::policy::builtin::ROUTER).unwrap();
+    let req = policy_request();
     c.bench_function("policy/classify_builtin_fresh_instance", |b| {
         b.iter(|| {
             black_box(
@@ -275,28 +281,10 @@ fn policy_pool(c: &mut Criterion) {
     use sluice::config::PoolConfig;
     use sluice::policy::cpu::CpuBudgets;
     use sluice::policy::pool::Pool;
-    use sluice::policy::wasm::{Limits, Runtime, thread_cpu, wit};
+    use sluice::policy::wasm::{Limits, Runtime, thread_cpu};
     let runtime = Arc::new(Runtime::new(Limits::default()).unwrap());
     let classifier = Arc::new(runtime.load(sluice::policy::builtin::CLASSIFIER).unwrap());
-    let req = Arc::new(wit::Request {
-        request_id: "req".to_owned(),
-        tenant_id: "t".to_owned(),
-        key_id: "k".to_owned(),
-        key_role: wit::Role::Member,
-        endpoint: wit::Endpoint::Chat,
-        model: "auto".to_owned(),
-        messages: vec![wit::Message {
-            role: "user".to_owned(),
-            text: "Write a haiku about the sea, in exactly three lines.".to_owned(),
-        }],
-        max_tokens: Some(200),
-        temperature: None,
-        stream: false,
-        has_tools: false,
-        metadata: Vec::new(),
-        prompt_tokens: 60,
-        labels: Vec::new(),
-    });
+    let req = Arc::new(policy_request());
     let deadline = Some(Duration::from_secs(1));
     let pool = Arc::new(
         Pool::start(

@@ -399,6 +399,34 @@ mod tests {
         }
     }
 
+    /// Holds the pool threads that run its calls until it is opened.
+    type Gate = Arc<(Mutex<bool>, Condvar)>;
+
+    /// A call of `tenant` that holds its thread until `gate` opens.
+    fn hold(
+        pool: &Arc<Pool>,
+        tenant: &'static str,
+        gate: &Gate,
+    ) -> tokio::task::JoinHandle<Result<(), Refused>> {
+        let (pool, gate) = (pool.clone(), gate.clone());
+        tokio::spawn(async move {
+            pool.run(tenant, move || {
+                let (lock, cv) = &*gate;
+                let mut open = lock.lock().unwrap();
+                while !*open {
+                    open = cv.wait(open).unwrap();
+                }
+            })
+            .await
+        })
+    }
+
+    fn open(gate: &Gate) {
+        let (lock, cv) = &**gate;
+        *lock.lock().unwrap() = true;
+        cv.notify_all();
+    }
+
     fn config(workers: usize, per_tenant: usize) -> PoolConfig {
         PoolConfig {
             workers,
@@ -468,7 +496,7 @@ mod tests {
             .unwrap(),
         );
         // a floods the pool with calls that hold a thread until released.
-        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let gate = Gate::default();
         let mut held = Vec::new();
         // One runs, then 40 wait: a's line is full.
         for i in 0..41 {
@@ -477,17 +505,7 @@ mod tests {
                     tokio::task::yield_now().await;
                 }
             }
-            let (pool, gate) = (pool.clone(), gate.clone());
-            held.push(tokio::spawn(async move {
-                pool.run("a", move || {
-                    let (lock, cv) = &*gate;
-                    let mut open = lock.lock().unwrap();
-                    while !*open {
-                        open = cv.wait(open).unwrap();
-                    }
-                })
-                .await
-            }));
+            held.push(hold(&pool, "a", &gate));
         }
         // Once a's line is full, the next call is refused at once.
         while pool.tenant_stats("a").waiting < 40 {
@@ -503,11 +521,7 @@ mod tests {
         for i in 0..20 {
             assert_eq!(pool.run("b", move || i * 2).await, Ok(i * 2));
         }
-        {
-            let (lock, cv) = &*gate;
-            *lock.lock().unwrap() = true;
-            cv.notify_all();
-        }
+        open(&gate);
         for h in held {
             assert_eq!(h.await.unwrap(), Ok(()));
         }
@@ -536,20 +550,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_call_whose_caller_left_is_not_run() {
         let pool = Arc::new(Pool::start(config(1, 1), fake_clock::now, budgets()).unwrap());
-        let gate = Arc::new((Mutex::new(false), Condvar::new()));
-        let blocker = {
-            let (pool, gate) = (pool.clone(), gate.clone());
-            tokio::spawn(async move {
-                pool.run("a", move || {
-                    let (lock, cv) = &*gate;
-                    let mut open = lock.lock().unwrap();
-                    while !*open {
-                        open = cv.wait(open).unwrap();
-                    }
-                })
-                .await
-            })
-        };
+        let gate = Gate::default();
+        let blocker = hold(&pool, "a", &gate);
         while pool.tenant_stats("a").running == 0 {
             tokio::task::yield_now().await;
         }
@@ -568,11 +570,7 @@ mod tests {
         }
         left.abort();
         let _ = left.await;
-        {
-            let (lock, cv) = &*gate;
-            *lock.lock().unwrap() = true;
-            cv.notify_all();
-        }
+        open(&gate);
         assert_eq!(blocker.await.unwrap(), Ok(()));
         // The pool goes on to b's withdrawn call and skips it.
         assert_eq!(pool.run("c", || 1).await, Ok(1));
