@@ -153,6 +153,16 @@ fn the_builtin_router_picks_by_tier_region_health_and_budget() {
     );
 }
 
+/// A runtime whose calls get more fuel than any loop uses in a test, reading CPU time with `cpu_clock`.
+fn unlimited_fuel(cpu_clock: fn() -> Duration) -> Runtime {
+    Runtime::new(Limits {
+        fuel_per_ms: 1 << 40,
+        cpu_clock,
+        ..Limits::default()
+    })
+    .unwrap()
+}
+
 fn hostile() -> Policy {
     runtime().load(builtin::TEST_HOSTILE).unwrap()
 }
@@ -186,11 +196,7 @@ fn starved() -> Duration {
 fn a_loop_that_used_its_deadline_of_cpu_is_the_policys_fault_even_with_fuel_left() {
     // Fuel this loop cannot use up: only the backstop stops it, after it ran on the CPU for far longer
     // than its deadline.
-    let rich = Runtime::new(Limits {
-        fuel_per_ms: 1 << 40,
-        ..Limits::default()
-    })
-    .unwrap();
+    let rich = unlimited_fuel(thread_cpu);
     let policy = rich.load(builtin::TEST_HOSTILE).unwrap();
     let deadline = Duration::from_millis(5);
     let err = rich
@@ -220,12 +226,7 @@ fn a_loop_that_used_its_deadline_of_cpu_is_the_policys_fault_even_with_fuel_left
 fn a_policy_with_fuel_left_is_stopped_by_the_backstop_as_an_overload() {
     // Fuel this loop cannot use up, and a host that gave it no CPU time: only the wall-clock backstop
     // stops it, and the machine is to blame.
-    let rich = Runtime::new(Limits {
-        fuel_per_ms: 1 << 40,
-        cpu_clock: starved,
-        ..Limits::default()
-    })
-    .unwrap();
+    let rich = unlimited_fuel(starved);
     let policy = rich.load(builtin::TEST_HOSTILE).unwrap();
     let deadline = Duration::from_millis(5);
     let started = std::time::Instant::now();
@@ -253,12 +254,7 @@ fn a_loop_the_host_gives_little_cpu_runs_past_the_backstop_and_is_its_own_fault(
         static START: OnceLock<std::time::Instant> = OnceLock::new();
         START.get_or_init(std::time::Instant::now).elapsed() / 10
     }
-    let rich = Runtime::new(Limits {
-        fuel_per_ms: 1 << 40,
-        cpu_clock: tenth,
-        ..Limits::default()
-    })
-    .unwrap();
+    let rich = unlimited_fuel(tenth);
     let policy = rich.load(builtin::TEST_HOSTILE).unwrap();
     let deadline = Duration::from_millis(5);
     let started = std::time::Instant::now();
