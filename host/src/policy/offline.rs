@@ -216,8 +216,11 @@ pub fn stopped_by(failure: &PolicyFailure) -> Option<&'static str> {
         PolicyFailure::OutOfFuel { .. } => Some(
             "fuel: the policy did more work than its deadline allows, on any machine (the gateway counts this toward quarantine)",
         ),
+        PolicyFailure::TooMuchCpu { .. } => Some(
+            "CPU time: the policy ran on the CPU for longer than its deadline allows, doing work fuel does not count (a one-instruction loop, touching fresh memory pages); the gateway counts this toward quarantine",
+        ),
         PolicyFailure::Overloaded { .. } => Some(
-            "the wall-clock backstop: this machine did not give the policy the CPU in time; not the policy's fault (the gateway answers 503 and does not count it)",
+            "the wall-clock backstop: this machine did not give the policy its deadline of CPU time in ten backstops; not the policy's fault (the gateway answers 503 and does not count it)",
         ),
         _ => None,
     }
@@ -359,7 +362,7 @@ mod tests {
     }
 
     #[test]
-    fn the_report_says_whether_fuel_or_the_backstop_stopped_the_policy() {
+    fn the_report_says_whether_fuel_cpu_time_or_the_backstop_stopped_the_policy() {
         let inputs = Inputs {
             request: REQUEST.to_owned(),
             metadata: vec![("hostile".to_owned(), "loop".to_owned())],
@@ -393,6 +396,15 @@ mod tests {
                 .starts_with("the wall-clock backstop:")
         );
         assert!(err.to_string().contains("in 250ms"), "{err}");
+        // ...and with the CPU it gets, a loop of more fuel than time is its own fault: CPU time stops it.
+        let limits = wasm::Limits {
+            fuel_per_ms: 1 << 40,
+            ..wasm::Limits::default()
+        };
+        let report = run(hostile, Some(Slot::Classify), &inputs, limits, 0).unwrap();
+        let err = report.decision.unwrap_err();
+        assert!(matches!(err, PolicyFailure::TooMuchCpu { .. }), "{err}");
+        assert!(stopped_by(&err).unwrap().starts_with("CPU time:"));
     }
 
     #[test]
