@@ -60,14 +60,16 @@ async fn init_serve_create_key_and_call() {
     )
     .unwrap();
 
-    let mut child = Command::new(BIN)
-        .current_dir(dir.path())
-        .args(["serve", "--config", "sluice.toml"])
-        .env("RUST_LOG", "debug")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Served(
+        Command::new(BIN)
+            .current_dir(dir.path())
+            .args(["serve", "--config", "sluice.toml"])
+            .env("RUST_LOG", "debug")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut addr = String::new();
     let mut logs = String::new();
@@ -323,15 +325,42 @@ pub(crate) fn with_fake_models(starter: &str) -> String {
     starter.replace(local, "kind = \"fake\"\n")
 }
 
+/// A `sluice serve` child process, killed if the test ends (or fails) while it still runs.
+pub(crate) struct Served(std::process::Child);
+
+impl std::ops::Deref for Served {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Served {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Starts `sluice serve` in `dir` (config already there) and returns it with its address.
-pub(crate) fn spawn_serve(dir: &std::path::Path) -> (std::process::Child, String) {
-    let mut child = Command::new(BIN)
-        .current_dir(dir)
-        .args(["serve", "--config", "sluice.toml"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+pub(crate) fn spawn_serve(dir: &std::path::Path) -> (Served, String) {
+    let mut child = Served(
+        Command::new(BIN)
+            .current_dir(dir)
+            .args(["serve", "--config", "sluice.toml"])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     let addr = loop {
