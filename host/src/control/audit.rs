@@ -39,6 +39,10 @@ const MAX_COVER_WAIT: Duration = Duration::from_secs(2);
 /// The longest an export waits for the witnesses' cosignatures of its checkpoint.
 const MAX_COSIGN_WAIT: Duration = Duration::from_secs(3);
 
+/// The longest `GET /v1/audit/checkpoint` waits for them: the checkpoint it hands out may have been signed
+/// just now (for the reads that came before), and a witness cosigns in milliseconds.
+const CHECKPOINT_COSIGN_WAIT: Duration = Duration::from_secs(1);
+
 /// The checkpoint with the witnesses' cosignature lines appended to its note (what a note verifier reads
 /// as extra signatures), waiting up to `wait` for every configured witness to have cosigned it.
 async fn cosigned(
@@ -129,7 +133,13 @@ pub async fn serve(
     match endpoint {
         Endpoint::AuditEntries => entries(app, tenant, &call).await,
         Endpoint::AuditCheckpoint => {
-            let cp = cosigned(app, tenant, latest(app, tenant).await?, Duration::ZERO).await?;
+            let cp = cosigned(
+                app,
+                tenant,
+                latest(app, tenant).await?,
+                CHECKPOINT_COSIGN_WAIT,
+            )
+            .await?;
             Ok(ok(
                 serde_json::json!({"size": cp.size, "root": hex(&cp.root), "note": cp.note}),
             ))
