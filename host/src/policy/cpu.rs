@@ -104,11 +104,20 @@ impl CpuBudgets {
         let now = Instant::now();
         let rate = self.rate_ns(tenant);
         let mut buckets = self.lock();
-        let bucket = buckets.entry(tenant.to_owned()).or_insert(Bucket {
-            tokens_ns: rate,
-            at: now,
-            used: Duration::ZERO,
-        });
+        // Looked up first: a known tenant's charge, once per policy call, allocates nothing.
+        if !buckets.contains_key(tenant) {
+            buckets.insert(
+                tenant.to_owned(),
+                Bucket {
+                    tokens_ns: rate,
+                    at: now,
+                    used: Duration::ZERO,
+                },
+            );
+        }
+        let Some(bucket) = buckets.get_mut(tenant) else {
+            return;
+        };
         Self::refill(bucket, now, rate);
         let cost = i128::try_from(cpu.as_nanos()).unwrap_or(i128::MAX);
         bucket.tokens_ns = bucket.tokens_ns.saturating_sub(cost);

@@ -156,7 +156,7 @@ impl Policies {
             Err(NotRun::Busy) => Err(PolicyFailure::Busy),
             Err(NotRun::OverBudget(retry_after)) => Err(PolicyFailure::OverBudget { retry_after }),
             Err(NotRun::Stopped) => Err(PolicyFailure::Engine(
-                "the policy pool stopped before the call ran".to_owned(),
+                "the policy pool stopped, or the host's part of the call panicked".to_owned(),
             )),
         }
     }

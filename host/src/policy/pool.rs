@@ -120,9 +120,10 @@ enum Turn {
 /// What the threads share under one lock.
 #[derive(Default)]
 struct Queues {
-    lines: HashMap<String, Line>,
+    /// Keyed by shared names, so that queueing a call of a known tenant allocates no name.
+    lines: HashMap<Arc<str>, Line>,
     /// Tenants with calls waiting, in serving order.
-    ring: VecDeque<String>,
+    ring: VecDeque<Arc<str>>,
     waiting: usize,
     stopping: bool,
 }
@@ -162,7 +163,7 @@ impl std::fmt::Debug for Pool {
 impl Queues {
     /// The next call to run, by deficit round robin among tenants under their running cap; `None` when every
     /// tenant with calls waiting is at its cap (or none waits).
-    fn next(&mut self, per_tenant: usize) -> Option<(String, Box<dyn Task>)> {
+    fn next(&mut self, per_tenant: usize) -> Option<(Arc<str>, Box<dyn Task>)> {
         loop {
             let mut in_debt = None::<i64>;
             for i in 0..self.ring.len() {
@@ -197,6 +198,36 @@ impl Queues {
                 }
             }
         }
+    }
+
+    /// Puts a call at the back of `tenant`'s line, unless the line or the pool is full.
+    fn push(
+        &mut self,
+        tenant: &str,
+        task: Box<dyn Task>,
+        config: &PoolConfig,
+    ) -> Result<(), Refused> {
+        if self.stopping {
+            return Err(Refused::Stopped);
+        }
+        let full = self.waiting >= config.queue;
+        let key = match self.lines.get_key_value(tenant) {
+            Some((key, _)) => key.clone(),
+            None => Arc::from(tenant),
+        };
+        let line = self.lines.entry(key.clone()).or_default();
+        if full || line.waiting.len() >= config.queue_per_tenant {
+            line.busy += 1;
+            return Err(Refused::Busy);
+        }
+        if line.waiting.is_empty() {
+            // A tenant joining the round starts with one quantum (less any debt it still has).
+            line.deficit_ns = line.deficit_ns.min(0).saturating_add(QUANTUM_NS);
+            self.ring.push_back(key);
+        }
+        line.waiting.push_back(task);
+        self.waiting += 1;
+        Ok(())
     }
 
     /// Books the end of a call of `tenant`: what it ran for is charged to its deficit.
@@ -308,25 +339,7 @@ impl Pool {
     }
 
     fn queue(&self, tenant: &str, task: Box<dyn Task>) -> Result<(), Refused> {
-        let config = self.shared.config;
-        let mut queues = self.shared.lock();
-        if queues.stopping {
-            return Err(Refused::Stopped);
-        }
-        let full = queues.waiting >= config.queue;
-        let queues = &mut *queues;
-        let line = queues.lines.entry(tenant.to_owned()).or_default();
-        if full || line.waiting.len() >= config.queue_per_tenant {
-            line.busy += 1;
-            return Err(Refused::Busy);
-        }
-        if line.waiting.is_empty() {
-            // A tenant joining the round starts with one quantum (less any debt it still has).
-            line.deficit_ns = line.deficit_ns.min(0).saturating_add(QUANTUM_NS);
-            queues.ring.push_back(tenant.to_owned());
-        }
-        line.waiting.push_back(task);
-        queues.waiting += 1;
+        self.shared.lock().push(tenant, task, &self.shared.config)?;
         self.shared.ready.notify_one();
         Ok(())
     }
@@ -337,7 +350,7 @@ impl Pool {
         queues
             .lines
             .iter()
-            .map(|(tenant, line)| (tenant.clone(), line.stats()))
+            .map(|(tenant, line)| (tenant.to_string(), line.stats()))
             .collect()
     }
 
@@ -452,14 +465,8 @@ mod tests {
             for _ in 0..50 {
                 let (reply, rx) = tokio::sync::oneshot::channel::<Result<(), Refused>>();
                 std::mem::forget(rx);
-                let line = q.lines.entry(t.to_owned()).or_default();
-                if line.waiting.is_empty() {
-                    line.deficit_ns = QUANTUM_NS;
-                    q.ring.push_back(t.to_owned());
-                }
-                line.waiting
-                    .push_back(Box::new(Pending { work: || (), reply }));
-                q.waiting += 1;
+                q.push(t, Box::new(Pending { work: || (), reply }), &config(1, 1))
+                    .unwrap();
             }
         }
         let mut cpu = HashMap::<String, Duration>::new();
@@ -467,7 +474,7 @@ mod tests {
         for _ in 0..40 {
             let (t, _task) = q.next(1).unwrap();
             q.done(&t, Turn::Ran(cost(&t)));
-            *cpu.entry(t.clone()).or_default() += cost(&t);
+            *cpu.entry(t.to_string()).or_default() += cost(&t);
             order.push_str(&t);
         }
         let (a, b) = (cpu["a"], cpu["b"]);
