@@ -59,6 +59,8 @@ pub struct App {
     pub admission: Admission,
     /// The Wasm runtime, the built-in policies and every tenant's uploaded ones.
     pub policies: Policies,
+    /// The response cache: each tenant's answers, in memory and sealed in storage.
+    pub cache: crate::cache::Cache,
     /// Work that outlives its request (audit entries of requests whose client left); awaited on shutdown.
     pub background: TaskTracker,
     /// Audit exports running now are bounded (`audit.max_concurrent_exports`): each holds a connection to
@@ -99,6 +101,7 @@ impl App {
         )
         .await
         .map_err(|e| StartError::Policy(e.to_string()))?;
+        let cache = open_cache(config, &storage, clock.clone()).await?;
         let admission = Admission::new(clock);
         restore_admission(&storage, &audit, &admission).await?;
         let metrics = Metrics::new();
@@ -115,6 +118,7 @@ impl App {
             audit,
             admission,
             policies,
+            cache,
             background: TaskTracker::new(),
             exports: Arc::new(tokio::sync::Semaphore::new(
                 config.audit.max_concurrent_exports,
@@ -186,9 +190,34 @@ impl App {
         {
             tracing::error!(error = %e, "budget covers could not be lowered; the next start charges them");
         }
+        self.cache.flush().await;
         self.audit.flush().await;
         self.storage.close().await;
     }
+}
+
+/// The response cache, its entries read back from storage (sealed under a key derived from the audit
+/// master key).
+async fn open_cache(
+    config: &Config,
+    storage: &Storage,
+    clock: Arc<dyn Clock>,
+) -> Result<crate::cache::Cache, StartError> {
+    let master_key = crate::audit::key32_from_text(config.audit.master_key.expose())
+        .ok_or_else(|| StartError::Audit("the master key is not base64 of 32 bytes".to_owned()))?;
+    let writer = crate::cache::persist::Writer::start(
+        storage.clone(),
+        crate::cache::persist::sealer(&master_key),
+    );
+    // Searches run on the runtime's workers: one search slot each, and one for a thread outside it.
+    let threads =
+        tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers()) + 1;
+    let cache = crate::cache::Cache::new(config.cache, clock, threads, Some(writer));
+    let restored = crate::cache::persist::restore(&cache, storage).await?;
+    if restored > 0 {
+        tracing::info!(entries = restored, "response cache restored");
+    }
+    Ok(cache)
 }
 
 async fn open_audit(config: &Config, storage: &Storage) -> Result<AuditLog, StartError> {

@@ -20,6 +20,13 @@ pub struct PolicyCallLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    pub tenant: String,
+    /// `hit-exact`, `hit-semantic`, `miss` or `bypass`.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub tenant: String,
     pub route: &'static str,
@@ -77,6 +84,12 @@ pub struct Metrics {
     /// the pool at each scrape).
     pub policy_calls: Family<PolicyCallLabels, Gauge>,
     pub policy_waiting: Family<TenantLabels, Gauge>,
+    /// The response cache (set from its counters at each scrape): lookups since start by tenant and result,
+    /// and each tenant's entries and bytes (answers, and semantic indexes).
+    pub cache_lookups: Family<CacheLabels, Gauge>,
+    pub cache_entries: Family<TenantLabels, Gauge>,
+    pub cache_bytes: Family<TenantLabels, Gauge>,
+    pub cache_index_bytes: Family<TenantLabels, Gauge>,
     /// Local models (set from their workers' counters at each scrape): tokens generated or inputs embedded
     /// since start, requests waiting or running, requests stopped because their client left.
     pub local_generated: Family<ModelLabels, Gauge>,
@@ -251,6 +264,30 @@ impl Metrics {
             "Tenant policy calls waiting for a thread of the policy pool",
             Family::<TenantLabels, Gauge>::default(),
         );
+        let cache_lookups = register(
+            r,
+            "cache_lookups",
+            "Response cache lookups since start, by tenant and result (hit-exact, hit-semantic, miss, bypass)",
+            Family::<CacheLabels, Gauge>::default(),
+        );
+        let cache_entries = register(
+            r,
+            "cache_entries",
+            "Answers in each tenant's response cache",
+            Family::<TenantLabels, Gauge>::default(),
+        );
+        let cache_bytes = register(
+            r,
+            "cache_bytes",
+            "Bytes of the answers and questions in each tenant's response cache",
+            Family::<TenantLabels, Gauge>::default(),
+        );
+        let cache_index_bytes = register(
+            r,
+            "cache_index_bytes",
+            "Bytes of each tenant's semantic cache indexes (graphs and f16 vectors)",
+            Family::<TenantLabels, Gauge>::default(),
+        );
         let local_generated = register(
             r,
             "local_generated",
@@ -276,6 +313,10 @@ impl Metrics {
             Family::<ModelLabels, Gauge>::default(),
         );
         Metrics {
+            cache_lookups,
+            cache_entries,
+            cache_bytes,
+            cache_index_bytes,
             local_generated,
             local_queued,
             local_cancelled,

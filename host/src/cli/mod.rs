@@ -5,12 +5,14 @@
 //! - [`tenant`]: `tenant` and `key`, operator commands against a running gateway.
 //! - [`policy`]: `policy test` (offline) and a tenant's `policy push` / `list` / `activate` / `rollback`.
 //! - [`audit`]: `audit export` and the offline `audit verify`.
+//! - [`cache`]: `cache eval`, the response cache measured on labelled paraphrases and traps.
 //! - [`models`]: `models pull` and `models list`, the local models' files by digest.
 //! - [`client`]: the HTTP client the remote commands (and the load bench) call a gateway with.
 //!
 //! `anyhow` is used here only: this is the application layer.
 
 pub mod audit;
+pub mod cache;
 pub mod client;
 pub mod init;
 pub mod models;
@@ -92,6 +94,11 @@ pub enum Command {
         #[command(subcommand)]
         action: policy::PolicyAction,
     },
+    /// Measure the response cache on labelled paraphrases and traps.
+    Cache {
+        #[command(subcommand)]
+        action: cache::CacheAction,
+    },
     /// Fetch and list the local models' files, pinned by digest.
     Models {
         #[command(subcommand)]
@@ -118,6 +125,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy { action } => policy::run(action).await,
         Command::Witness { action } => witness::run(action).await,
         Command::Models { action } => models::run(action).await,
+        Command::Cache { action } => cache::run(action).await,
         // No logging, no config: compile and exit.
         Command::CompilePolicy {
             max_memory_bytes,

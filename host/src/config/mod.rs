@@ -65,6 +65,7 @@ pub struct Config {
     pub logging: LoggingConfig,
     pub audit: AuditConfig,
     pub policies: PolicyConfig,
+    pub cache: CacheConfig,
     pub routing: RoutingConfig,
 }
 
@@ -308,6 +309,27 @@ impl FakeScript {
     }
 }
 
+/// The operator's limits (`[cache]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Off unless the operator turns it on (`[cache] enabled = true`).
+    pub enabled: bool,
+    /// Entries per index (a tenant's answers for one model family) before the least recently used goes.
+    pub max_entries: usize,
+    /// The largest answer kept, in bytes.
+    pub max_entry_bytes: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> CacheConfig {
+        CacheConfig {
+            enabled: false,
+            max_entries: 10_000,
+            max_entry_bytes: 256 * 1024,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tier {
     Simple,
@@ -490,8 +512,10 @@ fn validate(raw: RawConfig, base: &Path, env: &Env) -> Result<Config, ConfigErro
     };
     let audit = validate_audit(raw.audit, base, env)?;
     let policies = validate_policies(raw.policies, base, &storage.url)?;
+    let cache = validate_cache(&raw.cache)?;
     let routing = validate_routing(raw.providers, raw.deployments, raw.models, base, env)?;
     Ok(Config {
+        cache,
         server,
         storage,
         admin,
@@ -500,6 +524,24 @@ fn validate(raw: RawConfig, base: &Path, env: &Env) -> Result<Config, ConfigErro
         audit,
         policies,
         routing,
+    })
+}
+
+fn validate_cache(raw: &raw::RawCache) -> Result<CacheConfig, ConfigError> {
+    let defaults = CacheConfig::default();
+    let positive = |field: &str, v: Option<u64>, default: usize| match v {
+        None => Ok(default),
+        Some(0) => Err(field_err(field, "must be at least 1")),
+        Some(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+    };
+    Ok(CacheConfig {
+        enabled: raw.enabled.unwrap_or(defaults.enabled),
+        max_entries: positive("cache.max_entries", raw.max_entries, defaults.max_entries)?,
+        max_entry_bytes: positive(
+            "cache.max_entry_bytes",
+            raw.max_entry_bytes,
+            defaults.max_entry_bytes,
+        )?,
     })
 }
 

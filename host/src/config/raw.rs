@@ -23,6 +23,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub policies: RawPolicies,
     #[serde(default)]
+    pub cache: RawCache,
+    #[serde(default)]
     pub providers: Vec<RawProvider>,
     #[serde(default)]
     pub deployments: Vec<RawDeployment>,
@@ -100,6 +102,18 @@ pub struct RawAuth {
     pub pepper_env: Option<String>,
     /// File holding the API-key pepper (at least 32 bytes).
     pub pepper_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    /// The response cache for every tenant (each can still turn its own off). Default false.
+    pub enabled: Option<bool>,
+    /// Entries per index (one tenant's answers for one model family) before the least recently used goes.
+    /// Default 10000.
+    pub max_entries: Option<u64>,
+    /// The largest answer stored, in bytes. Default 262144.
+    pub max_entry_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

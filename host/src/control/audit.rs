@@ -164,7 +164,11 @@ pub async fn serve(
                 .audit_delete_content(tenant, None)
                 .await
                 .map_err(unavailable)?;
-            Ok(ok(serde_json::json!({"erased_entries": deleted})))
+            // The cache keeps answers (and questions) too: they go with the content.
+            let cached = app.cache.erase(tenant).await.map_err(unavailable)?;
+            Ok(ok(
+                serde_json::json!({"erased_entries": deleted, "erased_cache_entries": cached}),
+            ))
         }
         _ => Err(ApiError::new(ErrorCode::NotFound, "no such audit endpoint")),
     }

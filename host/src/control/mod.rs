@@ -1,10 +1,11 @@
 //! The control plane: operator endpoints (`/admin/v1/...`, operator token) and tenant self-service
-//! (budget, usage, key budgets, policies, audit; tenant key). Each endpoint is one function of the app, the
+//! (budget, usage, key budgets, policies, audit, cache; tenant key). Each endpoint is one function of the app, the
 //! caller and its typed input, returning a `View`; `serve` is the one wrapper around them that
 //! authenticates, checks the role and audits. It knows nothing of the HTTP server: the edge passes the headers, the
 //! path's captures, the query and a way to read the body.
 
 mod audit;
+mod cache;
 mod export;
 mod operator;
 mod policies;
@@ -42,6 +43,9 @@ pub enum Endpoint {
     AuditProofConsistency,
     AuditExport,
     AuditErase,
+    CacheRead,
+    CacheSettings,
+    CacheErase,
     TenantCreate,
     TenantList,
     KeyCreate,
@@ -91,6 +95,9 @@ impl Endpoint {
             E::AuditProofConsistency => (T(Role::Admin), "audit.proof_consistency"),
             E::AuditExport => (T(Role::Admin), "audit.export"),
             E::AuditErase => (T(Role::Admin), "audit.erase"),
+            E::CacheRead => (T(Role::Admin), "cache.read"),
+            E::CacheSettings => (T(Role::Admin), "cache.settings_set"),
+            E::CacheErase => (T(Role::Admin), "cache.erase"),
             E::TenantCreate => (O, "admin.tenant_created"),
             E::TenantList => (O, "admin.tenants_listed"),
             E::KeyCreate => (O, "admin.key_created"),
@@ -115,6 +122,7 @@ impl Endpoint {
             E::KeyBudgetSet
             | E::PolicyActivate
             | E::PolicySettings
+            | E::CacheSettings
             | E::TenantCreate
             | E::KeyCreate
             | E::RetentionSet
@@ -345,6 +353,9 @@ async fn serve_tenant(
         | E::PolicyDeactivate
         | E::PolicyVersionDelete
         | E::PolicySettings => policies::serve(app, principal, endpoint, call).await,
+        E::CacheRead | E::CacheSettings | E::CacheErase => {
+            cache::serve(app, &principal.tenant_id, endpoint, call).await
+        }
         _ => audit::serve(app, &principal.tenant_id, endpoint, call).await,
     }
 }

@@ -369,6 +369,11 @@ fn routing_headers(h: &mut HeaderMap, routed: &Routed) {
         "x-sluice-cache",
         HeaderValue::from_static(routed.cache.as_str()),
     );
+    if let Some(similarity) = routed.similarity
+        && let Ok(v) = HeaderValue::from_str(&format!("{similarity:.4}"))
+    {
+        h.insert("x-sluice-cache-similarity", v);
+    }
 }
 
 async fn readyz(app: &App) -> Result<Response<Body>, ApiError> {
@@ -416,6 +421,39 @@ fn metrics(app: &App) -> Response<Body> {
             .policy_waiting
             .get_or_create(&crate::metrics::TenantLabels { tenant })
             .set(i64::try_from(line.waiting).unwrap_or(i64::MAX));
+    }
+    for (tenant, stats) in app.cache.all_stats() {
+        let tenant = app
+            .metrics
+            .tenant_label(Some(&tenant), app.limits.metrics_tenant_label);
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        for (result, n) in [
+            ("hit-exact", stats.hits_exact),
+            ("hit-semantic", stats.hits_semantic),
+            ("miss", stats.misses),
+            ("bypass", stats.bypasses),
+        ] {
+            app.metrics
+                .cache_lookups
+                .get_or_create(&crate::metrics::CacheLabels {
+                    tenant: tenant.clone(),
+                    result,
+                })
+                .set(count(n));
+        }
+        let labels = crate::metrics::TenantLabels { tenant };
+        app.metrics
+            .cache_entries
+            .get_or_create(&labels)
+            .set(count(stats.entries));
+        app.metrics
+            .cache_bytes
+            .get_or_create(&labels)
+            .set(count(stats.bytes));
+        app.metrics
+            .cache_index_bytes
+            .get_or_create(&labels)
+            .set(count(stats.index_bytes));
     }
     app.metrics
         .audit_damaged_logs

@@ -172,6 +172,19 @@ const TABLE: &[Entry] = &[
         &[(Method::POST, C(E::AuditErase))],
         "audit",
     ),
+    entry(
+        &[Lit("v1"), Lit("cache")],
+        &[
+            (Method::GET, C(E::CacheRead)),
+            (Method::DELETE, C(E::CacheErase)),
+        ],
+        "tenant",
+    ),
+    entry(
+        &[Lit("v1"), Lit("cache"), Lit("settings")],
+        &[(Method::PUT, C(E::CacheSettings))],
+        "tenant",
+    ),
     // Operator endpoints.
     entry(
         &[Lit("admin"), Lit("v1"), Lit("tenants")],

@@ -1,6 +1,7 @@
 //! The data-plane phases of `POST /v1/chat/completions` and `POST /v1/embeddings`, in the order they run:
 //! validate (parse) → authenticate → authorize → admit → candidates → classify → cache → route (and the
-//! budget's degradation) → reserve → forward → respond (settle, audit, or hand both to the stream).
+//! budget's degradation) → reserve → forward → respond (settle, audit, or hand both to the stream). A cache
+//! hit skips from cache to respond: nothing is reserved or forwarded.
 //!
 //! Each phase is one function over the request's `Call`; `Ok` continues, `Err` ends the request with that
 //! error, which `run` audits before it is answered. The typed request stays typed until `forward`
@@ -88,6 +89,8 @@ pub struct Call<'x> {
     classified: Option<Classified>,
     /// route: the deployments to try, in order.
     route: Option<Route>,
+    /// cache: what a miss keeps to store its answer.
+    pending: Option<cache::Pending>,
 }
 
 impl Call<'_> {
@@ -271,6 +274,7 @@ impl<'x> Call<'x> {
             candidates: Vec::new(),
             classified: None,
             route: None,
+            pending: None,
         }
     }
 }
@@ -282,7 +286,9 @@ async fn phases(call: &mut Call<'_>) -> Result<Reply, ApiError> {
     admit(call)?;
     candidates(call)?;
     classify(call).await;
-    cache(call);
+    if let Some(hit) = cache(call).await? {
+        return answer_from_cache(call, hit).await;
+    }
     route(call).await?;
     degrade(call);
     reserve(call).await?;
@@ -503,11 +509,150 @@ async fn classify(call: &mut Call<'_>) {
     call.classified = classified;
 }
 
-/// Phase 7, cache: the lookup (every request bypasses it in this build).
-fn cache(call: &mut Call<'_>) {
+/// Phase 7, cache: the exact tier, then the semantic tier (the request's embedding, kept for the store),
+/// within the tenant. A miss keeps what `respond` needs to store the answer. `Err` is 400 for a malformed
+/// `x-sluice-cache-threshold`.
+async fn cache(call: &mut Call<'_>) -> Result<Option<cache::Hit>, ApiError> {
     call.ex.enter(Phase::Cache);
-    let status = cache::lookup();
-    call.ex.note(|r| r.cache = status);
+    let start = Instant::now();
+    let tenant = call.tenant_id();
+    let outcome = lookup(call, &tenant).await;
+    call.took(Phase::Cache, start);
+    let (status, hit) = outcome?;
+    let app = call.ex.app.clone();
+    app.cache.count(&tenant, status);
+    let subject = hit.as_ref().map(|h| format!("cache:{}", h.id));
+    call.ex.note(|r| {
+        r.cache = status;
+        if let Some(subject) = subject {
+            r.subject = subject;
+        }
+    });
+    Ok(hit)
+}
+
+/// How long a request waits for its embedding before it goes on with the exact tier only.
+const EMBED_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+async fn lookup(
+    call: &mut Call<'_>,
+    tenant: &str,
+) -> Result<(cache::CacheStatus, Option<cache::Hit>), ApiError> {
+    use cache::CacheStatus::{Bypass, HitExact, HitSemantic, Miss};
+    let app = call.ex.app.clone();
+    let Typed::Chat(chat) = &call.request else {
+        return Ok((Bypass, None));
+    };
+    // A tenant that keeps no content gets no answer kept either.
+    if app.audit.retention_days(tenant) == 0 {
+        return Ok((Bypass, None));
+    }
+    let settings = app.cache.settings(tenant);
+    let family = match &call.classified {
+        Some(c) => format!("{}/{}", call.model, c.tier.as_str()),
+        None => call.model.clone(),
+    };
+    let plan = match cache::key::plan(chat, call.headers, family, settings.rules()) {
+        Err(e) => {
+            return Err(ApiError::invalid(
+                cache::key::THRESHOLD_HEADER,
+                e.to_string(),
+            ));
+        }
+        Ok(Err(_)) => return Ok((Bypass, None)),
+        Ok(Ok(plan)) => plan,
+    };
+    if plan.read
+        && let Some(hit) = app.cache.lookup_exact(tenant, &plan)
+    {
+        return Ok((HitExact, Some(hit)));
+    }
+    let vector = match (&plan.question, app.routing.load().embedder()) {
+        (Some(question), Some(embedder)) => {
+            let deadline = Instant::now() + EMBED_WAIT;
+            match embedder
+                .embed(tenant, vec![question.clone()], deadline)
+                .await
+            {
+                Ok(mut e) if e.len() == 1 => Some((e.remove(0).vector, embedder.digest.to_owned())),
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::debug!(tenant = %tenant, error = ?e, "no embedding: exact cache tier only");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    if plan.read
+        && let Some((v, digest)) = &vector
+    {
+        let threshold = plan
+            .threshold
+            .map_or(settings.threshold, |t| t.max(settings.threshold));
+        let query = cache::Query {
+            vector: v,
+            embedder: digest,
+        };
+        if let Some(hit) = app
+            .cache
+            .lookup_semantic(tenant, &plan, query, threshold, true)
+        {
+            return Ok((HitSemantic, Some(hit)));
+        }
+    }
+    call.pending = Some(app.cache.pending(tenant, plan, vector));
+    Ok((Miss, None))
+}
+
+/// A hit's answer: the stored completion under a fresh id, at zero cost, as JSON or replayed as a stream.
+/// Audited like any answer, with the entry that answered as its subject.
+async fn answer_from_cache(call: &mut Call<'_>, hit: cache::Hit) -> Result<Reply, ApiError> {
+    call.ex.enter(Phase::Respond);
+    let mut status = cache::CacheStatus::Bypass;
+    call.ex.note(|r| status = r.cache);
+    let created = u64::try_from(crate::storage::unix_now()).unwrap_or(0);
+    let body = cache::replay::hit_body(
+        &hit.answer.body,
+        &format!("chatcmpl-{}", call.ex.id),
+        created,
+    );
+    let routed = Routed {
+        deployment: hit.answer.deployment.clone(),
+        tier: hit.answer.tier,
+        cache: status,
+        similarity: hit.similarity,
+        rates: call
+            .ticket
+            .as_ref()
+            .map(|t| t.rates.clone())
+            .unwrap_or_default(),
+    };
+    if call.stream {
+        let chunks = cache::replay::replay(&body, call.client_wants_usage);
+        let items = chunks
+            .into_iter()
+            .map(|c| Ok(crate::providers::StreamItem::Chunk(c)))
+            .chain(std::iter::once(Ok(crate::providers::StreamItem::Done)));
+        let guard = call.ex.audit.hand_off();
+        let events = Box::new(AnswerStream::new(
+            call.ex.app.clone(),
+            Box::pin(futures_util::stream::iter(items)),
+            guard,
+            crate::providers::SlotPermit::none(),
+        ));
+        return Ok(Reply::Stream { events, routed });
+    }
+    call.ex
+        .audit
+        .commit(200, None, None, Some(&body))
+        .await
+        .map_err(|e| audit_unavailable(&call.ex.app, &e))?;
+    Ok(Reply::Json {
+        status: 200,
+        body,
+        routed: Some(routed),
+    })
 }
 
 /// Phase 8, route: a policy orders the candidates (the host keeps only candidates; a failing or invalid
@@ -709,6 +854,7 @@ async fn respond(call: &mut Call<'_>, forwarded: forward::Forwarded) -> Result<R
         deployment: deployment.config.name.clone(),
         tier: deployment.config.tier,
         cache,
+        similarity: None,
         rates: call
             .ticket
             .as_ref()
@@ -738,6 +884,17 @@ async fn respond(call: &mut Call<'_>, forwarded: forward::Forwarded) -> Result<R
                 .commit(200, None, usage, Some(&body))
                 .await
                 .map_err(|e| audit_unavailable(&call.ex.app, &e))?;
+            // Stored once audited, and only a single text choice.
+            if let Some(pending) = call.pending.take()
+                && cache::replay::storable(&body)
+            {
+                let answer = cache::Answer {
+                    body: body.clone(),
+                    deployment: deployment.config.name.clone(),
+                    tier: deployment.config.tier,
+                };
+                call.ex.app.cache.store(&call.tenant_id(), pending, answer);
+            }
             Ok(Reply::Json {
                 status: 200,
                 body,
@@ -746,12 +903,19 @@ async fn respond(call: &mut Call<'_>, forwarded: forward::Forwarded) -> Result<R
         }
         UpstreamReply::Stream(events) => {
             let guard = call.ex.audit.hand_off();
-            let events = Box::new(AnswerStream::new(
+            let mut events = Box::new(AnswerStream::new(
                 call.ex.app.clone(),
                 events,
                 guard,
                 permit,
             ));
+            if let Some(pending) = call.pending.take() {
+                events.store_when_done(
+                    call.tenant_id(),
+                    pending,
+                    (deployment.config.name.clone(), deployment.config.tier),
+                );
+            }
             Ok(Reply::Stream { events, routed })
         }
     }

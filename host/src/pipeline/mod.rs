@@ -31,6 +31,8 @@ pub struct Routed {
     pub deployment: String,
     pub tier: Tier,
     pub cache: CacheStatus,
+    /// The questions' cosine similarity, for a semantic hit (`x-sluice-cache-similarity`).
+    pub similarity: Option<f32>,
     /// The tightest request and token limits, as `x-ratelimit-*`.
     pub rates: Vec<RateState>,
 }

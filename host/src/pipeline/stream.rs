@@ -50,6 +50,9 @@ pub struct AnswerStream {
     cost_pending: bool,
     /// The events sent so far (cheap `Bytes` handles), when the tenant keeps content.
     sent: Option<Vec<Bytes>>,
+    /// A miss's answer goes to the cache when the stream ends complete and audited: the tenant, what the
+    /// lookup kept, and the deployment and tier that answered.
+    store: Option<(String, crate::cache::Pending, (String, crate::config::Tier))>,
     /// The deployment's concurrency slot, released when the stream ends.
     _permit: SlotPermit,
 }
@@ -76,7 +79,8 @@ impl AnswerStream {
         if let Some(record) = guard.record() {
             keep = app.audit.retention_days(&record.principal.tenant_id) > 0;
             // The upstream answered: a stream that ends without a usage report is charged what it generated.
-            record.estimate_missing_usage = true;
+            // (A replayed cache hit has no deployment and costs nothing.)
+            record.estimate_missing_usage = record.deployment.is_some();
             request_id.clone_from(&record.request_id);
             price = record.deployment.as_ref().map(|d| d.config.price);
         }
@@ -89,7 +93,34 @@ impl AnswerStream {
             price,
             usage: None,
             cost_pending: false,
+            store: None,
             _permit: permit,
+        }
+    }
+
+    /// Stores the answer in the cache once the stream ended complete and its entry is durable.
+    pub fn store_when_done(
+        &mut self,
+        tenant: String,
+        pending: crate::cache::Pending,
+        answered_by: (String, crate::config::Tier),
+    ) {
+        self.store = Some((tenant, pending, answered_by));
+    }
+
+    fn store_answer(&mut self) {
+        let (Some((tenant, pending, (deployment, tier))), Some(sent)) =
+            (self.store.take(), self.sent.as_ref())
+        else {
+            return;
+        };
+        if let Some(body) = crate::cache::replay::assemble(sent, self.usage) {
+            let answer = crate::cache::Answer {
+                body: Bytes::from(body),
+                deployment,
+                tier,
+            };
+            self.app.cache.store(&tenant, pending, answer);
         }
     }
 
@@ -153,7 +184,10 @@ impl Stream for AnswerStream {
                         return Poll::Ready(None);
                     };
                     let frame = match (result, last) {
-                        (Ok(_), Last::Done) => Bytes::from_static(DONE),
+                        (Ok(_), Last::Done) => {
+                            self.store_answer();
+                            Bytes::from_static(DONE)
+                        }
                         (Ok(_), Last::Error(e)) => self.error_event(&e),
                         // Not durable: the client must not take the answer as complete.
                         (Err(e), _) => {

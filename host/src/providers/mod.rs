@@ -321,6 +321,13 @@ pub struct SlotPermit(
     #[expect(dead_code, reason = "held for its Drop")] Option<tokio::sync::OwnedSemaphorePermit>,
 );
 
+impl SlotPermit {
+    /// No slot: an answer no deployment makes (a cache hit).
+    pub fn none() -> SlotPermit {
+        SlotPermit(None)
+    }
+}
+
 impl Deployment {
     /// Takes a concurrency slot, or says the deployment is saturated.
     pub fn try_acquire(&self) -> Result<SlotPermit, ProviderError> {

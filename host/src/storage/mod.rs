@@ -3,6 +3,7 @@
 
 mod admission;
 mod audit;
+mod cache;
 mod policies;
 mod tenants;
 
@@ -16,6 +17,7 @@ use sqlx::sqlite::{
 pub use crate::auth::KeyRow;
 pub use admission::{CoverRow, SpendRow};
 pub use audit::{AuditBatch, AuditRow, AuditWriter, CheckpointRow, ContentRow};
+pub use cache::{CacheRow, CacheWrite};
 pub use policies::{ActivePolicyRow, PolicySettingsRow, PolicyVersionRow};
 pub use tenants::TenantRow;
 
