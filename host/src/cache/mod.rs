@@ -59,7 +59,7 @@ impl CacheStatus {
 pub struct Settings {
     pub enabled: bool,
     /// The cosine similarity a semantic hit needs, in [0.90, 0.99].
-    pub threshold: f32,
+    pub threshold: f64,
     /// How long an answer is served, in seconds.
     pub ttl_secs: u64,
     /// Whether answers sampled at `temperature > 0` are cached (and served for later such requests).
@@ -77,7 +77,7 @@ impl Default for Settings {
     }
 }
 
-pub const THRESHOLD_RANGE: std::ops::RangeInclusive<f32> = 0.90..=0.99;
+pub const THRESHOLD_RANGE: std::ops::RangeInclusive<f64> = 0.90..=0.99;
 /// From one second to 30 days.
 pub const TTL_RANGE: std::ops::RangeInclusive<u64> = 1..=30 * 86_400;
 

@@ -13,7 +13,7 @@ use crate::error::{ApiError, ErrorCode};
 #[serde(deny_unknown_fields)]
 struct SettingsPatch {
     enabled: Option<bool>,
-    threshold: Option<f32>,
+    threshold: Option<f64>,
     ttl_secs: Option<u64>,
     cache_sampled: Option<bool>,
 }

@@ -587,9 +587,11 @@ async fn lookup(
     if plan.read
         && let Some((v, digest)) = &vector
     {
+        // f32 as the index measures; 0.95 in f64 and in f32 round to the same f32.
         let threshold = plan
             .threshold
-            .map_or(settings.threshold, |t| t.max(settings.threshold));
+            .map_or(settings.threshold, |t| f64::from(t).max(settings.threshold))
+            as f32;
         let query = cache::Query {
             vector: v,
             embedder: digest,
