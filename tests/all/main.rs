@@ -5,6 +5,7 @@
 mod admin;
 mod audit;
 mod bad_input;
+mod cache;
 mod cli;
 mod compat;
 mod data_plane;
