@@ -82,3 +82,18 @@ async fn official_openai_python_client_streams_a_local_completion() {
     let gw = TestGateway::start(&crate::local::routing(&dir, "")).await;
     run_script("openai_local.py", &gw).await;
 }
+
+#[tokio::test]
+async fn official_openai_python_client_reads_cache_hits_and_a_replayed_stream() {
+    if !python_has_openai() {
+        return;
+    }
+    let Some(dir) = crate::local::models_dir() else {
+        return;
+    };
+    let gw = TestGateway::start_changed(&crate::local::routing(&dir, ""), |c| {
+        c.cache.enabled = true;
+    })
+    .await;
+    run_script("openai_cache.py", &gw).await;
+}
