@@ -1,5 +1,6 @@
 //! The response cache over real HTTP: exact hits, tenant isolation, bypass rules, a replayed stream, the
-//! hit's audit entry at zero cost, erasure, and persistence across a restart.
+//! hit's audit entry at zero cost, erasure, and persistence across a restart; and `sluice cache eval`'s
+//! figures with the real embedder.
 
 use serde_json::Value;
 
@@ -140,4 +141,43 @@ async fn a_repeat_is_served_from_the_tenants_own_cache_at_zero_cost_until_erased
     assert_eq!(erased["erased_entries"], 1);
     assert_eq!(status_of(&gw, &member, chat_body("small")).await, "miss");
     gw.stop().await;
+}
+
+/// The cache's own lookup path over the `fow-cache` pairs with the real embedder, at the default threshold
+/// (0.95) with the guard on. Floors from the measured figures (52.7% of same-answer pairs served, 2 of 300
+/// traps answered wrongly), so a regression of the embedder's scale or the guard fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_eval_at_the_default_serves_half_the_paraphrases_and_at_most_one_percent_of_traps() {
+    use sluice::cache::eval;
+    use sluice::inference::{LocalModels, QueueLimits};
+    let Some(dir) = crate::local::models_dir() else {
+        return;
+    };
+    let cases = eval::load(&dir.join("fow-cache")).expect("`sluice models pull` fetches fow-cache");
+    let embedder = LocalModels::default()
+        .embedder(&dir, "all-minilm-l6-v2", QueueLimits::default())
+        .unwrap();
+    let report = eval::evaluate(cases, &embedder).await.unwrap();
+    let at = |threshold: f32, guard: bool| {
+        let run = report.run(threshold, guard).unwrap();
+        let pairs = |same: bool| run.total(same, false, &report.cases);
+        let conversations = |same: bool| run.total(same, true, &report.cases);
+        (
+            pairs(true),
+            pairs(false),
+            conversations(true),
+            conversations(false),
+        )
+    };
+    let (same, traps, _, conversation_traps) = at(0.95, true);
+    assert_eq!((same.pairs, traps.pairs), (300, 300));
+    assert!(same.served * 100 >= 50 * same.pairs, "{same:?}");
+    assert!(traps.false_hits * 100 <= traps.pairs, "{traps:?}");
+    assert_eq!(conversation_traps.false_hits, 0, "{conversation_traps:?}");
+    // The guard is what keeps the traps out: without it the same threshold answers many of them.
+    let (_, unguarded, _, _) = at(0.95, false);
+    assert!(
+        unguarded.false_hits >= 5 * traps.false_hits.max(1),
+        "{unguarded:?}"
+    );
 }

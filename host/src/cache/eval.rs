@@ -112,13 +112,15 @@ pub struct Run {
 }
 
 impl Run {
-    /// Pairs whose `b` shares `a`'s answer (`true`) or needs another (`false`), over every category.
-    pub fn total(&self, same_answer: bool, cases: &[Case]) -> Tally {
+    /// Pairs whose `b` shares `a`'s answer (`true`) or needs another (`false`), over the categories of
+    /// the conversations (`conversation`) or of the single questions.
+    pub fn total(&self, same_answer: bool, conversation: bool, cases: &[Case]) -> Tally {
         let mut t = Tally::default();
         for (category, tally) in &self.by_category {
-            if cases
-                .iter()
-                .any(|c| &c.category == category && c.same_answer == same_answer)
+            if category.starts_with("conv/") == conversation
+                && cases
+                    .iter()
+                    .any(|c| &c.category == category && c.same_answer == same_answer)
             {
                 t.pairs += tally.pairs;
                 t.served += tally.served;
@@ -129,11 +131,24 @@ impl Run {
     }
 }
 
+/// One pair's own scores: how alike its two questions embed, and what the guard says of them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Detail {
+    pub id: String,
+    pub category: String,
+    pub same_answer: bool,
+    /// Cosine similarity of the two questions' embeddings.
+    pub similarity: f32,
+    /// Why the guard refuses `b` the answer of `a`, if it does.
+    pub guard: Option<&'static str>,
+}
+
 /// The whole evaluation.
 #[derive(Debug, Clone)]
 pub struct Report {
     pub cases: Vec<Case>,
     pub runs: Vec<Run>,
+    pub details: Vec<Detail>,
     pub embed_time: Duration,
 }
 
@@ -186,6 +201,18 @@ pub async fn evaluate(cases: Vec<Case>, embedder: &LocalEmbedder) -> anyhow::Res
     let vectors_a = embed_all(embedder, plans_a.iter().map(question).collect()).await?;
     let vectors_b = embed_all(embedder, plans_b.iter().map(question).collect()).await?;
     let embed_time = start.elapsed();
+    let details = cases
+        .iter()
+        .zip(plans_a.iter().zip(&plans_b))
+        .zip(vectors_a.iter().zip(&vectors_b))
+        .map(|((case, (a, b)), (va, vb))| Detail {
+            id: case.id.clone(),
+            category: case.category.clone(),
+            same_answer: case.same_answer,
+            similarity: cosine(va, vb),
+            guard: super::guard::conflict(&question(a), &question(b)),
+        })
+        .collect();
     let cache = Cache::new(
         CacheConfig {
             enabled: true,
@@ -248,8 +275,15 @@ pub async fn evaluate(cases: Vec<Case>, embedder: &LocalEmbedder) -> anyhow::Res
     Ok(Report {
         cases,
         runs,
+        details,
         embed_time,
     })
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (norm(a) * norm(b)).max(f32::MIN_POSITIVE)
 }
 
 fn pct(n: usize, of: usize) -> String {
@@ -302,13 +336,24 @@ impl std::fmt::Display for Report {
                 }
                 writeln!(f)?;
             }
-            for (label, same) in [("all same-answer pairs", true), ("all traps", false)] {
-                let n = self.cases.iter().filter(|c| c.same_answer == same).count();
+            let totals = [
+                ("pairs: same answer", false, true),
+                ("pairs: traps", false, false),
+                ("conversations: same answer", true, true),
+                ("conversations: traps", true, false),
+            ];
+            for (label, conversation, same) in totals {
+                let of = |c: &Case| c.category.starts_with("conv/") == conversation;
+                let n = self
+                    .cases
+                    .iter()
+                    .filter(|c| of(c) && c.same_answer == same)
+                    .count();
                 write!(f, "{label:<34} {n:>5}")?;
                 for t in THRESHOLDS {
                     let tally = self
                         .run(t, guard)
-                        .map(|r| r.total(same, &self.cases))
+                        .map(|r| r.total(same, conversation, &self.cases))
                         .unwrap_or_default();
                     write!(
                         f,

@@ -9,8 +9,9 @@
 //! - [`replay`]: stored completions, the body of a hit and its replay as a stream.
 //! - [`persist`]: entries sealed in the database, and the writer that keeps it up to date.
 //!
-//! An exact hit needs the same exact key; a semantic hit needs the same context key and a cosine similarity
-//! of at least the threshold between the questions, and passes the guard. Entries expire after the
+//! An exact hit needs the same exact key; a semantic hit needs the same context key and a similarity of at
+//! least the threshold between the questions (their embeddings' cosine on the embedder's scale,
+//! `1 - (1 - cosine) / scale`), and passes the guard. Entries expire after the
 //! tenant's TTL, and the least recently used entry of a full index makes room.
 
 pub mod eval;
@@ -58,7 +59,7 @@ impl CacheStatus {
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub enabled: bool,
-    /// The cosine similarity a semantic hit needs, in [0.90, 0.99].
+    /// The similarity a semantic hit needs, in [0.90, 0.99].
     pub threshold: f64,
     /// How long an answer is served, in seconds.
     pub ttl_secs: u64,
@@ -128,7 +129,7 @@ pub struct Answer {
 pub struct Hit {
     pub id: u64,
     pub answer: Arc<Answer>,
-    /// The questions' cosine similarity, for a semantic hit.
+    /// The questions' similarity (on the embedder's scale), for a semantic hit.
     pub similarity: Option<f32>,
 }
 
@@ -369,9 +370,15 @@ impl Cache {
                 return None;
             }
         };
+        // The embedder's cosine, read on the cache's similarity scale (see `similarity_scale`).
+        let scale = crate::inference::catalog::similarity_scale(query.embedder);
+        let similarity = |cosine: f32| 1.0 - (1.0 - cosine) / scale;
         let now = self.now_ms();
         let mut shelf = lock(&t.shelf);
-        for n in near.into_iter().filter(|n| n.similarity >= threshold) {
+        for n in near
+            .into_iter()
+            .filter(|n| similarity(n.similarity) >= threshold)
+        {
             let Some(stored) = shelf.entries.get(&n.id) else {
                 continue;
             };
@@ -383,7 +390,7 @@ impl Cache {
             if refused {
                 continue;
             }
-            if let Some(hit) = shelf.fresh_hit(n.id, now, ttl_ms, Some(n.similarity)) {
+            if let Some(hit) = shelf.fresh_hit(n.id, now, ttl_ms, Some(similarity(n.similarity))) {
                 return Some(hit);
             }
         }

@@ -40,6 +40,9 @@ pub struct Package {
     pub files: &'static [PinnedFile],
     /// Sampling temperature when a request sets none (the model card's recommendation).
     pub default_temperature: f64,
+    /// For an embedder, how the cache reads its cosines: a similarity of `1 - (1 - cosine) / scale`, so that
+    /// a threshold means the same share of paraphrases whatever the model. Set from `sluice cache eval`.
+    pub similarity_scale: f32,
 }
 
 impl Package {
@@ -67,6 +70,7 @@ pub const CATALOG: &[Package] = &[
             sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
         }],
         default_temperature: 0.2,
+        similarity_scale: 1.0,
     },
     Package {
         name: "all-minilm-l6-v2",
@@ -98,6 +102,7 @@ pub const CATALOG: &[Package] = &[
             },
         ],
         default_temperature: 0.0,
+        similarity_scale: 3.0,
     },
     Package {
         name: "fow-cache",
@@ -153,6 +158,7 @@ pub const CATALOG: &[Package] = &[
             },
         ],
         default_temperature: 0.0,
+        similarity_scale: 1.0,
     },
 ];
 
@@ -168,4 +174,13 @@ pub fn names(kind: ModelKind) -> Vec<&'static str> {
         .filter(|p| p.kind == kind)
         .map(|p| p.name)
         .collect()
+}
+
+/// The similarity scale of the embedder whose weights have SHA-256 `digest`; 1 (the cosine itself) for
+/// a model this build does not know.
+pub fn similarity_scale(digest: &str) -> f32 {
+    CATALOG
+        .iter()
+        .find(|p| p.kind == ModelKind::Embeddings && p.weights().sha256 == digest)
+        .map_or(1.0, |p| p.similarity_scale)
 }
