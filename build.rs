@@ -71,6 +71,10 @@ fn main() {
         "policies/test-bad-export",
         "policies/test-secrets-import",
         "policies/test-http-import",
+        "policies/test-v0-1-0",
+        "policies/test-embedding-echo",
+        "features/src",
+        "features/Cargo.toml",
         "wit",
         "guest-sdk/src",
         "guest-sdk/Cargo.toml",
@@ -101,6 +105,8 @@ fn main() {
         "sluice_policy_test_bad_export",
         "sluice_policy_test_secrets_import",
         "sluice_policy_test_http_import",
+        "sluice_policy_test_v0_1_0",
+        "sluice_policy_test_embedding_echo",
     ] {
         copy_wasm(&policies_target, name, &out, &format!("{name}.wasm"));
     }

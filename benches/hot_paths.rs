@@ -215,7 +215,23 @@ fn policies(c: &mut Criterion) {
         b.iter(|| {
             black_box(
                 runtime
-                    .classify(&classifier, black_box(&req), deadline)
+                    .classify(&classifier, black_box(&req), None, deadline)
+                    .unwrap(),
+            )
+        })
+    });
+    // With the question's embedding (384 floats of the model the built-in head reads), as `auto` runs it
+    // when the gateway has its embedder: the difference to the call above is what reading it costs.
+    let minilm = sluice::inference::catalog::find("all-minilm-l6-v2").unwrap();
+    let embedding = wit::Embedding {
+        model_digest: format!("sha256:{}", minilm.weights().sha256),
+        vector: (0..384).map(|i| ((i as f32) * 0.37).sin() / 13.9).collect(),
+    };
+    c.bench_function("policy/classify_builtin_with_embedding", |b| {
+        b.iter(|| {
+            black_box(
+                runtime
+                    .classify(&classifier, black_box(&req), Some(&embedding), deadline)
                     .unwrap(),
             )
         })
@@ -258,7 +274,7 @@ fn policies(c: &mut Criterion) {
             black_box(runtime.authorize(&auth, black_box(&req), deadline).unwrap());
             black_box(
                 runtime
-                    .classify(&classifier, black_box(&req), deadline)
+                    .classify(&classifier, black_box(&req), None, deadline)
                     .unwrap(),
             );
             black_box(runtime.route(&router, black_box(&input), deadline).unwrap())
@@ -304,13 +320,13 @@ fn policy_pool(c: &mut Criterion) {
         .build()
         .unwrap();
     c.bench_function("policy_pool/classify_builtin_direct", |b| {
-        b.iter(|| black_box(runtime.classify(&classifier, &req, deadline).unwrap()))
+        b.iter(|| black_box(runtime.classify(&classifier, &req, None, deadline).unwrap()))
     });
     c.bench_function("policy_pool/classify_builtin_through_pool", |b| {
         b.iter(|| {
             let (runtime, classifier, req) = (runtime.clone(), classifier.clone(), req.clone());
             rt.block_on(pool.run("t", move || {
-                black_box(runtime.classify(&classifier, &req, deadline).unwrap())
+                black_box(runtime.classify(&classifier, &req, None, deadline).unwrap())
             }))
             .unwrap()
         })

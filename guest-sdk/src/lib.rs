@@ -1,6 +1,6 @@
 //! Sluice guest SDK: write a Sluice policy (`auth`, `classify` or `route`) as one ordinary Rust function and
 //! export it with one macro line; the SDK generates the WebAssembly component bindings from the gateway's WIT
-//! contract (`wit/policy.wit`, package `sluice:policy@0.1.0`).
+//! contract (`wit/policy.wit`, package `sluice:policy@0.1.1`).
 //!
 //! ```no_run
 //! use sluice_guest::prelude::*;
@@ -43,10 +43,12 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod catalog;
+pub mod head;
 pub mod log;
 mod request;
 
 pub use catalog::{ASSUMED_OUTPUT_TOKENS, Catalog};
+pub use head::LinearHead;
 pub use request::{estimate_tokens, looks_like_code};
 
 /// The bindings wit-bindgen generates, one module per world. Not part of the API: the export macros reach
@@ -82,8 +84,24 @@ pub mod __private {
             default_bindings_module: "$crate::__private::classifier",
             additional_derives: [PartialEq],
             with: {
-                "sluice:policy/types@0.1.0": crate::__private::router::sluice::policy::types,
-                "sluice:policy/log@0.1.0": crate::__private::router::sluice::policy::log,
+                "sluice:policy/types@0.1.1": crate::__private::router::sluice::policy::types,
+                "sluice:policy/log@0.1.1": crate::__private::router::sluice::policy::log,
+            },
+        });
+    }
+
+    /// The embedding classifier world, reusing the router world's `types` and `log`.
+    pub mod embedding_classifier {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "embedding-classifier-policy",
+            pub_export_macro: true,
+            export_macro_name: "__export_embedding_classifier",
+            default_bindings_module: "$crate::__private::embedding_classifier",
+            additional_derives: [PartialEq],
+            with: {
+                "sluice:policy/types@0.1.1": crate::__private::router::sluice::policy::types,
+                "sluice:policy/log@0.1.1": crate::__private::router::sluice::policy::log,
             },
         });
     }
@@ -98,8 +116,8 @@ pub mod __private {
             default_bindings_module: "$crate::__private::auth",
             additional_derives: [PartialEq],
             with: {
-                "sluice:policy/types@0.1.0": crate::__private::router::sluice::policy::types,
-                "sluice:policy/log@0.1.0": crate::__private::router::sluice::policy::log,
+                "sluice:policy/types@0.1.1": crate::__private::router::sluice::policy::types,
+                "sluice:policy/log@0.1.1": crate::__private::router::sluice::policy::log,
             },
         });
     }
@@ -111,16 +129,17 @@ pub use __private::router::exports::sluice::policy::router::{
     Decision as RouteDecision, RoutingInput,
 };
 pub use __private::router::sluice::policy::types::{
-    Budget, Deployment, Endpoint, Health, Label, Message, PolicyError, Request, Role, Tier,
+    Budget, Deployment, Embedding, Endpoint, Health, Label, Message, PolicyError, Request, Role,
+    Tier,
 };
 
 /// Everything a policy usually needs: `use sluice_guest::prelude::*;`.
 pub mod prelude {
     pub use crate::log;
     pub use crate::{
-        ASSUMED_OUTPUT_TOKENS, AuthDecision, Budget, Catalog, Classification, Deployment, Endpoint,
-        Health, Label, Message, PolicyError, Request, Role, RouteDecision, RoutingInput, Tier,
-        estimate_tokens, looks_like_code,
+        ASSUMED_OUTPUT_TOKENS, AuthDecision, Budget, Catalog, Classification, Deployment,
+        Embedding, Endpoint, Health, Label, LinearHead, Message, PolicyError, Request, Role,
+        RouteDecision, RoutingInput, Tier, estimate_tokens, looks_like_code,
     };
 }
 
@@ -210,6 +229,68 @@ macro_rules! export_classifier {
             }
             $crate::__private::classifier::__export_classifier!(
                 SluiceGuestClassifier with_types_in $crate::__private::classifier
+            );
+        };
+    };
+}
+
+/// Exports `fn(Request, Option<Embedding>) -> Result<Classification, PolicyError>` as the component's
+/// `classify` slot with the request's embedding (world `embedding-classifier-policy`, since contract
+/// 0.1.1). The host computes the embedding (its last user message through the gateway's embedding model)
+/// only for a classifier exported this way; it is `None` when the gateway has no embedding model or could
+/// not compute it in time, so the function needs a fallback.
+///
+/// ```no_run
+/// use sluice_guest::prelude::*;
+///
+/// // Weights written by `sluice route train` (see `LinearHead`).
+/// # const HEAD: &[u8] = &[];
+/// fn classify(req: Request, embedding: Option<Embedding>) -> Result<Classification, PolicyError> {
+///     let head = LinearHead::parse(HEAD).map_err(PolicyError::new)?;
+///     let score = match embedding.as_ref() {
+///         Some(e) => head.score(e, &sluice_guest::head::structural(&req))?,
+///         None => 0.5,
+///     };
+///     let tier = if score < 0.5 { Tier::Simple } else { Tier::Complex };
+///     Ok(Classification { tier, score, labels: vec![] })
+/// }
+/// sluice_guest::export_embedding_classifier!(classify);
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! export_embedding_classifier {
+    ($classify:path) => {
+        const _: () = {
+            struct SluiceGuestEmbeddingClassifier;
+            impl $crate::__private::embedding_classifier::exports::sluice::policy::embedding_classifier::Guest
+                for SluiceGuestEmbeddingClassifier
+            {
+                fn classify(
+                    req: $crate::Request,
+                    embedding: ::core::option::Option<$crate::Embedding>,
+                ) -> ::core::result::Result<
+                    $crate::__private::embedding_classifier::exports::sluice::policy::embedding_classifier::Classification,
+                    $crate::PolicyError,
+                > {
+                    // The coercion names the expected signature in the compile error of a wrong one.
+                    let classify: fn(
+                        $crate::Request,
+                        ::core::option::Option<$crate::Embedding>,
+                    ) -> ::core::result::Result<
+                        $crate::Classification,
+                        $crate::PolicyError,
+                    > = $classify;
+                    classify(req, embedding).map(|c| {
+                        $crate::__private::embedding_classifier::exports::sluice::policy::embedding_classifier::Classification {
+                            tier: c.tier,
+                            score: c.score,
+                            labels: c.labels,
+                        }
+                    })
+                }
+            }
+            $crate::__private::embedding_classifier::__export_embedding_classifier!(
+                SluiceGuestEmbeddingClassifier with_types_in $crate::__private::embedding_classifier
             );
         };
     };

@@ -14,6 +14,7 @@ mod layers;
 mod local;
 mod ops;
 mod policy;
+mod routing;
 mod spend;
 mod support;
 mod tls;

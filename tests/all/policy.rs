@@ -532,7 +532,7 @@ async fn uploads_are_checked(gw: &TestGateway) {
         (
             "auth",
             BAD_EXPORT,
-            "the `auth` export does not match the contract `sluice:policy@0.1.0`",
+            "the `auth` export does not match the contract `sluice:policy@0.1.1`",
         ),
         (
             "auth",

@@ -1,6 +1,10 @@
 //! One semantic index: a usearch HNSW graph (cosine, f16) of one tenant's questions for one model family
 //! and one embedding model. Keys are cache entry ids. Searches share a read lock; adds, removals and the
 //! compaction that drops removed slots take the write lock.
+//!
+//! A small index is a flat list searched exhaustively (exact f32 cosines): usearch reserves memory-mapped
+//! arenas of 8 MiB for its graph and 8 MiB for its vectors however few entries it holds, which a cache of
+//! many small tenants cannot pay per index. The graph is built when the list outgrows `FLAT_LIMIT`.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -25,8 +29,14 @@ pub struct SemanticIndex {
     inner: RwLock<Graph>,
 }
 
+/// Entries an index keeps in a flat list before it builds its graph.
+pub const FLAT_LIMIT: usize = 256;
+
 struct Graph {
-    index: Index,
+    /// The HNSW graph, once the index has outgrown the flat list.
+    index: Option<Index>,
+    /// The entries of a small index, with their vectors.
+    flat: HashMap<u64, Vec<f32>>,
     /// Each entry's context key: a search only returns entries of the asker's context.
     contexts: HashMap<u64, Key>,
     /// Entries removed since the last rebuild (`size` no longer counts them, but their slots stay in the
@@ -66,19 +76,28 @@ impl SemanticIndex {
     /// An empty index of `dims`-dimensional vectors, with `threads` search slots: as many as threads may
     /// search at once (the server's async workers and the blocking threads that search).
     pub fn new(dims: usize, threads: usize) -> Result<SemanticIndex, IndexError> {
-        let index = Index::new(&options(dims)).map_err(failed)?;
-        index
-            .reserve_capacity_and_threads(64, threads)
-            .map_err(failed)?;
+        if dims == 0 {
+            return Err(IndexError("an index of 0 dimensions".to_owned()));
+        }
         Ok(SemanticIndex {
             dims,
             threads,
             inner: RwLock::new(Graph {
-                index,
+                index: None,
+                flat: HashMap::new(),
                 contexts: HashMap::new(),
                 removed: 0,
             }),
         })
+    }
+
+    /// A graph with room for `capacity` entries.
+    fn graph(&self, capacity: usize) -> Result<Index, IndexError> {
+        let index = Index::new(&options(self.dims)).map_err(failed)?;
+        index
+            .reserve_capacity_and_threads(capacity.max(64), self.threads)
+            .map_err(failed)?;
+        Ok(index)
     }
 
     pub fn dims(&self) -> usize {
@@ -86,16 +105,21 @@ impl SemanticIndex {
     }
 
     pub fn len(&self) -> usize {
-        self.read().index.size()
+        let graph = self.read();
+        graph.index.as_ref().map_or(graph.flat.len(), Index::size)
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Bytes usearch says the graph and vectors take.
+    /// Bytes the vectors and the graph take (as usearch counts them, reserved arenas included).
     pub fn memory_usage(&self) -> usize {
-        self.read().index.memory_usage()
+        let graph = self.read();
+        match &graph.index {
+            Some(index) => index.memory_usage(),
+            None => graph.flat.len() * (self.dims * 4 + 8),
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Graph> {
@@ -120,7 +144,22 @@ impl SemanticIndex {
             )));
         }
         let mut graph = self.write();
-        let index = &graph.index;
+        if graph.index.is_none() && graph.flat.len() < FLAT_LIMIT {
+            graph.flat.insert(id, vector.to_vec());
+            graph.contexts.insert(id, context);
+            return Ok(());
+        }
+        if graph.index.is_none() {
+            let index = self.graph(FLAT_LIMIT * 2)?;
+            for (&key, v) in &graph.flat {
+                index.add(key, v).map_err(failed)?;
+            }
+            graph.flat = HashMap::new();
+            graph.index = Some(index);
+        }
+        let Some(index) = &graph.index else {
+            unreachable!("built above");
+        };
         if index.size() + 1 > index.capacity() {
             index
                 .reserve_capacity_and_threads((index.capacity() * 2).max(64), self.threads)
@@ -134,7 +173,14 @@ impl SemanticIndex {
     /// Marks entry `id` removed.
     pub fn remove(&self, id: u64) {
         let mut graph = self.write();
-        if graph.index.remove(id).is_ok_and(|n| n > 0) {
+        let removed = match &graph.index {
+            Some(index) => index.remove(id).is_ok_and(|n| n > 0),
+            None => {
+                graph.flat.remove(&id);
+                false
+            }
+        };
+        if removed {
             graph.removed += 1;
         }
         graph.contexts.remove(&id);
@@ -153,11 +199,24 @@ impl SemanticIndex {
         context: &Key,
     ) -> Result<Vec<Neighbour>, IndexError> {
         let graph = self.read();
-        if graph.index.size() == 0 {
+        let Some(index) = &graph.index else {
+            let mut near: Vec<Neighbour> = graph
+                .flat
+                .iter()
+                .filter(|(id, _)| graph.contexts.get(id) == Some(context))
+                .map(|(&id, v)| Neighbour {
+                    id,
+                    similarity: cosine(query, v),
+                })
+                .collect();
+            near.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+            near.truncate(count);
+            return Ok(near);
+        };
+        if index.size() == 0 {
             return Ok(Vec::new());
         }
-        let found = graph
-            .index
+        let found = index
             .filtered_search(query, count, |id| graph.contexts.get(&id) == Some(context))
             .map_err(failed)?;
         Ok(found
@@ -175,19 +234,26 @@ impl SemanticIndex {
     /// (dequantized from f16). Searches wait for it; it runs when removals pile up.
     pub fn compact(&self) -> Result<(), IndexError> {
         let mut graph = self.write();
-        let fresh = Index::new(&options(self.dims)).map_err(failed)?;
-        fresh
-            .reserve_capacity_and_threads(graph.contexts.len().max(64), self.threads)
-            .map_err(failed)?;
+        let Some(index) = &graph.index else {
+            return Ok(());
+        };
+        let fresh = self.graph(graph.contexts.len())?;
         let mut vector = vec![0f32; self.dims];
         for &id in graph.contexts.keys() {
-            graph.index.get(id, &mut vector).map_err(failed)?;
+            index.get(id, &mut vector).map_err(failed)?;
             fresh.add(id, &vector).map_err(failed)?;
         }
-        graph.index = fresh;
+        graph.index = Some(fresh);
         graph.removed = 0;
         Ok(())
     }
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let norms = norm(a) * norm(b);
+    if norms > 0.0 { dot / norms } else { 0.0 }
 }
 
 #[cfg(test)]
@@ -200,47 +266,84 @@ mod tests {
     }
 
     #[test]
-    fn nearest_first_filtered_removed_and_rebuilt() {
-        let index = SemanticIndex::new(4, 4).unwrap();
-        for id in 0..200u64 {
-            let angle = id as f32 / 100.0;
-            index
-                .add(
-                    id,
-                    &unit(&[angle.cos(), angle.sin(), 0.1, 0.0]),
-                    [(id % 2) as u8; 32],
-                )
-                .unwrap();
+    fn nearest_first_filtered_removed_and_rebuilt_flat_and_as_a_graph() {
+        for entries in [200u64, 600] {
+            let graph = entries as usize > FLAT_LIMIT;
+            let index = SemanticIndex::new(4, 4).unwrap();
+            for id in 0..entries {
+                let angle = id as f32 / 100.0;
+                index
+                    .add(
+                        id,
+                        &unit(&[angle.cos(), angle.sin(), 0.1, 0.0]),
+                        [(id % 2) as u8; 32],
+                    )
+                    .unwrap();
+            }
+            assert_eq!(index.len(), entries as usize);
+            assert_eq!(index.read().index.is_some(), graph);
+            let query = unit(&[1.0f32.cos(), 1.0f32.sin(), 0.1, 0.0]);
+            let near = index.search(&query, 3, &[0; 32]).unwrap();
+            assert_eq!(near[0].id, 100, "{entries}");
+            assert!(near[0].similarity > 0.999, "{near:?}");
+            assert!(near[0].similarity >= near[1].similarity);
+            let odd = index.search(&query, 3, &[1; 32]).unwrap();
+            assert!(
+                !odd.is_empty() && odd.iter().all(|n| n.id % 2 == 1),
+                "{odd:?}"
+            );
+            assert!(
+                index.search(&query, 3, &[7; 32]).unwrap().is_empty(),
+                "another context finds nothing"
+            );
+            index.remove(100);
+            let live = entries as usize - 1;
+            assert_eq!((index.len(), index.removed()), (live, usize::from(graph)));
+            assert_ne!(index.search(&query, 1, &[0; 32]).unwrap()[0].id, 100);
+            index.compact().unwrap();
+            assert_eq!((index.len(), index.removed()), (live, 0));
+            let near = index.search(&query, 2, &[0; 32]).unwrap();
+            assert!(
+                [98, 102].contains(&near[0].id),
+                "the neighbours survive compaction: {near:?}"
+            );
+            assert!(near[0].similarity > 0.99, "{near:?}");
+            assert!(
+                index.add(1, &[1.0, 0.0], [0; 32]).is_err(),
+                "dimensions are checked"
+            );
         }
-        assert_eq!(index.len(), 200);
-        let query = unit(&[1.0f32.cos(), 1.0f32.sin(), 0.1, 0.0]);
-        let near = index.search(&query, 3, &[0; 32]).unwrap();
-        assert_eq!(near[0].id, 100);
-        assert!(near[0].similarity > 0.999, "{near:?}");
-        assert!(near[0].similarity >= near[1].similarity);
-        let odd = index.search(&query, 3, &[1; 32]).unwrap();
+    }
+
+    #[test]
+    fn a_small_index_takes_the_memory_of_its_vectors_not_usearch_arenas() {
+        // Spread-out vectors, as embeddings are (orthogonal ones all lie at one distance, which no graph
+        // can navigate).
+        let vector = |id: u64| -> Vec<f32> {
+            (0..384u64)
+                .map(|j| ((id * 384 + j) as f32 * 0.618).sin())
+                .collect()
+        };
+        let index = SemanticIndex::new(384, 4).unwrap();
+        for id in 0..FLAT_LIMIT as u64 {
+            index.add(id, &vector(id), [0; 32]).unwrap();
+        }
+        assert!(index.read().index.is_none());
         assert!(
-            !odd.is_empty() && odd.iter().all(|n| n.id % 2 == 1),
-            "{odd:?}"
+            index.memory_usage() < 512 * 1024,
+            "{}",
+            index.memory_usage()
         );
+        let last = FLAT_LIMIT as u64;
+        index.add(last, &vector(last), [0; 32]).unwrap();
+        assert_eq!(index.len(), FLAT_LIMIT + 1);
         assert!(
-            index.search(&query, 3, &[7; 32]).unwrap().is_empty(),
-            "another context finds nothing"
+            index.read().index.is_some(),
+            "the graph is built past the limit"
         );
-        index.remove(100);
-        assert_eq!((index.len(), index.removed()), (199, 1));
-        assert_ne!(index.search(&query, 1, &[0; 32]).unwrap()[0].id, 100);
-        index.compact().unwrap();
-        assert_eq!((index.len(), index.removed()), (199, 0));
-        let near = index.search(&query, 2, &[0; 32]).unwrap();
-        assert!(
-            [98, 102].contains(&near[0].id),
-            "the neighbours survive compaction: {near:?}"
-        );
-        assert!(near[0].similarity > 0.99, "{near:?}");
-        assert!(
-            index.add(1, &[1.0, 0.0], [0; 32]).is_err(),
-            "dimensions are checked"
-        );
+        for id in [0, 7, last] {
+            let near = index.search(&vector(id), 1, &[0; 32]).unwrap();
+            assert_eq!(near[0].id, id, "every entry is still found");
+        }
     }
 }

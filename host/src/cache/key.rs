@@ -94,11 +94,7 @@ pub fn plan(
     let threshold = threshold(headers)?;
     Ok(bypass(chat, headers, rules).map_or_else(
         || {
-            let question = chat
-                .messages
-                .iter()
-                .rposition(|m| m.role == MessageRole::User)
-                .ok_or(Bypass::NoQuestion)?;
+            let question = question_index(chat).ok_or(Bypass::NoQuestion)?;
             let context = context_key(chat, &family, question);
             let asked = &chat.messages[question];
             let mut h = Sha256::new();
@@ -118,6 +114,19 @@ pub fn plan(
         },
         Err,
     ))
+}
+
+/// The request's last user turn: the question its answer is about.
+fn question_index(chat: &ChatRequest) -> Option<usize> {
+    chat.messages
+        .iter()
+        .rposition(|m| m.role == MessageRole::User)
+}
+
+/// The text of the request's question (its last user turn; `None` when that turn is not text): what the
+/// semantic tier embeds, and what the classifier's embedding is of, so one embedding serves both.
+pub fn question_text(chat: &ChatRequest) -> Option<String> {
+    text_of(&chat.messages[question_index(chat)?])
 }
 
 /// The first rule the request breaks.

@@ -6,6 +6,8 @@
 //! - [`policy`]: `policy test` (offline) and a tenant's `policy push` / `list` / `activate` / `rollback`.
 //! - [`audit`]: `audit export` and the offline `audit verify`.
 //! - [`cache`]: `cache eval`, the response cache measured on labelled paraphrases and traps.
+//! - [`route`]: `route train` and `route eval`, the complexity classifier fitted and measured on a labelled
+//!   corpus.
 //! - [`models`]: `models pull` and `models list`, the local models' files by digest.
 //! - [`client`]: the HTTP client the remote commands (and the load bench) call a gateway with.
 //!
@@ -17,6 +19,7 @@ pub mod client;
 pub mod init;
 pub mod models;
 pub mod policy;
+pub mod route;
 pub mod serve;
 pub mod tenant;
 pub mod witness;
@@ -99,6 +102,11 @@ pub enum Command {
         #[command(subcommand)]
         action: cache::CacheAction,
     },
+    /// Train and measure a complexity classifier on a labelled corpus.
+    Route {
+        #[command(subcommand)]
+        action: route::RouteAction,
+    },
     /// Fetch and list the local models' files, pinned by digest.
     Models {
         #[command(subcommand)]
@@ -126,6 +134,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Witness { action } => witness::run(action).await,
         Command::Models { action } => models::run(action).await,
         Command::Cache { action } => cache::run(action).await,
+        Command::Route { action } => route::run(action).await,
         // No logging, no config: compile and exit.
         Command::CompilePolicy {
             max_memory_bytes,

@@ -68,6 +68,10 @@ pub enum PolicyAction {
         /// Fuel per millisecond of deadline: the gateway's `policies.fuel_per_ms`.
         #[arg(long, default_value_t = wasm::DEFAULT_FUEL_PER_MS, value_parser = clap::value_parser!(u64).range(1..))]
         fuel_per_ms: u64,
+        /// The models folder (`sluice models pull`): the embedder, for a classifier that reads the request's
+        /// embedding; without it such a classifier runs without one.
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
     },
     /// Upload a component for a slot of the key's tenant and activate it.
     Push {
@@ -121,6 +125,7 @@ pub async fn run(action: PolicyAction) -> anyhow::Result<()> {
             budget_micro_usd,
             deadline_ms,
             fuel_per_ms,
+            models,
         } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
@@ -141,12 +146,15 @@ pub async fn run(action: PolicyAction) -> anyhow::Result<()> {
                 tier,
                 budget_micro_usd,
                 labels: Vec::new(),
+                embedding: None,
             };
             let limits = wasm::Limits {
                 deadline: std::time::Duration::from_millis(deadline_ms.max(1)),
                 fuel_per_ms,
                 ..wasm::Limits::default()
             };
+            let mut inputs = inputs;
+            inputs.embedding = question_embedding(&bytes, &inputs.request, &models).await?;
             let test = OfflineTest {
                 slot,
                 inputs,
@@ -181,6 +189,47 @@ pub async fn run(action: PolicyAction) -> anyhow::Result<()> {
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
+}
+
+/// The request's question embedded as the gateway does, when the component's classifier reads it (the
+/// built-in classifier does, to tell the router's tier) and the embedder is in `models`.
+async fn question_embedding(
+    bytes: &[u8],
+    request: &str,
+    models: &std::path::Path,
+) -> anyhow::Result<Option<wasm::Embedding>> {
+    let policy = wasm::Runtime::new(wasm::Limits::default())?.load(bytes)?;
+    let reads = policy.reads_embedding() || policy.exports(wasm::Slot::Route);
+    if !reads {
+        return Ok(None);
+    }
+    // A bad request is `offline::run`'s to report.
+    let Some(question) = offline::parse_request(request)
+        .ok()
+        .and_then(|chat| crate::cache::key::question_text(&chat))
+    else {
+        return Ok(None);
+    };
+    let embedder = match crate::inference::LocalModels::default().embedder(
+        models,
+        "all-minilm-l6-v2",
+        crate::inference::QueueLimits::default(),
+    ) {
+        Ok(e) => e,
+        Err(e) => {
+            println!("embedding: none ({e})");
+            return Ok(None);
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut made = embedder
+        .embed("offline", vec![question], deadline)
+        .await
+        .map_err(|e| anyhow::anyhow!("embedding the question: {e:?}"))?;
+    Ok(made.pop().map(|e| wasm::Embedding {
+        model_digest: format!("sha256:{}", embedder.digest),
+        vector: e.vector,
+    }))
 }
 
 /// `sluice policy test`: runs the component and prints its slot, log, decision, work and time; exits with 1

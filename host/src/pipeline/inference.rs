@@ -91,6 +91,16 @@ pub struct Call<'x> {
     route: Option<Route>,
     /// cache: what a miss keeps to store its answer.
     pending: Option<cache::Pending>,
+    /// classify: the question's embedding, when the classifier read it; the cache reuses it.
+    embedded: Option<Embedded>,
+}
+
+/// One embedding of the request's question (`cache::key::question_text`), made once per request.
+struct Embedded {
+    question: String,
+    vector: Vec<f32>,
+    /// The embedding model's weights, SHA-256 hex.
+    digest: String,
 }
 
 impl Call<'_> {
@@ -275,6 +285,7 @@ impl<'x> Call<'x> {
             classified: None,
             route: None,
             pending: None,
+            embedded: None,
         }
     }
 }
@@ -480,7 +491,9 @@ fn candidates(call: &mut Call<'_>) -> Result<(), ApiError> {
 }
 
 /// Phase 6, classify: the tenant's classifier, or the built-in one when a router will read the tier. A
-/// failing classifier falls back to the built-in one; nothing here ends the request.
+/// classifier that reads the embedding gets the question's (made here, only then, and kept for the cache);
+/// without an embedder, or when it is not made in time, it classifies without one, and the trail says so.
+/// A failing classifier falls back to the built-in one; nothing here ends the request.
 async fn classify(call: &mut Call<'_>) {
     call.ex.enter(Phase::Classify);
     if !call.classifies() {
@@ -492,11 +505,18 @@ async fn classify(call: &mut Call<'_>) {
     let routes = call.routes();
     let mut trail = std::mem::take(&mut call.trail);
     let start = Instant::now();
-    let classified = call
-        .ex
-        .app
+    let app = call.ex.app.clone();
+    let embedding = if app
         .policies
-        .classify(call.tenant.as_deref(), &view, routes, &mut trail)
+        .classifier_reads_embedding(call.tenant.as_deref(), routes)
+    {
+        embed_question(call).await
+    } else {
+        None
+    };
+    let classified = app
+        .policies
+        .classify(call.tenant.as_deref(), &view, routes, embedding, &mut trail)
         .await;
     call.took(Phase::Classify, start);
     if let Some(c) = &classified {
@@ -507,6 +527,45 @@ async fn classify(call: &mut Call<'_>) {
     call.trail = trail;
     call.view = Some(view);
     call.classified = classified;
+}
+
+/// The question's embedding for the classifier, kept in `call.embedded` for the cache. `None` without a
+/// text question, without an embedder, or when the embedder refuses or is late.
+async fn embed_question(call: &mut Call<'_>) -> Option<Arc<policy::Embedding>> {
+    let Typed::Chat(chat) = &call.request else {
+        return None;
+    };
+    let question = cache::key::question_text(chat)?;
+    let tenant = call.tenant_id();
+    let (vector, digest) = embed(&call.ex.app, &tenant, &question).await?;
+    let embedding = Arc::new(policy::Embedding {
+        model_digest: format!("sha256:{digest}"),
+        vector: vector.clone(),
+    });
+    call.embedded = Some(Embedded {
+        question,
+        vector,
+        digest,
+    });
+    Some(embedding)
+}
+
+/// `text`'s embedding by the routing's embedder, and the embedder's digest; `None` when there is no
+/// embedder or it refuses or is late (the caller goes on without).
+async fn embed(app: &crate::app::App, tenant: &str, text: &str) -> Option<(Vec<f32>, String)> {
+    let embedder = app.routing.load().embedder()?.clone();
+    let deadline = Instant::now() + EMBED_WAIT;
+    match embedder
+        .embed(tenant, vec![text.to_owned()], deadline)
+        .await
+    {
+        Ok(mut e) if e.len() == 1 => Some((e.remove(0).vector, embedder.digest.to_owned())),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::debug!(tenant = %tenant, error = ?e, "no embedding");
+            None
+        }
+    }
 }
 
 /// Phase 7, cache: the exact tier, then the semantic tier (the request's embedding, kept for the store),
@@ -567,22 +626,10 @@ async fn lookup(
     {
         return Ok((HitExact, Some(hit)));
     }
-    let vector = match (&plan.question, app.routing.load().embedder()) {
-        (Some(question), Some(embedder)) => {
-            let deadline = Instant::now() + EMBED_WAIT;
-            match embedder
-                .embed(tenant, vec![question.clone()], deadline)
-                .await
-            {
-                Ok(mut e) if e.len() == 1 => Some((e.remove(0).vector, embedder.digest.to_owned())),
-                Ok(_) => None,
-                Err(e) => {
-                    tracing::debug!(tenant = %tenant, error = ?e, "no embedding: exact cache tier only");
-                    None
-                }
-            }
-        }
-        _ => None,
+    let vector = match (&plan.question, call.embedded.take()) {
+        (Some(question), Some(e)) if e.question == *question => Some((e.vector, e.digest)),
+        (Some(question), _) => embed(&app, tenant, question).await,
+        (None, _) => None,
     };
     if plan.read
         && let Some((v, digest)) = &vector

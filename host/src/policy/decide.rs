@@ -30,11 +30,17 @@ pub const MAX_LABEL_VALUE: usize = 256;
 /// items, source being `sha256:<hex>` (the tenant's version), `builtin:sha256:<hex>` (a built-in) or
 /// `config` (no policy ran: the configured deployments), with `!<reason>` appended when the tenant's policy
 /// failed and the slot's failure rule applied (`!timeout` for running out of fuel, `!overloaded` for the
-/// wall-clock backstop, `!trap`, `!error`, `!invalid`, `!quarantined`).
+/// wall-clock backstop, `!trap`, `!error`, `!invalid`, `!quarantined`), and `~no-embedding` when a
+/// classifier that reads the request's embedding ran without it (no embedding model, or not in time: the
+/// built-in one then decides on the structural features alone).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Trail(String);
 
 impl Trail {
+    fn without_embedding(&mut self) {
+        self.0.push_str("~no-embedding");
+    }
+
     fn push(&mut self, slot: Slot, source: &str, failed: Option<&str>) {
         if !self.0.is_empty() {
             self.0.push(' ');
@@ -161,21 +167,45 @@ impl Policies {
         }
     }
 
-    fn builtin_classify(&self, req: &PolicyRequest) -> Result<Classified, PolicyFailure> {
-        let out = self.runtime.classify(&self.classifier.policy, req, None)?;
+    fn builtin_classify(
+        &self,
+        req: &PolicyRequest,
+        embedding: Option<&wit::Embedding>,
+    ) -> Result<Classified, PolicyFailure> {
+        let out = self
+            .runtime
+            .classify(&self.classifier.policy, req, embedding, None)?;
         Ok(Classified {
             tier: host_tier(out.value.tier),
             labels: cap_labels(out.value.labels),
         })
     }
 
+    /// Whether the classifier that `classify` will run reads the request's embedding: the tenant's usable
+    /// one if it has one, else the built-in one when a router will read the tier (`needed`). The caller
+    /// computes the embedding only then.
+    pub fn classifier_reads_embedding(
+        &self,
+        tenant: Option<&TenantPolicies>,
+        needed: bool,
+    ) -> bool {
+        match tenant.and_then(|t| t.active(Slot::Classify)) {
+            Some(active) => active
+                .usable()
+                .is_some_and(|loaded| loaded.policy.reads_embedding()),
+            None => needed && self.classifier.policy.reads_embedding(),
+        }
+    }
+
     /// Slot 6. The tenant's classifier if it has one; otherwise the built-in one when a router will read the
-    /// tier (`needed`); otherwise `None` (the configured deployment's tier stands).
+    /// tier (`needed`); otherwise `None` (the configured deployment's tier stands). `embedding` is the
+    /// request's, computed when [`classifier_reads_embedding`](Self::classifier_reads_embedding) said so.
     pub async fn classify(
         &self,
         tenant: Option<&TenantPolicies>,
         req: &Arc<PolicyRequest>,
         needed: bool,
+        embedding: Option<Arc<wit::Embedding>>,
         trail: &mut Trail,
     ) -> Option<Classified> {
         let mut failed = None;
@@ -185,11 +215,18 @@ impl Policies {
             match active.usable() {
                 None => failed = Some((&active.digest, "quarantined")),
                 Some(loaded) => {
+                    let reads = loaded.policy.reads_embedding();
                     let (loaded, input, deadline) =
                         (loaded.clone(), req.clone(), self.deadline(tenant));
+                    let given = embedding.clone();
                     let called = self
                         .pooled(&req.tenant_id, move |runtime| {
-                            runtime.classify(&loaded.policy, &input, Some(deadline))
+                            runtime.classify(
+                                &loaded.policy,
+                                &input,
+                                given.as_deref(),
+                                Some(deadline),
+                            )
                         })
                         .await;
                     match called {
@@ -197,6 +234,9 @@ impl Policies {
                             Self::succeeded(active);
                             Self::log_lines(&req.tenant_id, Slot::Classify, &out.log);
                             trail.push(Slot::Classify, &active.digest, None);
+                            if reads && embedding.is_none() {
+                                trail.without_embedding();
+                            }
                             return Some(Classified {
                                 tier: host_tier(out.value.tier),
                                 labels: cap_labels(out.value.labels),
@@ -217,9 +257,12 @@ impl Policies {
             trail.push(Slot::Classify, digest, Some(reason));
         }
         let source = format!("builtin:{}", self.classifier.digest);
-        match self.builtin_classify(req) {
+        match self.builtin_classify(req, embedding.as_deref()) {
             Ok(c) => {
                 trail.push(Slot::Classify, &source, None);
+                if embedding.is_none() {
+                    trail.without_embedding();
+                }
                 Some(c)
             }
             Err(e) => {

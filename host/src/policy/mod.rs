@@ -1,14 +1,16 @@
 //! Authorization, classification and routing decisions: the Wasm runtime (`wasm`), the built-in policies
 //! (`builtin`), the compiler process (`compiler`), the compiled-artifact cache (`artifacts`), each tenant's
 //! uploaded versions (`registry`) and their failure counts (`quarantine`), the decisions made with them
-//! (`decide`), what policies see of the host's types (`view`), `sluice policy test` (`offline`), and the
-//! budget rules the router and the reservation share (below).
+//! (`decide`), what policies see of the host's types (`view`), `sluice policy test` (`offline`), `sluice route
+//! train` and `sluice route eval` (`learn`), and the budget rules the router and the reservation share
+//! (below).
 
 pub mod artifacts;
 pub mod builtin;
 pub mod compiler;
 pub mod cpu;
 mod decide;
+pub mod learn;
 pub mod offline;
 pub mod pool;
 mod quarantine;
@@ -24,7 +26,7 @@ use crate::providers::Deployment;
 pub use decide::{AuthOutcome, Classified, Refused, Trail};
 pub use registry::{Active, Policies, TenantPolicies, UploadError, digest_of};
 pub use view::{PolicyRequest, RequestFacts, request_view};
-pub use wasm::Slot;
+pub use wasm::{Embedding, Slot};
 
 /// The deployments a request may go to, in fallback order.
 #[derive(Debug, Clone)]

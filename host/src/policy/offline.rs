@@ -124,6 +124,8 @@ pub struct Inputs {
     pub tier: Option<Tier>,
     pub budget_micro_usd: Option<u64>,
     pub labels: Vec<(String, String)>,
+    /// The question's embedding, for a classifier that reads it.
+    pub embedding: Option<wit::Embedding>,
 }
 
 /// What the policy decided, the work it took, and how long one fresh-instance call took.
@@ -144,7 +146,7 @@ pub struct Report {
 }
 
 /// The starter config's deployments (`sluice init`), for runs without `--catalog`.
-fn starter_catalog() -> Vec<wit::Deployment> {
+pub(super) fn starter_catalog() -> Vec<wit::Deployment> {
     let d = |name: &str, tier, input, output| wit::Deployment {
         name: name.to_owned(),
         tier,
@@ -161,37 +163,55 @@ fn starter_catalog() -> Vec<wit::Deployment> {
 }
 
 fn request(inputs: &Inputs) -> Result<wit::Request, OfflineError> {
-    let chat: ChatRequest = crate::wire::parse_body(inputs.request.as_bytes())
-        .map_err(|e| OfflineError::Request(e.message))?;
-    chat.validate()
-        .map_err(|e| OfflineError::Request(e.message))?;
+    let chat = parse_request(&inputs.request)?;
     let label = |(k, v): &(String, String)| wit::Label {
         key: k.clone(),
         value: v.clone(),
     };
-    let mut metadata: Vec<wit::Label> = inputs.metadata.iter().map(label).collect();
+    Ok(view(
+        &chat,
+        inputs.metadata.iter().map(label).collect(),
+        inputs.labels.iter().map(label).collect(),
+    ))
+}
+
+/// A chat-completions body, parsed and checked as the gateway does. `Err` says what is wrong with it.
+pub fn parse_request(body: &str) -> Result<ChatRequest, OfflineError> {
+    let chat: ChatRequest =
+        crate::wire::parse_body(body.as_bytes()).map_err(|e| OfflineError::Request(e.message))?;
+    chat.validate()
+        .map_err(|e| OfflineError::Request(e.message))?;
+    Ok(chat)
+}
+
+/// What a policy sees of `chat` when an admin key of an offline tenant sends it.
+pub(super) fn view(
+    chat: &ChatRequest,
+    mut metadata: Vec<wit::Label>,
+    labels: Vec<wit::Label>,
+) -> wit::Request {
     if let Some(user) = &chat.user {
         metadata.push(wit::Label {
             key: "user".to_owned(),
             value: user.clone(),
         });
     }
-    Ok(wit::Request {
+    wit::Request {
         request_id: "offline".to_owned(),
         tenant_id: "offline-tenant".to_owned(),
         key_id: "offline-key".to_owned(),
         key_role: wit::Role::Admin,
         endpoint: wit::Endpoint::Chat,
         model: chat.model.clone(),
-        messages: messages(&chat),
+        messages: messages(chat),
         max_tokens: chat.max_output_tokens(),
         temperature: chat.temperature,
         stream: chat.is_stream(),
         has_tools: chat.tools.as_ref().is_some_and(|t| !t.is_empty()),
         metadata,
-        prompt_tokens: wire::chat_bound(&chat).prompt_tokens,
-        labels: inputs.labels.iter().map(label).collect(),
-    })
+        prompt_tokens: wire::chat_bound(chat).prompt_tokens,
+        labels,
+    }
 }
 
 fn labels_json(labels: &[wit::Label]) -> serde_json::Value {
@@ -252,7 +272,7 @@ pub fn run(
         None if slot == Slot::Route => {
             let classifier = runtime.load(super::builtin::CLASSIFIER)?;
             runtime
-                .classify(&classifier, &req, None)
+                .classify(&classifier, &req, inputs.embedding.as_ref(), None)
                 .map_or(wit::Tier::Standard, |o| o.value.tier)
         }
         None => wit::Tier::Standard,
@@ -277,7 +297,7 @@ pub fn run(
                 };
                 (v, o.log, o.fuel)
             }),
-            Slot::Classify => runtime.classify(&policy, &req, None).map(|o| {
+            Slot::Classify => runtime.classify(&policy, &req, inputs.embedding.as_ref(), None).map(|o| {
                 let c = o.value;
                 (
                     serde_json::json!({"tier": tier_str(c.tier), "score": c.score, "labels": labels_json(&cap_labels(c.labels))}),

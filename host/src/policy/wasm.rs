@@ -31,9 +31,14 @@ pub use bindings::exports::sluice::policy::auth::Decision as AuthDecision;
 pub use bindings::exports::sluice::policy::classifier::Classification;
 pub use bindings::exports::sluice::policy::router::{Decision as RouteDecision, RoutingInput};
 pub use bindings::sluice::policy::types as wit;
+pub use bindings::sluice::policy::types::Embedding;
 
-use bindings::exports::sluice::policy::{auth, classifier, router};
+use bindings::exports::sluice::policy::{auth, classifier, embedding_classifier, router};
 use bindings::sluice::policy::log;
+
+/// The versions of the `sluice:policy` contract a component may be built against: each adds to the one
+/// before, so a component of any of them runs.
+pub const CONTRACT_VERSIONS: [&str; 2] = ["0.1.0", "0.1.1"];
 
 /// Most log lines a call may emit, and the longest line kept; the rest is dropped.
 pub const MAX_LOG_LINES: usize = 32;
@@ -124,11 +129,11 @@ pub enum PolicyFailure {
     #[error("not a Wasm component: {0}")]
     NotAComponent(String),
     #[error(
-        "the component imports `{0}`, which the gateway does not grant (policies may import `sluice:policy/types@0.1.0`, `sluice:policy/log@0.1.0` and the WASI 0.2 interfaces Rust's std links, which trap)"
+        "the component imports `{0}`, which the gateway does not grant (policies may import `sluice:policy/types` and `sluice:policy/log` at 0.1.0 or 0.1.1 and the WASI 0.2 interfaces Rust's std links, which trap)"
     )]
     ForbiddenImport(String),
     /// An export under the slot's name whose functions do not have the contract's types.
-    #[error("the `{slot}` export does not match the contract `sluice:policy@0.1.0`: {detail}")]
+    #[error("the `{slot}` export does not match the contract `sluice:policy@0.1.1`: {detail}")]
     ExportType { slot: &'static str, detail: String },
     #[error("the component cannot be linked: {0}")]
     Link(String),
@@ -251,6 +256,8 @@ pub struct Policy {
     pre: InstancePre<State>,
     auth: Option<auth::GuestIndices>,
     classifier: Option<classifier::GuestIndices>,
+    /// The classify slot with the request's embedding (contract 0.1.1): preferred to `classifier`.
+    embedding_classifier: Option<embedding_classifier::GuestIndices>,
     router: Option<router::GuestIndices>,
 }
 
@@ -259,6 +266,7 @@ impl std::fmt::Debug for Policy {
         f.debug_struct("Policy")
             .field("auth", &self.auth.is_some())
             .field("classifier", &self.classifier.is_some())
+            .field("embedding_classifier", &self.embedding_classifier.is_some())
             .field("router", &self.router.is_some())
             .finish()
     }
@@ -329,19 +337,22 @@ impl Runtime {
         let engine = Engine::new(&engine_config(&limits)).map_err(engine_err)?;
         let mut linker = Linker::new(&engine);
         // By hand rather than through the generated `add_to_linker`: the import needs the store, to charge
-        // the policy's fuel for the host's work.
+        // the policy's fuel for the host's work. Under every version of the contract a component may import
+        // it at: unknown imports are linked as traps by their exact name, before any version matching.
         let fuel_per_ms = limits.fuel_per_ms;
-        linker
-            .instance("sluice:policy/log@0.1.0")
-            .and_then(|mut log| {
-                log.func_wrap(
-                    "emit",
-                    move |store, (_level, message): (log::Level, String)| {
-                        emit(store, message, fuel_per_ms)
-                    },
-                )
-            })
-            .map_err(engine_err)?;
+        for version in CONTRACT_VERSIONS {
+            linker
+                .instance(&format!("sluice:policy/log@{version}"))
+                .and_then(|mut log| {
+                    log.func_wrap(
+                        "emit",
+                        move |store, (_level, message): (log::Level, String)| {
+                            emit(store, message, fuel_per_ms)
+                        },
+                    )
+                })
+                .map_err(engine_err)?;
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let ticker = {
             let (engine, stop) = (engine.clone(), stop.clone());
@@ -387,6 +398,7 @@ impl Runtime {
         Ok(Policy {
             auth: auth::GuestIndices::new(&pre).ok(),
             classifier: classifier::GuestIndices::new(&pre).ok(),
+            embedding_classifier: embedding_classifier::GuestIndices::new(&pre).ok(),
             router: router::GuestIndices::new(&pre).ok(),
             pre,
         })
@@ -409,10 +421,11 @@ impl Runtime {
                 .auth
                 .as_ref()
                 .map(|ix| ix.load(&mut store, &instance).map(drop)),
-            Slot::Classify => policy
-                .classifier
-                .as_ref()
-                .map(|ix| ix.load(&mut store, &instance).map(drop)),
+            Slot::Classify => match (&policy.embedding_classifier, &policy.classifier) {
+                (Some(ix), _) => Some(ix.load(&mut store, &instance).map(drop)),
+                (None, Some(ix)) => Some(ix.load(&mut store, &instance).map(drop)),
+                (None, None) => None,
+            },
             Slot::Route => policy
                 .router
                 .as_ref()
@@ -531,17 +544,40 @@ impl Runtime {
         }
     }
 
-    /// Runs the `classify` slot in a fresh instance.
+    /// Runs the `classify` slot in a fresh instance: the `embedding-classifier` export with `embedding` when
+    /// the component has it, else the `classifier` export.
     pub fn classify(
         &self,
         policy: &Policy,
         req: &wit::Request,
+        embedding: Option<&Embedding>,
         deadline: Option<Duration>,
     ) -> Result<Outcome<Classification>, PolicyFailure> {
-        let indices = policy.classifier.as_ref();
+        if let Some(indices) = policy.embedding_classifier.as_ref() {
+            let out = self.call(
+                policy,
+                Some(indices),
+                "classify",
+                deadline,
+                |ix, store, instance| {
+                    ix.load(&mut *store, instance)?
+                        .call_classify(store, req, embedding)
+                },
+            )?;
+            let c = out.value;
+            return Ok(Outcome {
+                value: Classification {
+                    tier: c.tier,
+                    score: c.score,
+                    labels: c.labels,
+                },
+                log: out.log,
+                fuel: out.fuel,
+            });
+        }
         self.call(
             policy,
-            indices,
+            policy.classifier.as_ref(),
             "classify",
             deadline,
             |ix, store, instance| ix.load(&mut *store, instance)?.call_classify(store, req),
@@ -611,10 +647,11 @@ const STD_WASI: &[&str] = &[
 /// whose function types the linker checks) and the std WASI interfaces at any 0.2 version. Nothing else:
 /// not `wasi:http`, not an interface of the contract that does not exist.
 fn granted_import(name: &str) -> bool {
-    if matches!(
-        name,
-        "sluice:policy/types@0.1.0" | "sluice:policy/log@0.1.0"
-    ) {
+    let contract = ["sluice:policy/types@", "sluice:policy/log@"]
+        .iter()
+        .filter_map(|prefix| name.strip_prefix(prefix))
+        .any(|version| CONTRACT_VERSIONS.contains(&version));
+    if contract {
         return true;
     }
     let Some((interface, version)) = name.split_once('@') else {
@@ -696,9 +733,15 @@ impl Policy {
     pub fn exports(&self, slot: Slot) -> bool {
         match slot {
             Slot::Auth => self.auth.is_some(),
-            Slot::Classify => self.classifier.is_some(),
+            Slot::Classify => self.classifier.is_some() || self.embedding_classifier.is_some(),
             Slot::Route => self.router.is_some(),
         }
+    }
+
+    /// Whether the component's classify slot reads the request's embedding (it exports
+    /// `embedding-classifier`): the host computes the embedding only for such a classifier.
+    pub fn reads_embedding(&self) -> bool {
+        self.embedding_classifier.is_some()
     }
 }
 
@@ -729,9 +772,9 @@ impl Slot {
     /// The world a component for this slot targets.
     pub fn world(self) -> &'static str {
         match self {
-            Slot::Auth => "sluice:policy/auth-policy@0.1.0",
-            Slot::Classify => "sluice:policy/classifier-policy@0.1.0",
-            Slot::Route => "sluice:policy/router-policy@0.1.0",
+            Slot::Auth => "sluice:policy/auth-policy@0.1.1",
+            Slot::Classify => "sluice:policy/classifier-policy@0.1.1",
+            Slot::Route => "sluice:policy/router-policy@0.1.1",
         }
     }
 

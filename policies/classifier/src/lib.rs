@@ -1,103 +1,25 @@
-//! The built-in complexity classifier: features of the request (length, turns, code, math, constraint
-//! words, tools, requested output) go through a small linear model and a logistic function to a score in
-//! 0..1, and the score picks the tier.
+//! The built-in complexity classifier: a linear head over the request's embedding (the host's MiniLM vector
+//! of its last user message) and its structural features (length, turns, code, mathematics, constraint
+//! words, tools, requested output), trained by `sluice route train` on the labelled corpus in `../data`.
+//! Without an embedding (no embedding model, or not in time) a head over the structural features alone
+//! decides, and the `classifier` label says which did. The score picks the tier.
 
+use sluice_guest::head::{LinearHead, structural};
 use sluice_guest::prelude::*;
 
-/// The request's features, each scaled to about 0..1.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
-struct Features {
-    length: f32,
-    turns: f32,
-    code: f32,
-    math: f32,
-    constraints: f32,
-    tools: f32,
-    output: f32,
-}
+/// The head over the embedding and the structural features.
+const HEAD: &[u8] = include_bytes!("../weights/head.bin");
+/// The head over the structural features alone: the fallback.
+const FALLBACK: &[u8] = include_bytes!("../weights/structural.bin");
 
-const CODE_MARKERS: [&str; 12] = [
-    "```",
-    "fn ",
-    "def ",
-    "class ",
-    "function ",
-    "#include",
-    "import ",
-    "=>",
-    "();",
-    "SELECT ",
-    "stack trace",
-    "compile",
-];
-const MATH_MARKERS: [&str; 10] = [
-    "prove",
-    "integral",
-    "derivative",
-    "equation",
-    "theorem",
-    "matrix",
-    "probability",
-    "solve",
-    "√",
-    "∑",
-];
-const CONSTRAINT_MARKERS: [&str; 10] = [
-    "must",
-    "exactly",
-    "at least",
-    "at most",
-    "step by step",
-    "without",
-    "ensure",
-    "format",
-    "do not",
-    "only",
-];
-
-fn hits(text: &str, markers: &[&str]) -> f32 {
-    let n = markers.iter().filter(|m| text.contains(*m)).count();
-    (n as f32 / 3.0).min(1.0)
-}
-
-fn features(req: &Request) -> Features {
-    let text: String = req
-        .messages
-        .iter()
-        .map(|m| m.text.to_lowercase())
-        .collect::<Vec<_>>()
-        .join("\n");
-    let digits = text.chars().filter(char::is_ascii_digit).count();
-    let operators = text.chars().filter(|c| "+-*/^=<>".contains(*c)).count();
-    Features {
-        // 4,000 bytes of prompt (about 1,000 tokens) count as "long".
-        length: (req.prompt_tokens as f32 / 4_000.0).min(1.0),
-        turns: (req.messages.len() as f32 / 10.0).min(1.0),
-        code: hits(&text, &CODE_MARKERS),
-        math: (hits(&text, &MATH_MARKERS) + ((digits + operators) as f32 / 40.0).min(0.5)).min(1.0),
-        constraints: hits(&text, &CONSTRAINT_MARKERS),
-        tools: if req.has_tools { 1.0 } else { 0.0 },
-        output: (req.max_tokens.unwrap_or(0) as f32 / 4_000.0).min(1.0),
-    }
-}
-
-/// The linear model: weights per feature and a bias, tuned by hand on the demo prompts.
-fn score(f: &Features) -> f32 {
-    let z = -2.2
-        + 2.5 * f.length
-        + 0.8 * f.turns
-        + 2.6 * f.code
-        + 2.6 * f.math
-        + 1.6 * f.constraints
-        + 1.2 * f.tools
-        + 1.5 * f.output;
-    1.0 / (1.0 + (-z).exp())
-}
+/// Scores below `SIMPLE` are simple, from `COMPLEX` on complex, standard between.
+const SIMPLE: f32 = 0.35;
+const COMPLEX: f32 = 0.65;
 
 fn tier(score: f32) -> Tier {
-    if score < 0.35 {
+    if score < SIMPLE {
         Tier::Simple
-    } else if score < 0.65 {
+    } else if score < COMPLEX {
         Tier::Standard
     } else {
         Tier::Complex
@@ -105,13 +27,24 @@ fn tier(score: f32) -> Tier {
 }
 
 /// The classify slot.
-fn classify(req: Request) -> Result<Classification, PolicyError> {
-    let s = score(&features(&req));
+fn classify(req: Request, embedding: Option<Embedding>) -> Result<Classification, PolicyError> {
+    let features = structural(&req);
+    let head = LinearHead::parse(HEAD).map_err(PolicyError::new)?;
+    let (score, by) = match embedding.as_ref().filter(|e| head.reads(e)) {
+        Some(e) => (head.score(e, &features)?, "embedding"),
+        None => {
+            let fallback = LinearHead::parse(FALLBACK).map_err(PolicyError::new)?;
+            (fallback.score_structural(&features)?, "structural")
+        }
+    };
     Ok(Classification {
-        tier: tier(s),
-        score: s,
-        labels: vec![Label::new("complexity", format!("{s:.3}"))],
+        tier: tier(score),
+        score,
+        labels: vec![
+            Label::new("complexity", format!("{score:.3}")),
+            Label::new("classifier", by),
+        ],
     })
 }
 
-sluice_guest::export_classifier!(classify);
+sluice_guest::export_embedding_classifier!(classify);

@@ -6,9 +6,12 @@ wit_bindgen::generate!({ path: "../../wit", world: "any-policy" });
 
 use exports::sluice::policy::auth::{Decision as AuthDecision, Guest as Auth};
 use exports::sluice::policy::classifier::{Classification, Guest as Classifier};
+use exports::sluice::policy::embedding_classifier::{
+    Classification as EmbeddingClassification, Guest as EmbeddingClassifier,
+};
 use exports::sluice::policy::router::{Decision, Guest as Router, RoutingInput};
 use sluice::policy::log::{Level, emit};
-use sluice::policy::types::{Label, PolicyError, Request, Tier};
+use sluice::policy::types::{Embedding, Label, PolicyError, Request, Tier};
 
 #[inline(never)]
 fn recurse(n: u64) -> u64 {
@@ -133,7 +136,8 @@ fn misbehave(req: &Request) -> Result<Vec<Label>, PolicyError> {
             }])
         }
         // The cheapest loop there is: one branch, burning far less fuel per nanosecond than real work.
-        "spin" => {
+        "spin" =>
+        {
             #[allow(clippy::empty_loop)]
             loop {}
         }
@@ -161,6 +165,21 @@ impl Classifier for Hostile {
             tier: Tier::Simple,
             score: 0.0,
             labels,
+        })
+    }
+}
+
+/// The classify slot the gateway calls (it prefers this export): misbehaves the same way.
+impl EmbeddingClassifier for Hostile {
+    fn classify(
+        req: Request,
+        _: Option<Embedding>,
+    ) -> Result<EmbeddingClassification, PolicyError> {
+        let c = <Hostile as Classifier>::classify(req)?;
+        Ok(EmbeddingClassification {
+            tier: c.tier,
+            score: c.score,
+            labels: c.labels,
         })
     }
 }

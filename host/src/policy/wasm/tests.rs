@@ -54,6 +54,7 @@ fn the_builtin_classifier_tells_simple_from_complex() {
             &policy,
             &request("auto", "What is the capital of France?"),
             None,
+            None,
         )
         .unwrap();
     assert_eq!(
@@ -67,7 +68,7 @@ fn the_builtin_classifier_tells_simple_from_complex() {
                 exactly 1000 trapezoids, and do not use any crate. Format the answer as Markdown with ``` \
                 code blocks.";
     let complex = runtime()
-        .classify(&policy, &request("auto", hard), None)
+        .classify(&policy, &request("auto", hard), None, None)
         .unwrap();
     assert_eq!(
         complex.value.tier,
@@ -181,7 +182,7 @@ fn a_policy_that_loops_forever_runs_out_of_fuel() {
     // 200 ms backstop, which a machine busy with the other tests still gives it.
     let deadline = Duration::from_millis(50);
     let err = runtime()
-        .classify(&hostile(), &request("loop", ""), Some(deadline))
+        .classify(&hostile(), &request("loop", ""), None, Some(deadline))
         .unwrap_err();
     assert_eq!(err, out_of_fuel(deadline));
     assert!(!err.is_overload());
@@ -200,7 +201,7 @@ fn a_loop_that_used_its_deadline_of_cpu_is_the_policys_fault_even_with_fuel_left
     let policy = rich.load(builtin::TEST_HOSTILE).unwrap();
     let deadline = Duration::from_millis(5);
     let err = rich
-        .classify(&policy, &request("loop", ""), Some(deadline))
+        .classify(&policy, &request("loop", ""), None, Some(deadline))
         .unwrap_err();
     assert!(
         matches!(err, PolicyFailure::TooMuchCpu { cpu, .. } if cpu >= deadline),
@@ -210,7 +211,7 @@ fn a_loop_that_used_its_deadline_of_cpu_is_the_policys_fault_even_with_fuel_left
     // A one-instruction loop at the default fuel: it burns fuel slower than real work, so it reaches the
     // backstop with fuel left; it still is the policy's doing.
     let err = runtime()
-        .classify(&hostile(), &request("spin", ""), Some(deadline))
+        .classify(&hostile(), &request("spin", ""), None, Some(deadline))
         .unwrap_err();
     assert!(
         matches!(
@@ -231,7 +232,7 @@ fn a_policy_with_fuel_left_is_stopped_by_the_backstop_as_an_overload() {
     let deadline = Duration::from_millis(5);
     let started = std::time::Instant::now();
     let err = rich
-        .classify(&policy, &request("loop", ""), Some(deadline))
+        .classify(&policy, &request("loop", ""), None, Some(deadline))
         .unwrap_err();
     assert_eq!(
         err,
@@ -259,7 +260,7 @@ fn a_loop_the_host_gives_little_cpu_runs_past_the_backstop_and_is_its_own_fault(
     let deadline = Duration::from_millis(5);
     let started = std::time::Instant::now();
     let err = rich
-        .classify(&policy, &request("loop", ""), Some(deadline))
+        .classify(&policy, &request("loop", ""), None, Some(deadline))
         .unwrap_err();
     assert!(
         matches!(err, PolicyFailure::TooMuchCpu { cpu, .. } if cpu >= deadline),
@@ -279,7 +280,7 @@ fn host_calls_are_charged_so_a_policy_cannot_hide_its_work_in_the_host() {
     let deadline = Duration::from_millis(50);
     for mode in ["log-flood", "log-spin"] {
         let err = runtime()
-            .classify(&hostile(), &request(mode, ""), Some(deadline))
+            .classify(&hostile(), &request(mode, ""), None, Some(deadline))
             .unwrap_err();
         assert_eq!(err, out_of_fuel(deadline), "{mode}");
     }
@@ -322,6 +323,7 @@ fn a_policy_that_allocates_without_bound_traps_at_the_memory_limit() {
         .classify(
             &hostile(),
             &request("alloc", ""),
+            None,
             Some(Duration::from_secs(5)),
         )
         .unwrap_err();
@@ -331,7 +333,7 @@ fn a_policy_that_allocates_without_bound_traps_at_the_memory_limit() {
 #[test]
 fn a_policy_that_recurses_without_end_traps_on_its_stack_limit() {
     let err = runtime()
-        .classify(&hostile(), &request("stack", ""), None)
+        .classify(&hostile(), &request("stack", ""), None, None)
         .unwrap_err();
     let PolicyFailure::Trap(why) = err else {
         panic!("expected a trap, got {err:?}");
@@ -343,7 +345,7 @@ fn a_policy_that_recurses_without_end_traps_on_its_stack_limit() {
 fn a_policy_cannot_read_files_the_environment_or_the_network() {
     for what in ["file", "env", "net"] {
         let err = runtime()
-            .classify(&hostile(), &request(what, ""), None)
+            .classify(&hostile(), &request(what, ""), None, None)
             .unwrap_err();
         // The WASI imports std reaches for are linked as traps: no capability exists to call.
         let PolicyFailure::Trap(why) = err else {
@@ -359,6 +361,7 @@ fn log_lines_are_capped_in_number_and_length() {
         .classify(
             &hostile(),
             &request("log", ""),
+            None,
             Some(Duration::from_secs(5)),
         )
         .unwrap();
@@ -369,18 +372,18 @@ fn log_lines_are_capped_in_number_and_length() {
 #[test]
 fn errors_and_panics_are_failures_not_decisions() {
     let err = runtime()
-        .classify(&hostile(), &request("error", ""), None)
+        .classify(&hostile(), &request("error", ""), None, None)
         .unwrap_err();
     assert_eq!(err, PolicyFailure::Policy("refusing on purpose".to_owned()));
     let err = runtime()
-        .classify(&hostile(), &request("panic", ""), None)
+        .classify(&hostile(), &request("panic", ""), None, None)
         .unwrap_err();
     assert!(matches!(err, PolicyFailure::Trap(_)), "{err:?}");
     // The same runtime goes on serving other policies after a trap.
     let policy = runtime().load(builtin::CLASSIFIER).unwrap();
     assert!(
         runtime()
-            .classify(&policy, &request("auto", "hi"), None)
+            .classify(&policy, &request("auto", "hi"), None, None)
             .is_ok()
     );
 }
@@ -447,7 +450,7 @@ fn an_answer_past_the_copy_limit_is_refused_while_it_is_copied_and_one_within_it
     assert_eq!(kept.len(), crate::policy::decide::MAX_LABELS);
     // A log line past the limit is refused the same way.
     let err = runtime()
-        .classify(&policy, &request("log-huge", ""), None)
+        .classify(&policy, &request("log-huge", ""), None, None)
         .unwrap_err();
     assert!(matches!(err, PolicyFailure::Trap(_)), "{err:?}");
 }
@@ -459,7 +462,7 @@ fn touching_pages_fuel_does_not_count_is_charged_to_the_call() {
     let policy = runtime().load(builtin::TEST_HOSTILE).unwrap();
     let deadline = Duration::from_millis(1);
     let err = runtime()
-        .classify(&policy, &request("touch", ""), Some(deadline))
+        .classify(&policy, &request("touch", ""), None, Some(deadline))
         .unwrap_err();
     assert!(
         matches!(err, PolicyFailure::TooMuchCpu { cpu, .. } if cpu > deadline * 2),
@@ -467,7 +470,7 @@ fn touching_pages_fuel_does_not_count_is_charged_to_the_call() {
     );
     // The same policy doing nothing passes at that deadline.
     runtime()
-        .classify(&policy, &request("nothing", ""), Some(deadline))
+        .classify(&policy, &request("nothing", ""), None, Some(deadline))
         .unwrap();
 }
 
