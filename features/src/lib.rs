@@ -3,7 +3,7 @@
 //! and `sluice route train` computes them on the host to fit a head, from this one definition.
 
 /// How many features [`structural`] returns.
-pub const COUNT: usize = 7;
+pub const COUNT: usize = 9;
 
 /// The features' names, in order.
 pub const NAMES: [&str; COUNT] = [
@@ -14,6 +14,8 @@ pub const NAMES: [&str; COUNT] = [
     "constraints",
     "tools",
     "output",
+    "reasoning",
+    "pasted",
 ];
 
 /// What the features read of a request (the fields of the policy contract's `request`).
@@ -21,6 +23,8 @@ pub const NAMES: [&str; COUNT] = [
 pub struct Shape<'a> {
     /// Each message's text, in order.
     pub texts: &'a [&'a str],
+    /// The question: the last user turn's text (empty without one).
+    pub question: &'a str,
     /// The host's upper bound of the prompt's tokens.
     pub prompt_tokens: u64,
     /// Whether the request offers tools.
@@ -68,6 +72,64 @@ const CONSTRAINT_MARKERS: [&str; 10] = [
     "only",
 ];
 
+/// Words that ask for reasoning rather than recall (proofs, designs, analyses, comparisons, strategies), in
+/// the corpus's languages: the embedding model reads English best, and these carry the ask in the others.
+const REASONING_MARKERS: [&str; 46] = [
+    "prove",
+    "show that",
+    "derive",
+    "generaliz",
+    "trade-off",
+    "tradeoff",
+    "design",
+    "strategy",
+    "minimum",
+    "optimal",
+    "why ",
+    "explain why",
+    "how would you",
+    "analy",
+    "investigat",
+    "evaluate",
+    "compare",
+    "beweise",
+    "zeige",
+    "entwirf",
+    "analysiere",
+    "vergleiche",
+    "démontre",
+    "montre",
+    "conçois",
+    "analyse",
+    "demuestra",
+    "diseña",
+    "analiza",
+    "compara",
+    "prove que",
+    "projete",
+    "analise",
+    "dimostra",
+    "progetta",
+    "valuta",
+    "discuti",
+    "证明",
+    "设计",
+    "分析",
+    "比较",
+    "証明",
+    "設計",
+    "論じ",
+    "説明してください",
+    "検討",
+];
+
+/// Whether the question is a short instruction over a pasted text (a first paragraph under 150 bytes, then
+/// more, 300 bytes in all): summarise, proofread, translate this. Its length is the input's, not the task's.
+fn pasted(question: &str) -> bool {
+    let head = question.split("\n\n").next().unwrap_or_default();
+    question.len() > 300 && head.len() < 150 && question.contains("\n\n")
+}
+
 /// The share of `markers` found in `text`, saturating at three.
 fn hits(text: &str, markers: &[&str]) -> f32 {
     let n = markers.iter().filter(|m| text.contains(*m)).count();
@@ -76,7 +138,8 @@ fn hits(text: &str, markers: &[&str]) -> f32 {
 
 /// The features of a request, in the order of [`NAMES`]: prompt length (4,000 tokens of upper bound count
 /// as long), turns (10 messages count as many), code markers, mathematics (markers, digits and operators),
-/// constraint words, tools offered, and the output cap asked for (4,000 tokens count as long).
+/// constraint words, tools offered, the output cap asked for (4,000 tokens count as long), reasoning words in
+/// the question, and whether the question is an instruction over a pasted text.
 pub fn structural(shape: &Shape<'_>) -> [f32; COUNT] {
     let text = shape.texts.join("\n").to_lowercase();
     let digits = text.chars().filter(char::is_ascii_digit).count();
@@ -89,6 +152,8 @@ pub fn structural(shape: &Shape<'_>) -> [f32; COUNT] {
         hits(&text, &CONSTRAINT_MARKERS),
         if shape.has_tools { 1.0 } else { 0.0 },
         (shape.max_tokens.unwrap_or(0) as f32 / 4_000.0).min(1.0),
+        hits(&shape.question.to_lowercase(), &REASONING_MARKERS),
+        if pasted(shape.question) { 1.0 } else { 0.0 },
     ]
 }
 
@@ -100,16 +165,18 @@ mod tests {
     fn each_feature_reads_its_part_of_the_request() {
         let plain = structural(&Shape {
             texts: &["hello there"],
+            question: "hello there",
             prompt_tokens: 10,
             has_tools: false,
             max_tokens: None,
         });
-        assert_eq!(plain[1..], [0.1, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(plain[1..], [0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
         let busy = structural(&Shape {
             texts: &[
                 "You must prove the theorem step by step, exactly.",
                 "```rust\nfn main() {}\n``` compile error",
             ],
+            question: "```rust\nfn main() {}\n``` compile error",
             prompt_tokens: 8_000,
             has_tools: true,
             max_tokens: Some(2_000),
@@ -119,5 +186,27 @@ mod tests {
         assert!(busy[3] >= 2.0 / 3.0, "math: prove, theorem: {busy:?}");
         assert_eq!(busy[4], 1.0, "constraints: must, exactly, step by step");
         assert_eq!((busy[5], busy[6]), (1.0, 0.5));
+        assert_eq!(
+            (busy[7], busy[8]),
+            (0.0, 0.0),
+            "the question asks no reasoning"
+        );
+        let asked = structural(&Shape {
+            texts: &[],
+            question: "Beweise den Satz, dann vergleiche und analysiere beide Wege.",
+            prompt_tokens: 20,
+            has_tools: false,
+            max_tokens: None,
+        });
+        assert_eq!(asked[7], 1.0, "three reasoning words, in German");
+        let paste = format!("Summarize this:\n\n{}", "Words of an article. ".repeat(20));
+        let pasted = structural(&Shape {
+            texts: &[&paste],
+            question: &paste,
+            prompt_tokens: 120,
+            has_tools: false,
+            max_tokens: None,
+        });
+        assert_eq!(pasted[8], 1.0);
     }
 }

@@ -26,8 +26,15 @@ pub struct LinearHead {
 /// requested output), as `sluice route train` computes them.
 pub fn structural(req: &Request) -> [f32; STRUCTURAL] {
     let texts: Vec<&str> = req.messages.iter().map(|m| m.text.as_str()).collect();
+    let question = req
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == "user")
+        .map_or("", |m| m.text.as_str());
     sluice_features::structural(&sluice_features::Shape {
         texts: &texts,
+        question,
         prompt_tokens: req.prompt_tokens,
         has_tools: req.has_tools,
         max_tokens: req.max_tokens,

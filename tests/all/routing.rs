@@ -1,11 +1,14 @@
 //! Learned complexity routing: the request's embedding reaches a classifier that reads it (the same vector
 //! the embedder makes), and only then is it made; an old 0.1.0 classifier still uploads and runs; without an
-//! embedder the built-in classifier decides on the structural features and the audit trail says so.
+//! embedder the built-in classifier decides on the structural features and the audit trail says so; and the
+//! built-in classifier's agreement with the corpus's held-out labels stays above its floor.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use sluice::config::Tier;
 use sluice::inference::{LocalModels, QueueLimits};
+use sluice::policy::{builtin, learn};
 
 use crate::local::models_dir;
 use crate::support::{TestGateway, error_of};
@@ -262,4 +265,53 @@ async fn a_tenant_classifier_sees_the_vector_the_embedder_makes() {
     let cosine = dot / (norm(&seen) * norm(&expected));
     assert!((cosine - 1.0).abs() < 1e-9, "cosine {cosine}");
     assert_eq!(seen, expected, "bit for bit");
+}
+
+/// Floors under the built-in classifier's held-out agreement, set a little below what `sluice route eval
+/// policies/classifier/data/prompts.jsonl --split heldout` measures (95.4% and 89.3%), so a regression
+/// fails.
+const FLOOR_SIMPLE: f64 = 0.93;
+const FLOOR_COMPLEX: f64 = 0.87;
+/// The structural fallback's floors, without an embedding (measured: 96.9% and 84.0%).
+const FALLBACK_FLOOR_SIMPLE: f64 = 0.94;
+const FALLBACK_FLOOR_COMPLEX: f64 = 0.81;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_builtin_classifier_keeps_its_held_out_agreement() {
+    let Some(dir) = models_dir() else { return };
+    let corpus = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/policies/classifier/data/prompts.jsonl"
+    ))
+    .unwrap();
+    let rows = learn::load(&corpus, Some("heldout")).unwrap();
+    assert!(rows.len() >= 200, "{} held-out rows", rows.len());
+    let embedder = LocalModels::default()
+        .embedder(&dir, "all-minilm-l6-v2", QueueLimits::default())
+        .unwrap();
+    let embeddings = learn::embed(&rows, &embedder).await.unwrap();
+    let setup = learn::Setup {
+        classifier: builtin::CLASSIFIER,
+        router: builtin::ROUTER,
+        catalog: learn::reference_catalog(),
+    };
+    let with = learn::evaluate(&rows, &embeddings, &setup, &[]).unwrap();
+    assert_eq!(with.failed, 0, "{:?}", with.first_failure);
+    assert_eq!(with.by.get("embedding"), Some(&rows.len()), "{:?}", with.by);
+    let sheet = &with.sheets[0];
+    assert!(
+        sheet.agreement(Tier::Simple) >= FLOOR_SIMPLE
+            && sheet.agreement(Tier::Complex) >= FLOOR_COMPLEX,
+        "{with}"
+    );
+    assert!(sheet.cost_micro_usd < sheet.all_complex_micro_usd, "{with}");
+    let none = vec![None; rows.len()];
+    let without = learn::evaluate(&rows, &none, &setup, &[]).unwrap();
+    assert_eq!(without.by.get("structural"), Some(&rows.len()));
+    let sheet = &without.sheets[0];
+    assert!(
+        sheet.agreement(Tier::Simple) >= FALLBACK_FLOOR_SIMPLE
+            && sheet.agreement(Tier::Complex) >= FALLBACK_FLOOR_COMPLEX,
+        "{without}"
+    );
 }

@@ -101,8 +101,9 @@ pub async fn run(action: RouteAction) -> anyhow::Result<()> {
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             println!(
-                "trained on {} rows of split `{split}` ({} without a text question: structural head only), \
-                 {} embedding dimensions of {EMBEDDER} sha256:{}; wrote {}",
+                "trained on the {} simple and complex rows of {} in split `{split}` ({} without a text \
+                 question: structural head only), {} embedding dimensions of {EMBEDDER} sha256:{}; wrote {}",
+                trained.fitted,
                 trained.rows,
                 trained.skipped,
                 trained.dims,

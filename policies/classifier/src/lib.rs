@@ -1,6 +1,6 @@
 //! The built-in complexity classifier: a linear head over the request's embedding (the host's MiniLM vector
 //! of its last user message) and its structural features (length, turns, code, mathematics, constraint
-//! words, tools, requested output), trained by `sluice route train` on the labelled corpus in `../data`.
+//! words, tools, requested output, reasoning words, pasted input), trained by `sluice route train` on the labelled corpus in `../data`.
 //! Without an embedding (no embedding model, or not in time) a head over the structural features alone
 //! decides, and the `classifier` label says which did. The score picks the tier.
 
@@ -12,9 +12,10 @@ const HEAD: &[u8] = include_bytes!("../weights/head.bin");
 /// The head over the structural features alone: the fallback.
 const FALLBACK: &[u8] = include_bytes!("../weights/structural.bin");
 
-/// Scores below `SIMPLE` are simple, from `COMPLEX` on complex, standard between.
-const SIMPLE: f32 = 0.35;
-const COMPLEX: f32 = 0.65;
+/// The score is the head's confidence that the request needs the complex tier: below `SIMPLE` it is
+/// simple, from `COMPLEX` on complex, and the undecided band between is standard.
+const SIMPLE: f32 = 0.45;
+const COMPLEX: f32 = 0.55;
 
 fn tier(score: f32) -> Tier {
     if score < SIMPLE {
