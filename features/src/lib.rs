@@ -136,6 +136,28 @@ fn hits(text: &str, markers: &[&str]) -> f32 {
     (n as f32 / 3.0).min(1.0)
 }
 
+/// The features of a request given as its messages' `(role, text)`, in order: [`structural`] with the
+/// question taken as the last `user` message.
+pub fn of_messages<'a>(
+    messages: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+    prompt_tokens: u64,
+    has_tools: bool,
+    max_tokens: Option<u32>,
+) -> [f32; COUNT] {
+    let texts: Vec<&str> = messages.clone().map(|(_, text)| text).collect();
+    let question = messages
+        .filter(|(role, _)| *role == "user")
+        .last()
+        .map_or("", |(_, text)| text);
+    structural(&Shape {
+        texts: &texts,
+        question,
+        prompt_tokens,
+        has_tools,
+        max_tokens,
+    })
+}
+
 /// The features of a request, in the order of [`NAMES`]: prompt length (4,000 tokens of upper bound count
 /// as long), turns (10 messages count as many), code markers, mathematics (markers, digits and operators),
 /// constraint words, tools offered, the output cap asked for (4,000 tokens count as long), reasoning words in

@@ -23,22 +23,16 @@ pub struct LinearHead {
 }
 
 /// The structural features of a request (prompt length, turns, code, mathematics, constraint words, tools,
-/// requested output), as `sluice route train` computes them.
+/// requested output, reasoning words, pasted input), as `sluice route train` computes them.
 pub fn structural(req: &Request) -> [f32; STRUCTURAL] {
-    let texts: Vec<&str> = req.messages.iter().map(|m| m.text.as_str()).collect();
-    let question = req
-        .messages
-        .iter()
-        .rev()
-        .find(|m| m.role == "user")
-        .map_or("", |m| m.text.as_str());
-    sluice_features::structural(&sluice_features::Shape {
-        texts: &texts,
-        question,
-        prompt_tokens: req.prompt_tokens,
-        has_tools: req.has_tools,
-        max_tokens: req.max_tokens,
-    })
+    sluice_features::of_messages(
+        req.messages
+            .iter()
+            .map(|m| (m.role.as_str(), m.text.as_str())),
+        req.prompt_tokens,
+        req.has_tools,
+        req.max_tokens,
+    )
 }
 
 /// The dot product of two vectors (over the shorter one's length).

@@ -153,20 +153,14 @@ pub async fn embed(
 
 /// The structural features of a request, as the guest SDK computes them in the classifier.
 pub fn structural(req: &wit::Request) -> [f32; sluice_features::COUNT] {
-    let texts: Vec<&str> = req.messages.iter().map(|m| m.text.as_str()).collect();
-    let question = req
-        .messages
-        .iter()
-        .rev()
-        .find(|m| m.role == "user")
-        .map_or("", |m| m.text.as_str());
-    sluice_features::structural(&sluice_features::Shape {
-        texts: &texts,
-        question,
-        prompt_tokens: req.prompt_tokens,
-        has_tools: req.has_tools,
-        max_tokens: req.max_tokens,
-    })
+    sluice_features::of_messages(
+        req.messages
+            .iter()
+            .map(|m| (m.role.as_str(), m.text.as_str())),
+        req.prompt_tokens,
+        req.has_tools,
+        req.max_tokens,
+    )
 }
 
 /// A tier's target score.
