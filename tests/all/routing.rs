@@ -268,12 +268,12 @@ async fn a_tenant_classifier_sees_the_vector_the_embedder_makes() {
 }
 
 /// Floors under the built-in classifier's held-out agreement, set a little below what `sluice route eval
-/// policies/classifier/data/prompts.jsonl --split heldout` measures (95.4% and 89.3%), so a regression
+/// policies/classifier/data/prompts.jsonl --split heldout` measures (95.5% and 90.2%), so a regression
 /// fails.
 const FLOOR_SIMPLE: f64 = 0.93;
-const FLOOR_COMPLEX: f64 = 0.87;
-/// The structural fallback's floors, without an embedding (measured: 96.9% and 84.0%).
-const FALLBACK_FLOOR_SIMPLE: f64 = 0.94;
+const FLOOR_COMPLEX: f64 = 0.88;
+/// The structural fallback's floors, without an embedding (measured: 95.1% and 83.2%).
+const FALLBACK_FLOOR_SIMPLE: f64 = 0.93;
 const FALLBACK_FLOOR_COMPLEX: f64 = 0.81;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,10 +1,10 @@
 """Writes prompts.jsonl, the built-in classifier's labelled corpus, from the hand-written seeds.
 
 Every `seeds_*.py` module exports `SEEDS`. Each seed becomes one row (`source: hand-written`); a seed with
-`wrap=True` also becomes two framed variants, in its own language: one under a system prompt, one with a
-short lead-in on its last user turn (`source: generated:<frame>`). A variant keeps its seed's tier and
-group. A group is held out iff the SHA-256 of its name is 0 mod 4, so a seed and its variants are always
-on the same side. Deterministic: run `python3 generate.py` from this directory.
+`wrap=True` also becomes framed variants, in its own language: one under a system prompt, one with a
+short lead-in on its last user turn (`source: generated:<frame>`); a standard seed gets one of the two.
+A variant keeps its seed's tier and group. A group is held out iff the SHA-256 of its name is 0 mod 4,
+so a seed and its variants are always on the same side. Deterministic: run `python3 generate.py` from this directory.
 """
 
 import hashlib
@@ -117,7 +117,11 @@ def main():
     for seed in seeds:
         rows.append(row(seed, seed.id, "hand-written", seed.messages))
         if seed.wrap:
-            for i, (frame, messages) in enumerate(variants(seed), 1):
+            framed = list(variants(seed))
+            if seed.tier == "standard":
+                # one variant for a standard seed, so standard stays near a sixth of the rows
+                framed = [pick(framed, seed.id + "/variant")]
+            for i, (frame, messages) in enumerate(framed, 1):
                 rows.append(row(seed, f"{seed.id}-v{i}", f"generated:{frame}", messages))
     rows.sort(key=lambda r: r["id"])
     ids = [r["id"] for r in rows]

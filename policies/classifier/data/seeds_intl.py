@@ -341,4 +341,147 @@ complex.add("financial", "ja", [
     "40歳の会社員が老後資金として65歳までに3000万円を準備したい場合、NISAとiDeCoをどう組み合わせるべきか、想定利回り、税制、リスクを踏まえて具体的な計画を立ててください。",
 ])
 
+# More seeds, all languages
+simple.add("formatting", "de", [
+    "Mach aus dieser Liste eine Tabelle mit den Spalten Name und Alter: Anna 34, Jonas 28, Lea 41.",
+    "Sortiere alphabetisch: Birne, Apfel, Zitrone, Banane, Kirsche.",
+])
+simple.add("summary", "de", [
+    "Fass diesen Absatz in einem Satz zusammen: 'Die Stadtbibliothek bleibt vom 1. bis 14. August wegen Renovierungsarbeiten geschlossen. Ausgeliehene Medien können in dieser Zeit am Rückgabeautomaten am Haupteingang abgegeben werden. Mahngebühren fallen während der Schließung nicht an.'",
+])
+simple.add("definition", "fr", [
+    "Que veut dire le mot « procrastiner » ?",
+    "C'est quoi une photosynthèse, en une phrase ?",
+])
+simple.add("formatting", "fr", [
+    "Mets cette liste en ordre alphabétique : poire, ananas, fraise, cerise, abricot.",
+])
+simple.add("summary", "fr", [
+    "Résume ce message en une phrase : « Bonjour à tous, la réunion d'équipe de jeudi est déplacée à vendredi 10 h, même salle. Merci de préparer un point rapide sur vos projets en cours. Bonne journée, Claire »",
+])
+simple.add("definition", "es", [
+    "¿Qué significa «sobremesa»?",
+    "Define «algoritmo» en una frase sencilla.",
+])
+simple.add("formatting", "es", [
+    "Convierte esto en una lista con viñetas: leche, huevos, pan, tomates y aceite de oliva.",
+])
+simple.add("arithmetic", "pt", [
+    "Quanto é 18% de 350?",
+    "Quantos segundos tem uma hora e meia?",
+])
+simple.add("rewrite", "it", [
+    "Rendi più formale questa frase: 'Ci vediamo domani per parlare del progetto, ok?'",
+    "Correggi gli errori: 'Ieri sono andato al mare con i miei amici e abbiamo mangiato un gelato bonissimo.'",
+])
+simple.add("rewrite", "zh", [
+    "把这句话改得更礼貌一些：'把报告今天下班前发给我。'",
+    "帮我改正这句话里的错别字：'我明天要去图书管借几本书。'",
+])
+simple.add("definition", "ja", [
+    "「忖度」とはどういう意味ですか？",
+    "「サブスク」を一言で説明してください。",
+])
+simple.add("summary", "ja", [
+    "次の文を一文で要約してください：「明日から三日間、システムメンテナンスのため社内ポータルにアクセスできません。緊急の申請は総務部までメールでご連絡ください。」",
+])
+simple.add("lookup", "pt", [
+    "Qual é o maior rio do Brasil?",
+])
+simple.add("chit-chat", "es", [
+    "¡Buenas noches! Me voy a dormir, hasta mañana.",
+])
+
+complex.add("debugging", "de", [
+    "Unser Java-Dienst (Spring Boot, 16 GB Heap) bekommt etwa einmal pro Tag GC-Pausen von 8 bis 12 Sekunden, immer zwischen 2 und 4 Uhr nachts. Der Heap-Verbrauch sieht im Monitoring unauffällig aus. Welche Ursachen kommen in Frage, welche Daten sammelst du, um sie zu unterscheiden, und wie würdest du jede Hypothese überprüfen?",
+])
+complex.add("medical", "de", [
+    "Eine 72-jährige Patientin mit Vorhofflimmern, Niereninsuffizienz (eGFR 28) und einem Sturz vor zwei Monaten: Wäge die Antikoagulation mit Apixaban gegen die Alternativen ab. Welche Scores und Dosisanpassungen spielen eine Rolle, und was sollte mit ihr und den Angehörigen besprochen werden?",
+])
+complex.add("long-form", "de", [
+    "Schreib einen Essay von etwa 1500 Wörtern über die Frage, ob die Energiewende in Deutschland ohne neue Gaskraftwerke gelingen kann. Stelle die wichtigsten Argumente beider Seiten dar, mit Zahlen zu Speicher, Netzausbau und Versorgungssicherheit, und komm zu einem begründeten Urteil.",
+])
+complex.add("financial", "fr", [
+    "Je dispose de 200 000 € à 45 ans : assurance-vie en unités de compte, PEA, ou remboursement anticipé de mon prêt immobilier à 1,4 % ? Compare les trois options sur 20 ans en tenant compte de la fiscalité française, du risque et de la liquidité, et propose une répartition argumentée.",
+])
+complex.add("reasoning", "fr", [
+    "Trois amis, Léa, Marc et Sofia, mentent toujours ou disent toujours la vérité. Léa dit : « Marc ment. » Marc dit : « Sofia et Léa sont du même type. » Sofia dit : « Au moins l'un de nous deux, Marc et moi, dit la vérité. » Qui ment et qui dit la vérité ? Justifie chaque étape et vérifie qu'il n'y a qu'une seule solution.",
+])
+complex.add("debugging", "fr", [
+    "Notre application React Native plante au démarrage uniquement sur certains Android 12 (Samsung surtout), sans trace utile dans Crashlytics. En local tout fonctionne. Propose une démarche d'investigation complète : hypothèses, outils, comment reproduire, et comment isoler la cause.",
+])
+complex.add("code-review", "fr", [
+    "Fais une revue de ce code Python et explique les problèmes de concurrence :\n\n```python\nimport threading\ncache = {}\n\ndef get_user(uid, db):\n    if uid not in cache:\n        cache[uid] = db.fetch(uid)\n    return cache[uid]\n\ndef invalidate(uid):\n    if uid in cache:\n        del cache[uid]\n```\n\nLe code est appelé par 32 threads. Quels scénarios d'entrelacement posent problème, et comment le corriger sans sérialiser tous les accès ?",
+])
+complex.add("algorithms", "es", [
+    "Diseña un algoritmo para encontrar la mediana de un flujo de números que llegan uno a uno, con inserción en O(log n) y consulta en O(1). Después, adáptalo para una ventana deslizante de los últimos k elementos y demuestra la complejidad de cada operación.",
+])
+complex.add("debugging", "es", [
+    "Tenemos una API en Go detrás de un balanceador; tras pasar de HTTP/1.1 a HTTP/2 aparecen errores 502 intermitentes (un 0,5 %) solo con clientes móviles. Los logs del servicio no muestran errores. ¿Cómo investigarías el problema paso a paso y qué hipótesis priorizarías?",
+])
+complex.add("long-form", "es", [
+    "Escribe un artículo de unas 1.500 palabras sobre el impacto del turismo masivo en ciudades como Barcelona y Málaga: vivienda, empleo, comercio local y medio ambiente. Incluye datos, contraargumentos y propuestas de política pública concretas.",
+])
+complex.add("reasoning", "pt", [
+    "Uma empresa tem 5 projetos e 3 equipes; cada equipe só pode fazer projetos consecutivos, o projeto 2 depende do 1, e o 4 não pode ser feito pela mesma equipe do 3. Quantas atribuições válidas existem? Explique o raciocínio passo a passo e verifique o resultado de outra forma.",
+])
+complex.add("financial", "pt", [
+    "Tenho 38 anos, ganho R$ 15 mil por mês e pago aluguel. Vale mais a pena financiar um apartamento de R$ 600 mil com juros de 10,5% ao ano ou continuar alugando e investir a diferença no Tesouro IPCA+? Faça uma simulação de 20 anos com premissas explícitas e analise a sensibilidade aos juros e à inflação.",
+])
+complex.add("medical", "pt", [
+    "Paciente de 55 anos, diabético tipo 2, HbA1c de 9,2% com metformina em dose máxima, IMC 34 e doença renal crônica estágio 3a. Quais seriam as opções de intensificação do tratamento e como escolher entre iSGLT2, agonistas de GLP-1 e insulina? Justifique com base nos benefícios cardiorrenais e nos riscos.",
+])
+complex.add("legal", "it", [
+    "Un dipendente viene licenziato per giusta causa dopo aver pubblicato su Facebook critiche al datore di lavoro. Analizza il caso secondo il diritto italiano: proporzionalità, libertà di critica, giurisprudenza della Cassazione, e quali tutele spettano al lavoratore a seconda delle dimensioni dell'azienda.",
+])
+complex.add("proof", "it", [
+    "Dimostra che la radice quadrata di 2 è irrazionale e poi generalizza: dimostra che la radice n-esima di un intero positivo è razionale solo se l'intero è una potenza n-esima perfetta.",
+])
+complex.add("debugging", "it", [
+    "Il nostro job Spark che processa 2 TB al giorno è passato da 40 minuti a 3 ore senza modifiche al codice. Nella UI vediamo alcuni task che durano 50 volte la mediana. Come procederesti per trovare la causa e quali soluzioni valuteresti per ciascuna ipotesi?",
+])
+complex.add("medical", "zh", [
+    "一位68岁男性，有高血压和慢性阻塞性肺病，最近两周出现下肢水肿和夜间呼吸困难。请列出鉴别诊断，说明需要做哪些检查来区分，并讨论在确诊心力衰竭后，如何在用药上兼顾他的肺部疾病。",
+])
+complex.add("debugging", "zh", [
+    "我们的Redis集群在每天上午10点左右出现延迟尖峰，P99从2毫秒升到300毫秒，持续几分钟。CPU和内存都不高。请给出系统的排查思路：可能的原因、需要收集的指标和命令，以及如何逐一验证。",
+])
+complex.add("long-form", "zh", [
+    "写一篇约2000字的文章，讨论人工智能对中国制造业就业的影响。请分析不同技能层次的工人受到的影响，引用可能的数据来源，提出反方观点，并给出具体的政策建议。",
+])
+complex.add("financial", "zh", [
+    "一家年营收5亿元的制造企业计划用3亿元收购一家竞争对手，其中一半用银行贷款。请从估值方法、协同效应、资本结构和整合风险四个方面分析这笔交易，并说明在什么条件下这笔收购会毁灭股东价值。",
+])
+complex.add("debugging", "ja", [
+    "本番環境のPostgreSQLで、特定のクエリだけが時々数十秒かかるようになりました。実行計画は普段は問題ありません。考えられる原因（統計情報、パラメータ化クエリのプラン、ロック、autovacuumなど）を挙げ、それぞれをどう切り分けるか手順を示してください。",
+])
+complex.add("legal", "ja", [
+    "フリーランスのエンジニアが業務委託契約で開発したソフトウェアの著作権は誰に帰属しますか。契約書に定めがない場合と、譲渡条項がある場合とで、著作権法第27条・第28条や著作者人格権の扱いも含めて分析してください。",
+])
+complex.add("reasoning", "ja", [
+    "AからEの5人が円卓に座ります。AはBの隣ではなく、CはDの右隣、EはAの正面に近い位置（隣でない）に座ります。条件を満たす座り方は回転を同一視して何通りありますか。考え方を段階的に説明し、数え漏れがないことを確認してください。",
+])
+complex.add("algorithms", "de", [
+    "Entwirf eine Datenstruktur, die Intervalle einfügt und löscht und für einen Punkt alle überlappenden Intervalle findet, mit O(log n + k) pro Abfrage. Begründe die Korrektheit und vergleiche mit einem Segmentbaum.",
+])
+complex.add("system-design", "it", [
+    "Progetta un sistema di notifiche push per un'app con 20 milioni di utenti: invii programmati, preferenze per utente, limiti di frequenza, retry e deduplicazione. Descrivi componenti, flusso dei dati, modello di consegna e come gestisci i picchi durante eventi sportivi.",
+])
+complex.add("legal", "es", [
+    "Una startup española recoge datos de geolocalización de sus usuarios para publicidad. Analiza su situación según el RGPD y la LOPDGDD: base jurídica, consentimiento, evaluación de impacto, transferencias a EE. UU. y sanciones posibles. ¿Qué cambios concretos le recomendarías?",
+])
+complex.add("system-design", "pt", [
+    "Projete o sistema de pagamentos instantâneos (Pix) de uma fintech com 5 milhões de clientes: garantia de idempotência, conciliação com o Banco Central, prevenção de fraude em tempo real e o que acontece se a conexão com o SPI cair no meio de uma transação.",
+])
+
+complex.add("proof", "es", [
+    "Demuestra que e es irracional usando su desarrollo en serie, y explica por qué el mismo argumento no basta para probar que π es irracional.",
+])
+complex.add("algorithms", "ja", [
+    "重み付き有向グラフで、負の辺を含むが負の閉路はない場合に全点対最短路を求める効率的な方法を説明してください。Johnsonのアルゴリズムの再重み付けがなぜ正しいのかを証明し、Floyd–Warshallと計算量を比較してください。",
+])
+simple.add("translation", "fr", [
+    "Traduis en anglais : « Je suis désolé, je ne pourrai pas venir ce soir. »",
+])
+
 SEEDS = simple.seeds + standard.seeds + complex.seeds
