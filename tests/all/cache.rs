@@ -144,10 +144,11 @@ async fn a_repeat_is_served_from_the_tenants_own_cache_at_zero_cost_until_erased
 }
 
 /// The cache's own lookup path over the `fow-cache` pairs with the real embedder, at the default threshold
-/// (0.95) with the guard on. Floors from the measured figures (52.7% of same-answer pairs served, 2 of 300
-/// traps answered wrongly), so a regression of the embedder's scale or the guard fails.
+/// (0.95) with the guard on. Floors from the measured figures (56.0% of same-answer pairs served, 41.0% of
+/// the `paraphrase` category, 2 of 300 traps answered wrongly), so a regression of the embedder's scale or
+/// the guard fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_eval_at_the_default_serves_half_the_paraphrases_and_at_most_one_percent_of_traps() {
+async fn the_eval_at_the_default_serves_40_percent_of_paraphrases_and_at_most_1_percent_of_traps() {
     use sluice::cache::eval;
     use sluice::inference::{LocalModels, QueueLimits};
     let Some(dir) = crate::local::models_dir() else {
@@ -171,7 +172,14 @@ async fn the_eval_at_the_default_serves_half_the_paraphrases_and_at_most_one_per
     };
     let (same, traps, _, conversation_traps) = at(0.95, true);
     assert_eq!((same.pairs, traps.pairs), (300, 300));
-    assert!(same.served * 100 >= 50 * same.pairs, "{same:?}");
+    assert!(same.served * 100 >= 54 * same.pairs, "{same:?}");
+    let run = report.run(0.95, true).unwrap();
+    let paraphrases = run.by_category["paraphrase"];
+    assert_eq!(paraphrases.pairs, 200);
+    assert!(
+        paraphrases.served * 100 >= 40 * paraphrases.pairs,
+        "{paraphrases:?}"
+    );
     assert!(traps.false_hits * 100 <= traps.pairs, "{traps:?}");
     assert_eq!(conversation_traps.false_hits, 0, "{conversation_traps:?}");
     // The guard is what keeps the traps out: without it the same threshold answers many of them.

@@ -102,7 +102,7 @@ pub const CATALOG: &[Package] = &[
             },
         ],
         default_temperature: 0.0,
-        similarity_scale: 3.0,
+        similarity_scale: 3.4,
     },
     Package {
         name: "fow-cache",
