@@ -17,9 +17,6 @@
     reason = "a benchmark harness"
 )]
 
-use std::convert::Infallible;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -28,61 +25,14 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
+
+mod support;
+use support::{Gateway, TOKEN, percentile, rss_kib, start_upstream};
 
 const BODY: &str = r#"{"model":"small","messages":[{"role":"user","content":"Say hello in one word."}],"max_tokens":16}"#;
 /// The same request for the in-process fake deployment: the gateway's own cost without the upstream hop.
 const FAKE_BODY: &str = r#"{"model":"fake","messages":[{"role":"user","content":"Say hello in one word."}],"max_tokens":16}"#;
-const ANSWER: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"small-model","choices":[{"index":0,"message":{"role":"assistant","content":"Hello"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":1,"total_tokens":13}}"#;
-
-/// An instant OpenAI-compatible upstream on its own runtime thread.
-fn start_upstream() -> std::net::SocketAddr {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            loop {
-                let (stream, _) = listener.accept().await.unwrap();
-                let _ = stream.set_nodelay(true);
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(
-                        |req: http::Request<hyper::body::Incoming>| async move {
-                            let _ = req.into_body().collect().await;
-                            let mut resp = http::Response::new(Full::new(Bytes::from_static(
-                                ANSWER.as_bytes(),
-                            )));
-                            resp.headers_mut().insert(
-                                "content-type",
-                                http::HeaderValue::from_static("application/json"),
-                            );
-                            Ok::<_, Infallible>(resp)
-                        },
-                    );
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
-    });
-    rx.recv().unwrap()
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
 
 /// CPU time (user + system) the process has used, in seconds. `/proc` counts it in USER_HZ ticks, which
 /// the kernel fixes at 100 per second for this interface on every architecture.
@@ -136,11 +86,6 @@ async fn one_with(
     let status = resp.status();
     let _ = resp.into_body().collect().await.unwrap();
     status
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx]
 }
 
 async fn latencies(
@@ -310,26 +255,7 @@ enum Feature {
 /// Creates a tenant with `features` and an admin key; returns (tenant id, key).
 async fn tenant(gateway: &str, token: &str, name: &str, features: &[Feature]) -> (String, String) {
     use sluice::cli::client::{call, send};
-    let t = call(
-        gateway,
-        token,
-        http::Method::POST,
-        "/admin/v1/tenants",
-        Some(serde_json::json!({ "name": name })),
-    )
-    .await
-    .unwrap();
-    let id = t["id"].as_str().unwrap().to_owned();
-    let k = call(
-        gateway,
-        token,
-        http::Method::POST,
-        &format!("/admin/v1/tenants/{id}/keys"),
-        Some(serde_json::json!({"name": "load", "role": "admin"})),
-    )
-    .await
-    .unwrap();
-    let key = k["key"].as_str().unwrap().to_owned();
+    let (id, key) = support::tenant(gateway, name).await;
     if features.contains(&Feature::Caps) {
         for (path, body) in [
             (
@@ -388,7 +314,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
-    let upstream = start_upstream();
+    let upstream = start_upstream(Duration::ZERO);
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
         r#"version = 1
@@ -419,47 +345,10 @@ model = "fake-model"
         db = dir.path().join("load.db").display(),
         durability = std::env::var("SLUICE_LOAD_DURABILITY").unwrap_or_else(|_| "fsync".to_owned()),
     );
-    std::fs::write(dir.path().join("sluice.toml"), config).unwrap();
-    let token = "load-operator-token-0123456789";
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["serve", "--config"])
-        .arg(dir.path().join("sluice.toml"))
-        .env("SLUICE_ADMIN_TOKEN", token)
-        .env(
-            "SLUICE_AUDIT_MASTER_KEY",
-            "CAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg=",
-        )
-        .env(
-            "SLUICE_AUDIT_SIGNING_KEY",
-            "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=",
-        )
-        .env(
-            "SLUICE_KEY_PEPPER",
-            "load-pepper-load-pepper-load-pepper-0123",
-        )
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut child = KillOnDrop(child);
-    let mut line = String::new();
-    let mut seen = String::new();
-    let addr = loop {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "gateway exited early:\n{seen}"
-        );
-        seen.push_str(&line);
-        if let Some(a) = line.trim().strip_prefix("sluice listening on ") {
-            break a.to_owned();
-        }
-    };
-    // Keep draining the gateway's logs, so a full pipe never blocks it.
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-
-    let pid = child.0.id();
+    let gateway_process = Gateway::start(dir.path(), &config);
+    let addr = gateway_process.addr.clone();
+    let token = TOKEN;
+    let pid = gateway_process.pid();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -612,11 +501,8 @@ model = "fake-model"
             idle_rss as f64 / 1024.0,
             rss_kib(pid) as f64 / 1024.0
         );
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
     });
-    let _ = child.0.wait();
+    gateway_process.stop();
 }
 
 /// A noisy neighbour: a tenant whose legal `auth` policy burns most of its fuel on every call, at 32 clients,
@@ -683,17 +569,5 @@ async fn noisy_neighbour(
             d50.as_secs_f64() / a50.as_secs_f64(),
             d99.as_secs_f64() / a99.as_secs_f64(),
         );
-    }
-}
-
-/// Kills the gateway if the harness panics before its graceful stop, so no gateway outlives a failed run.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
     }
 }

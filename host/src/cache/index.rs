@@ -53,6 +53,12 @@ impl std::fmt::Debug for SemanticIndex {
     }
 }
 
+/// Candidates a graph search keeps (usearch's default is 64). A cache looks for a near repeat of a stored
+/// question, not for the nearest of many far ones: on 100 000 clustered entries, 24 finds the reworded
+/// entry (cosine 0.89) 98% of the time at about half the cost of 64 (`cargo bench --bench cache`); what
+/// it misses is a cache miss, never a wrong answer.
+const EXPANSION_SEARCH: usize = 24;
+
 fn options(dims: usize) -> IndexOptions {
     IndexOptions {
         dimensions: dims,
@@ -60,7 +66,7 @@ fn options(dims: usize) -> IndexOptions {
         quantization: ScalarKind::F16,
         connectivity: 0,
         expansion_add: 0,
-        expansion_search: 0,
+        expansion_search: EXPANSION_SEARCH,
         multi: false,
     }
 }
