@@ -255,7 +255,7 @@ enum Feature {
 /// Creates a tenant with `features` and an admin key; returns (tenant id, key).
 async fn tenant(gateway: &str, token: &str, name: &str, features: &[Feature]) -> (String, String) {
     use sluice::cli::client::{call, send};
-    let (id, key) = support::tenant(gateway, name).await;
+    let (id, key) = support::tenant(gateway, token, name).await;
     if features.contains(&Feature::Caps) {
         for (path, body) in [
             (

@@ -154,27 +154,9 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx]
 }
 
-/// Creates tenant `name` with an admin key, as the operator; returns (tenant id, key).
-pub async fn tenant(gateway: &str, name: &str) -> (String, String) {
-    use sluice::cli::client::call;
-    let t = call(
-        gateway,
-        TOKEN,
-        http::Method::POST,
-        "/admin/v1/tenants",
-        Some(serde_json::json!({ "name": name })),
-    )
-    .await
-    .unwrap();
-    let id = t["id"].as_str().unwrap().to_owned();
-    let k = call(
-        gateway,
-        TOKEN,
-        http::Method::POST,
-        &format!("/admin/v1/tenants/{id}/keys"),
-        Some(serde_json::json!({"name": "bench", "role": "admin"})),
-    )
-    .await
-    .unwrap();
-    (id, k["key"].as_str().unwrap().to_owned())
+/// Creates tenant `name` with an admin key, as the operator with `token`; returns (tenant id, key).
+pub async fn tenant(gateway: &str, token: &str, name: &str) -> (String, String) {
+    sluice::cli::client::create_tenant_with_key(gateway, token, name, "bench", "admin")
+        .await
+        .unwrap()
 }

@@ -14,6 +14,34 @@ pub enum ClientError {
     Transport(String),
     #[error("the gateway answered {status}: {body}")]
     Status { status: u16, body: String },
+    #[error("the gateway's answer has no `{0}`")]
+    Missing(&'static str),
+}
+
+/// Creates tenant `name` and a key `key_name` of `role` for it, as the operator; returns the tenant id and
+/// the key (shown only in this answer).
+pub async fn create_tenant_with_key(
+    gateway: &str,
+    token: &str,
+    name: &str,
+    key_name: &str,
+    role: &str,
+) -> Result<(String, String), ClientError> {
+    let body = serde_json::json!({ "name": name });
+    let tenant = call(
+        gateway,
+        token,
+        http::Method::POST,
+        "/admin/v1/tenants",
+        Some(body),
+    )
+    .await?;
+    let id = tenant["id"].as_str().ok_or(ClientError::Missing("id"))?;
+    let body = serde_json::json!({ "name": key_name, "role": role });
+    let path = format!("/admin/v1/tenants/{id}/keys");
+    let key = call(gateway, token, http::Method::POST, &path, Some(body)).await?;
+    let key = key["key"].as_str().ok_or(ClientError::Missing("key"))?;
+    Ok((id.to_owned(), key.to_owned()))
 }
 
 /// Calls `method path` on the gateway with a bearer token and an optional JSON body; returns the JSON answer.

@@ -79,25 +79,8 @@ pub async fn serve(config: PathBuf, env: Env) -> anyhow::Result<()> {
 /// First start: a `demo` tenant and an owner key, made through the operator API (so both are audited like
 /// any other), and one ready `curl` with the key, which is shown only here.
 async fn create_demo_tenant(gateway: &str, token: &str) -> anyhow::Result<()> {
-    use super::client::call;
-    let tenant = call(
-        gateway,
-        token,
-        http::Method::POST,
-        "/admin/v1/tenants",
-        Some(serde_json::json!({"name": "demo"})),
-    )
-    .await?;
-    let id = tenant["id"].as_str().unwrap_or_default();
-    let key = call(
-        gateway,
-        token,
-        http::Method::POST,
-        &format!("/admin/v1/tenants/{id}/keys"),
-        Some(serde_json::json!({"name": "demo", "role": "owner"})),
-    )
-    .await?;
-    let key = key["key"].as_str().unwrap_or_default();
+    let (_, key) =
+        super::client::create_tenant_with_key(gateway, token, "demo", "demo", "owner").await?;
     println!(
         "Created tenant `demo` with an API key (shown once):\n\n    {key}\n\nTry it:\n\n    curl {gateway}/v1/chat/completions \\\n      -H 'authorization: Bearer {key}' -H 'content-type: application/json' \\\n      -d '{{\"model\": \"auto\", \"messages\": [{{\"role\": \"user\", \"content\": \"What is the capital of France?\"}}]}}'\n"
     );
