@@ -101,7 +101,7 @@ impl App {
         )
         .await
         .map_err(|e| StartError::Policy(e.to_string()))?;
-        let cache = open_cache(config, &storage, clock.clone()).await?;
+        let cache = open_cache(config, &storage, &audit, clock.clone()).await?;
         let admission = Admission::new(clock);
         restore_admission(&storage, &audit, &admission).await?;
         let metrics = Metrics::new();
@@ -178,6 +178,33 @@ impl App {
         outcome
     }
 
+    /// Sets a tenant's content retention (durably). Zero also erases the tenant's cached answers at once,
+    /// in memory and in storage: a tenant that keeps no content keeps no answers either. Returns false for
+    /// an unknown tenant.
+    pub async fn set_retention(&self, tenant: &str, days: u32) -> Result<bool, StorageError> {
+        if !self.audit.set_retention(tenant, days).await? {
+            return Ok(false);
+        }
+        if days == 0 {
+            // After the retention is in memory: a lookup from now on bypasses the cache, and a miss from
+            // before stores nothing once the erasure has bumped the tenant's epoch.
+            self.cache.erase(tenant).await?;
+        }
+        Ok(true)
+    }
+
+    /// Retention as of `now` (unix seconds): audit content past each tenant's retention is deleted, and so
+    /// is the cache of any tenant that keeps no content. Returns the audit rows deleted.
+    pub async fn prune(&self, now: i64) -> Result<u64, StorageError> {
+        let deleted = self.audit.prune(now).await?;
+        for tenant in self.cache.tenants_with_entries() {
+            if self.audit.retention_days(&tenant) == 0 {
+                self.cache.erase(&tenant).await?;
+            }
+        }
+        Ok(deleted)
+    }
+
     /// The end of a drain, once no request is in flight: what budget covers hold beyond that goes back (so
     /// the next start charges only requests whose outcome is unknown), the audit queue is flushed and
     /// storage closed.
@@ -201,19 +228,19 @@ impl App {
 async fn open_cache(
     config: &Config,
     storage: &Storage,
+    audit: &AuditLog,
     clock: Arc<dyn Clock>,
 ) -> Result<crate::cache::Cache, StartError> {
     let master_key = crate::audit::key32_from_text(config.audit.master_key.expose())
         .ok_or_else(|| StartError::Audit("the master key is not base64 of 32 bytes".to_owned()))?;
-    let writer = crate::cache::persist::Writer::start(
-        storage.clone(),
-        crate::cache::persist::sealer(&master_key),
-    );
+    let writer = crate::cache::persist::Writer::start(storage.clone(), &master_key);
     // Searches run on the runtime's workers: one search slot each, and one for a thread outside it.
     let threads =
         tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers()) + 1;
     let cache = crate::cache::Cache::new(config.cache, clock, threads, Some(writer));
-    let restored = crate::cache::persist::restore(&cache, storage).await?;
+    // A tenant that keeps no content keeps no cached answers either.
+    let restored =
+        crate::cache::persist::restore(&cache, storage, |t| audit.retention_days(t) > 0).await?;
     if restored > 0 {
         tracing::info!(entries = restored, "response cache restored");
     }

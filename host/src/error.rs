@@ -356,7 +356,10 @@ impl From<&ProviderError> for ApiError {
             ProviderError::Connect { .. }
             | ProviderError::Status { .. }
             | ProviderError::Protocol { .. }
-            | ProviderError::Reset { .. } => ApiError::new(ErrorCode::UpstreamError, e.to_string()),
+            | ProviderError::Reset { .. }
+            | ProviderError::StreamError { .. } => {
+                ApiError::new(ErrorCode::UpstreamError, e.to_string())
+            }
         }
     }
 }

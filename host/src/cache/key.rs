@@ -1,18 +1,46 @@
-//! What a request may do with the cache, and its keys: the bypass rules, the **exact key** (SHA-256 of the
-//! canonical request) and the **context key** (SHA-256 of everything but the last user message: system
-//! prompt, earlier turns, tools, response format, sampling and every other parameter).
+//! What a request may do with the cache, and its keys: the bypass rules, the **exact key** (of the canonical
+//! request) and the **context key** (of everything but the last user message: system prompt, earlier turns,
+//! tools, response format, sampling and every other parameter).
 //!
-//! Keys are hashes of canonical JSON (object keys sorted, no whitespace) behind a domain tag, so two requests
-//! share a key only if they ask the same thing; the tenant is not part of any key: each tenant's entries live
-//! in maps of their own.
+//! Keys are HMAC-SHA256 of canonical JSON (object keys sorted, no whitespace) behind a domain tag, under the
+//! tenant's own secret ([`TenantSecret`]): two requests of one tenant share a key only if they ask the same
+//! thing, and the same question from two tenants has unrelated keys, so the stored keys neither link tenants
+//! nor let anyone with the database confirm a guessed prompt. Each tenant's entries also live in maps of
+//! their own.
 
+use hmac::{Hmac, Mac};
 use http::HeaderMap;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::wire::{ChatRequest, Message, MessageRole};
 
 pub type Key = [u8; 32];
+
+/// A tenant's secret for its cache keys (derived from the gateway's master key; never stored).
+#[derive(Clone)]
+pub struct TenantSecret([u8; 32]);
+
+impl TenantSecret {
+    pub fn new(bytes: [u8; 32]) -> TenantSecret {
+        TenantSecret(bytes)
+    }
+
+    /// An HMAC under the secret, its input starting with `domain`.
+    fn mac(&self, domain: &[u8]) -> Hmac<Sha256> {
+        // HMAC takes a key of any length.
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!());
+        mac.update(domain);
+        mac
+    }
+}
+
+impl std::fmt::Debug for TenantSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TenantSecret(..)")
+    }
+}
 
 /// The request header that raises (never lowers) the tenant's semantic threshold.
 pub const THRESHOLD_HEADER: &str = "x-sluice-cache-threshold";
@@ -84,28 +112,29 @@ pub struct Rules {
 )]
 pub struct BadThreshold;
 
-/// The request's plan, or why it bypasses the cache. `family` names the deployments that may answer.
+/// The request's plan, or why it bypasses the cache. `family` names the deployments that may answer;
+/// `secret` is the tenant's.
 pub fn plan(
     chat: &ChatRequest,
     headers: &HeaderMap,
     family: String,
     rules: Rules,
+    secret: &TenantSecret,
 ) -> Result<Result<Plan, Bypass>, BadThreshold> {
     let threshold = threshold(headers)?;
     Ok(bypass(chat, headers, rules).map_or_else(
         || {
             let question = question_index(chat).ok_or(Bypass::NoQuestion)?;
-            let context = context_key(chat, &family, question);
+            let context = context_key(chat, &family, question, secret);
             let asked = &chat.messages[question];
-            let mut h = Sha256::new();
-            h.update(b"sluice-cache-exact\0");
-            h.update(context);
-            h.update(canonical(
+            let mut h = secret.mac(b"sluice-cache-exact\0");
+            h.update(&context);
+            h.update(&canonical(
                 &serde_json::to_value(asked).unwrap_or(Value::Null),
             ));
             Ok(Plan {
                 family,
-                exact: h.finalize().into(),
+                exact: h.finalize().into_bytes().into(),
                 context,
                 question: text_of(asked),
                 read: !cache_control(headers, "no-cache"),
@@ -191,7 +220,7 @@ fn threshold(headers: &HeaderMap) -> Result<Option<f32>, BadThreshold> {
 
 /// Everything that shapes the answer except the question itself: the family, every parameter but the
 /// transport ones (`stream`, `stream_options`) and the end-user id, and the turns before and after it.
-fn context_key(chat: &ChatRequest, family: &str, question: usize) -> Key {
+fn context_key(chat: &ChatRequest, family: &str, question: usize, secret: &TenantSecret) -> Key {
     let mut params = serde_json::to_value(chat).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut params {
         for transport in ["model", "messages", "stream", "stream_options", "user"] {
@@ -205,10 +234,9 @@ fn context_key(chat: &ChatRequest, family: &str, question: usize) -> Key {
         "before": turns(&chat.messages[..question]),
         "after": turns(&chat.messages[question + 1..]),
     });
-    let mut h = Sha256::new();
-    h.update(b"sluice-cache-context\0");
-    h.update(canonical(&context));
-    h.finalize().into()
+    let mut h = secret.mac(b"sluice-cache-context\0");
+    h.update(&canonical(&context));
+    h.finalize().into_bytes().into()
 }
 
 /// A message's text: a string, or text parts only (joined by newlines).
@@ -283,8 +311,38 @@ mod tests {
         cache_sampled: false,
     };
 
+    fn secret() -> TenantSecret {
+        TenantSecret::new([7; 32])
+    }
+
     fn planned(body: Value, headers: &HeaderMap) -> Result<Plan, Bypass> {
-        plan(&chat(body), headers, "m".to_owned(), ON).unwrap()
+        plan(&chat(body), headers, "m".to_owned(), ON, &secret()).unwrap()
+    }
+
+    #[test]
+    fn the_same_request_of_two_tenants_has_unrelated_keys() {
+        let body =
+            || serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+        let a = plan(
+            &chat(body()),
+            &HeaderMap::new(),
+            "m".to_owned(),
+            ON,
+            &TenantSecret::new([1; 32]),
+        )
+        .unwrap()
+        .unwrap();
+        let b = plan(
+            &chat(body()),
+            &HeaderMap::new(),
+            "m".to_owned(),
+            ON,
+            &TenantSecret::new([2; 32]),
+        )
+        .unwrap()
+        .unwrap();
+        assert_ne!(a.exact, b.exact);
+        assert_ne!(a.context, b.context);
     }
 
     fn ask(messages: Value) -> Plan {
@@ -326,6 +384,7 @@ mod tests {
             &HeaderMap::new(),
             "other-family".to_owned(),
             ON,
+            &secret(),
         )
         .unwrap()
         .unwrap();
@@ -418,6 +477,7 @@ mod tests {
                 enabled: true,
                 cache_sampled: true,
             },
+            &secret(),
         )
         .unwrap();
         assert!(
@@ -432,6 +492,7 @@ mod tests {
                 enabled: false,
                 cache_sampled: false,
             },
+            &secret(),
         )
         .unwrap();
         assert_eq!(off.unwrap_err(), Bypass::Disabled);
@@ -459,7 +520,7 @@ mod tests {
         ] {
             let mut h = HeaderMap::new();
             h.insert(THRESHOLD_HEADER, value.parse().unwrap());
-            let got = plan(&chat(body.clone()), &h, "m".to_owned(), ON);
+            let got = plan(&chat(body.clone()), &h, "m".to_owned(), ON, &secret());
             match ok {
                 Some(t) => assert_eq!(got.unwrap().unwrap().threshold, Some(t)),
                 None => assert_eq!(got.unwrap_err(), BadThreshold, "{value}"),

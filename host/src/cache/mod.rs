@@ -11,8 +11,10 @@
 //!
 //! An exact hit needs the same exact key; a semantic hit needs the same context key and a similarity of at
 //! least the threshold between the questions (their embeddings' cosine on the embedder's scale,
-//! `1 - (1 - cosine) / scale`), and passes the guard. Entries expire after the
-//! tenant's TTL, and the least recently used entry of a full index makes room.
+//! `1 - (1 - cosine) / scale`), and passes the guard. Only answers that completed are stored
+//! ([`Answer::complete`]). Entries expire after the tenant's TTL (the sweeper removes them from memory and
+//! storage within a second of it), and the least recently used entry of a full index makes room. Entry ids
+//! are random, so an id says nothing of any other tenant's activity.
 
 pub mod eval;
 pub mod guard;
@@ -21,7 +23,7 @@ pub mod key;
 pub mod persist;
 pub mod replay;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
@@ -32,7 +34,7 @@ use crate::admission::Clock;
 pub use crate::config::CacheConfig;
 use crate::config::Tier;
 use index::SemanticIndex;
-use key::{Key, Plan, Rules};
+use key::{Key, Plan, Rules, TenantSecret};
 
 /// What the cache phase did for a request, as reported in `x-sluice-cache`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,12 +118,36 @@ impl Settings {
     }
 }
 
-/// A stored answer: the completion and who made it.
+/// A stored answer: the completion and who made it. Made only by [`Answer::complete`] (or read back from
+/// storage), so the cache holds nothing that did not complete.
 #[derive(Debug, Clone)]
+#[expect(
+    clippy::manual_non_exhaustive,
+    reason = "`non_exhaustive` binds other crates only; the private field binds the rest of this one"
+)]
 pub struct Answer {
     pub body: Bytes,
     pub deployment: String,
     pub tier: Tier,
+    /// Keeps construction inside this module.
+    #[expect(
+        dead_code,
+        reason = "a private field, so no code outside the cache makes an Answer"
+    )]
+    checked: (),
+}
+
+impl Answer {
+    /// The answer, if it is one the cache may keep ([`replay::completed`]): `own_cap` says whether the
+    /// output cap the upstream got was the client's own (see [`Pending::cap_lowered`]).
+    pub fn complete(body: Bytes, deployment: String, tier: Tier, own_cap: bool) -> Option<Answer> {
+        replay::completed(&body, own_cap).then_some(Answer {
+            body,
+            deployment,
+            tier,
+            checked: (),
+        })
+    }
 }
 
 /// The entry that answered a request.
@@ -165,7 +191,8 @@ pub struct Cache {
     clock: Arc<dyn Clock>,
     /// Search slots per index: as many threads as may search at once.
     threads: usize,
-    next_id: AtomicU64,
+    /// What each tenant's key secret is derived from.
+    key_master: [u8; 32],
     tenants: RwLock<HashMap<String, Arc<TenantCache>>>,
     persist: Option<persist::Writer>,
 }
@@ -178,8 +205,9 @@ impl std::fmt::Debug for Cache {
     }
 }
 
-#[derive(Default)]
 struct TenantCache {
+    /// The tenant's secret its cache keys are made under.
+    secret: TenantSecret,
     settings: Mutex<Settings>,
     shelf: Mutex<Shelf>,
     /// Bumped by each erasure: a miss that started before it stores nothing after it.
@@ -196,6 +224,8 @@ type Bucket = (String, Option<String>);
 #[derive(Default)]
 struct Shelf {
     entries: HashMap<u64, Stored>,
+    /// (creation time, id) of every entry, oldest first: what the sweeper drops.
+    by_age: BTreeSet<(u64, u64)>,
     exact: HashMap<Key, u64>,
     buckets: HashMap<Bucket, Lane>,
     bytes: u64,
@@ -232,6 +262,21 @@ pub struct Pending {
     pub plan: Plan,
     pub vector: Option<(Vec<f32>, String)>,
     epoch: u64,
+    /// Whether the output cap forwarded is the one the keys describe (the client's).
+    own_cap: bool,
+}
+
+impl Pending {
+    /// The gateway lowered (or set) the output cap the upstream gets, below what the keys describe (a
+    /// budget's reservation): an answer that the cap cut short (`length`) is not stored.
+    pub fn cap_lowered(&mut self) {
+        self.own_cap = false;
+    }
+
+    /// Whether the upstream got the client's own output cap.
+    pub fn own_cap(&self) -> bool {
+        self.own_cap
+    }
 }
 
 /// An entry as it is persisted and restored.
@@ -257,11 +302,21 @@ impl Cache {
         threads: usize,
         persist: Option<persist::Writer>,
     ) -> Cache {
+        // Keys that outlive the process must be made under the key the stored entries were; a cache that
+        // persists nothing needs no more than a secret of this process.
+        let key_master = persist.as_ref().map_or_else(
+            || {
+                let mut random = [0u8; 32];
+                rand::RngCore::fill_bytes(&mut rand::rng(), &mut random);
+                random
+            },
+            persist::Writer::key_master,
+        );
         Cache {
             config,
             clock,
             threads: threads.max(1),
-            next_id: AtomicU64::new(1),
+            key_master,
             tenants: RwLock::new(HashMap::new()),
             persist,
         }
@@ -288,8 +343,32 @@ impl Cache {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .entry(tenant.to_owned())
-            .or_default()
+            .or_insert_with(|| {
+                Arc::new(TenantCache {
+                    secret: tenant_secret(&self.key_master, tenant),
+                    settings: Mutex::default(),
+                    shelf: Mutex::default(),
+                    epoch: AtomicU64::new(0),
+                    hits_exact: AtomicU64::new(0),
+                    hits_semantic: AtomicU64::new(0),
+                    misses: AtomicU64::new(0),
+                    bypasses: AtomicU64::new(0),
+                })
+            })
             .clone()
+    }
+
+    /// The request's plan under the tenant's settings and key secret, or why it bypasses the cache. `Err`
+    /// is a malformed threshold header.
+    pub fn plan(
+        &self,
+        tenant: &str,
+        chat: &crate::wire::ChatRequest,
+        headers: &http::HeaderMap,
+        family: String,
+    ) -> Result<Result<Plan, key::Bypass>, key::BadThreshold> {
+        let rules = self.settings(tenant).rules();
+        key::plan(chat, headers, family, rules, &self.tenant(tenant).secret)
     }
 
     /// The tenant's settings, with the operator's switch applied.
@@ -403,10 +482,11 @@ impl Cache {
             plan,
             vector,
             epoch: self.tenant(tenant).epoch.load(Ordering::Acquire),
+            own_cap: true,
         }
     }
 
-    /// Stores a miss's answer (a complete, single-choice completion), unless the tenant's cache was
+    /// Stores a miss's answer (one that completed: [`Answer::complete`]), unless the tenant's cache was
     /// erased since the miss, the answer is too big, or the cache is off. Evicts the least recently used
     /// entry of a full index.
     pub fn store(&self, tenant: &str, pending: Pending, answer: Answer) {
@@ -416,11 +496,11 @@ impl Cache {
         let t = self.tenant(tenant);
         let ttl_ms = lock(&t.settings).ttl_secs.saturating_mul(1000);
         let now = self.now_ms();
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let Pending {
             plan,
             vector,
             epoch,
+            own_cap: _,
         } = pending;
         let answer = Arc::new(answer);
         let mut shelf = lock(&t.shelf);
@@ -452,6 +532,7 @@ impl Cache {
             shelf.remove(*old);
         }
         self.forget(tenant, evicted);
+        let id = shelf.fresh_id();
         if let (Some((v, _)), Some(_)) = (&vector, &plan.question)
             && let Err(e) = shelf
                 .index_for(&bucket, v.len(), self.threads)
@@ -493,9 +574,11 @@ impl Cache {
         if self.now_ms().saturating_sub(entry.created_ms) > ttl_ms {
             return false;
         }
-        self.next_id.fetch_max(entry.id + 1, Ordering::Relaxed);
         let bucket = (entry.family, entry.embedder);
         let mut shelf = lock(&t.shelf);
+        if shelf.entries.contains_key(&entry.id) {
+            return false;
+        }
         if let (Some(v), Some(_)) = (&entry.vector, &entry.question)
             && let Err(e) = shelf
                 .index_for(&bucket, v.len(), self.threads)
@@ -532,6 +615,37 @@ impl Cache {
             p.erase(tenant).await?;
         }
         Ok(dropped)
+    }
+
+    /// Drops every tenant's expired entries, from memory and (queued) from storage. Returns how many.
+    pub fn sweep_expired(&self) -> usize {
+        let tenants: Vec<(String, Arc<TenantCache>)> = self
+            .tenants
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(id, t)| (id.clone(), t.clone()))
+            .collect();
+        let now = self.now_ms();
+        let mut swept = 0;
+        for (tenant, t) in tenants {
+            let ttl_ms = lock(&t.settings).ttl_secs.saturating_mul(1000);
+            let expired = lock(&t.shelf).sweep(now, ttl_ms);
+            swept += expired.len();
+            self.forget(&tenant, expired);
+        }
+        swept
+    }
+
+    /// The tenants that have entries in memory.
+    pub fn tenants_with_entries(&self) -> Vec<String> {
+        self.tenants
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(_, t)| !lock(&t.shelf).entries.is_empty())
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// Writes what is queued for the database; returns once it is durable.
@@ -589,8 +703,27 @@ impl Cache {
     }
 }
 
+/// The tenant's secret for its cache keys: HKDF-SHA256 of the cache's key master, bound to the tenant.
+fn tenant_secret(master: &[u8; 32], tenant: &str) -> TenantSecret {
+    let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(b"sluice-cache-keys"), master);
+    let mut secret = [0u8; 32];
+    // 32 bytes is always a valid HKDF-SHA256 output length.
+    let _ = hk.expand(tenant.as_bytes(), &mut secret);
+    TenantSecret::new(secret)
+}
+
 impl Shelf {
-    /// A hit on `id` if it is fresh (it becomes the most recently used); an expired entry is dropped.
+    /// A random id no entry of the shelf has, below 2^63 (it is stored as a signed integer).
+    fn fresh_id(&self) -> u64 {
+        loop {
+            let id = rand::random::<u64>() >> 1;
+            if id != 0 && !self.entries.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// A hit on `id` if it is fresh (it becomes the most recently used).
     fn fresh_hit(
         &mut self,
         id: u64,
@@ -600,7 +733,7 @@ impl Shelf {
     ) -> Option<Hit> {
         let stored = self.entries.get(&id)?;
         if now.saturating_sub(stored.created_ms) > ttl_ms {
-            self.remove(id);
+            // Expired: never served; the sweeper removes it from memory and storage.
             return None;
         }
         self.tick += 1;
@@ -638,6 +771,7 @@ impl Shelf {
         self.tick += 1;
         stored.tick = self.tick;
         self.bytes += stored.bytes();
+        self.by_age.insert((stored.created_ms, id));
         self.exact.insert(stored.exact, id);
         self.buckets
             .entry(stored.bucket.clone())
@@ -652,6 +786,7 @@ impl Shelf {
             return;
         };
         self.bytes = self.bytes.saturating_sub(stored.bytes());
+        self.by_age.remove(&(stored.created_ms, id));
         if self.exact.get(&stored.exact) == Some(&id) {
             self.exact.remove(&stored.exact);
         }
@@ -669,13 +804,13 @@ impl Shelf {
         }
     }
 
-    /// Drops every expired entry; returns their ids.
+    /// Drops every expired entry (the oldest first, stopping at the first fresh one); returns their ids.
     fn sweep(&mut self, now: u64, ttl_ms: u64) -> Vec<u64> {
         let expired: Vec<u64> = self
-            .entries
+            .by_age
             .iter()
-            .filter(|(_, s)| now.saturating_sub(s.created_ms) > ttl_ms)
-            .map(|(id, _)| *id)
+            .take_while(|(created, _)| now.saturating_sub(*created) > ttl_ms)
+            .map(|(_, id)| *id)
             .collect();
         for id in &expired {
             self.remove(*id);
@@ -726,6 +861,7 @@ mod tests {
             &http::HeaderMap::new(),
             "m".to_owned(),
             Settings::default().rules(),
+            &key::TenantSecret::new([3; 32]),
         )
         .unwrap()
         .unwrap()
@@ -740,6 +876,7 @@ mod tests {
             body: Bytes::from(text.to_owned()),
             deployment: "d".to_owned(),
             tier: Tier::Simple,
+            checked: (),
         }
     }
 

@@ -31,6 +31,8 @@ enum Op {
 pub struct Writer {
     tx: mpsc::UnboundedSender<Op>,
     sealer: Arc<Sealer>,
+    /// What the tenants' key secrets are derived from: stored keys stay valid across restarts.
+    key_master: [u8; 32],
     queued_puts: Arc<AtomicUsize>,
 }
 
@@ -52,27 +54,33 @@ struct Meta {
     vector: Option<Vec<f32>>,
 }
 
-/// The cache's master key, derived from the audit master key (a key of its own, so neither log's
-/// ciphertexts open under the other's).
-pub fn sealer(master: &[u8; 32]) -> Sealer {
+/// A key of the cache's own, derived from the audit master key for `purpose` (so neither log's ciphertexts
+/// open under the other's, and the key secrets are unrelated to the sealing key).
+fn derived(master: &[u8; 32], purpose: &[u8]) -> [u8; 32] {
     let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(b"sluice-cache"), master);
     let mut key = [0u8; 32];
     // 32 bytes is always a valid HKDF-SHA256 output length.
-    let _ = hk.expand(b"cache-master", &mut key);
-    Sealer::new(key)
+    let _ = hk.expand(purpose, &mut key);
+    key
 }
 
 impl Writer {
-    /// Starts the writer task over `storage`; it ends when every handle is gone.
-    pub fn start(storage: Storage, sealer: Sealer) -> Writer {
+    /// Starts the writer task over `storage`, sealing under keys derived from the audit `master` key; it
+    /// ends when every handle is gone.
+    pub fn start(storage: Storage, master: &[u8; 32]) -> Writer {
         let (tx, rx) = mpsc::unbounded_channel();
         let queued_puts = Arc::new(AtomicUsize::new(0));
         tokio::spawn(run(storage, rx, queued_puts.clone()));
         Writer {
             tx,
-            sealer: Arc::new(sealer),
+            sealer: Arc::new(Sealer::new(derived(master, b"cache-master"))),
+            key_master: derived(master, b"cache-keys"),
             queued_puts,
         }
+    }
+
+    pub(super) fn key_master(&self) -> [u8; 32] {
+        self.key_master
     }
 
     pub(super) fn put(&self, entry: Restored) {
@@ -175,6 +183,7 @@ impl Writer {
                 body: Bytes::from(content.response),
                 deployment: meta.deployment,
                 tier,
+                checked: (),
             },
             created_ms: row.created_ms,
         })
@@ -215,9 +224,14 @@ async fn run(storage: Storage, mut rx: mpsc::UnboundedReceiver<Op>, queued_puts:
     }
 }
 
-/// Reads the stored settings and entries back into `cache` at start. Entries that expired, or that do not
-/// open under this gateway's key, are deleted. Returns the entries restored.
-pub async fn restore(cache: &Cache, storage: &Storage) -> Result<usize, StorageError> {
+/// Reads the stored settings and entries back into `cache` at start. Entries that expired, that do not open
+/// under this gateway's key, or whose tenant no longer keeps content (`retains` says no) are deleted.
+/// Returns the entries restored.
+pub async fn restore(
+    cache: &Cache,
+    storage: &Storage,
+    retains: impl Fn(&str) -> bool,
+) -> Result<usize, StorageError> {
     let Some(writer) = &cache.persist else {
         return Ok(0);
     };
@@ -233,6 +247,10 @@ pub async fn restore(cache: &Cache, storage: &Storage) -> Result<usize, StorageE
     let mut dropped: Vec<(String, u64)> = Vec::new();
     for row in storage.cache_rows().await? {
         let key = (row.tenant_id.clone(), row.id);
+        if !retains(&row.tenant_id) {
+            dropped.push(key);
+            continue;
+        }
         match writer.open(row) {
             Some(entry) => {
                 if cache.restore(entry) {

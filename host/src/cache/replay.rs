@@ -7,10 +7,27 @@ use serde_json::{Map, Value, json};
 use crate::providers::Usage;
 use crate::providers::sse::data_event;
 
-/// The answer as a stored completion, if it is one the cache may keep: one choice, text content, no tool
-/// or function call.
-pub fn storable(body: &[u8]) -> bool {
-    serde_json::from_slice::<Value>(body).is_ok_and(|v| single_text_choice(&v))
+/// Whether `body` is an answer the cache may keep: a `chat.completion` that **completed**, with one text
+/// choice and no tool or function call, a finish reason of `stop` (or `length` when the output cap that
+/// ended it is the client's own, `own_cap`), a usage report, and no error. A stream that failed, an answer
+/// cut short by a cap the gateway lowered for a budget, or one without usage is never stored.
+pub fn completed(body: &[u8], own_cap: bool) -> bool {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    let finished = match v
+        .pointer("/choices/0/finish_reason")
+        .and_then(Value::as_str)
+    {
+        Some("stop") => true,
+        Some("length") => own_cap,
+        _ => false,
+    };
+    finished
+        && v.get("error").is_none_or(Value::is_null)
+        && v.pointer("/usage/completion_tokens")
+            .is_some_and(Value::is_u64)
+        && single_text_choice(&v)
 }
 
 fn single_text_choice(v: &Value) -> bool {
@@ -30,7 +47,7 @@ fn single_text_choice(v: &Value) -> bool {
 }
 
 /// A completion put together from a finished stream's events and its usage, if the stream was one text
-/// choice.
+/// choice and carried no error event. Whether it completed is for [`completed`] to say.
 pub fn assemble(events: &[Bytes], usage: Option<Usage>) -> Option<Vec<u8>> {
     let mut head = Map::new();
     let mut content = String::new();
@@ -42,6 +59,10 @@ pub fn assemble(events: &[Bytes], usage: Option<Usage>) -> Option<Vec<u8>> {
         let Ok(chunk) = serde_json::from_slice::<Value>(json.trim_ascii_end()) else {
             continue;
         };
+        // An error event (vLLM sends one when generation fails mid-way): the answer is not whole.
+        if chunk.get("error").is_some_and(|e| !e.is_null()) {
+            return None;
+        }
         for field in ["id", "created", "model", "system_fingerprint"] {
             if let Some(v) = chunk.get(field) {
                 head.entry(field).or_insert_with(|| v.clone());
@@ -173,7 +194,7 @@ mod tests {
             completion_tokens: 2,
         };
         let body = assemble(&events, Some(usage)).unwrap();
-        assert!(storable(&body));
+        assert!(completed(&body, false));
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["choices"][0]["message"]["content"], "Hello world");
         assert_eq!(v["choices"][0]["finish_reason"], "stop");
@@ -200,12 +221,65 @@ mod tests {
         assert!(assemble(&[tool], None).is_none());
         let second = event(json!({"choices": [{"index": 1, "delta": {"content": "x"}}]}));
         assert!(assemble(&[second], None).is_none());
-        assert!(!storable(
-            br#"{"choices":[{"message":{"content":null,"tool_calls":[{"id":"t"}]}}]}"#
+        let done = r#""finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#;
+        assert!(!completed(
+            format!(
+                r#"{{"choices":[{{"message":{{"content":null,"tool_calls":[{{"id":"t"}}]}},{done}"#
+            )
+            .as_bytes(),
+            true
         ));
-        assert!(!storable(
-            br#"{"choices":[{"message":{"content":"a"}},{"message":{"content":"b"}}]}"#
+        assert!(!completed(
+            format!(
+                r#"{{"choices":[{{"message":{{"content":"a"}},"finish_reason":"stop"}},{{"message":{{"content":"b"}},{done}"#
+            )
+            .as_bytes(),
+            true
         ));
-        assert!(storable(br#"{"choices":[{"message":{"content":"a"}}]}"#));
+        assert!(completed(
+            format!(r#"{{"choices":[{{"message":{{"content":"a"}},{done}"#).as_bytes(),
+            false
+        ));
+    }
+
+    fn answer(finish: Value, usage: Option<Value>) -> Vec<u8> {
+        let mut v = json!({"object": "chat.completion", "choices": [{"index": 0,
+            "message": {"role": "assistant", "content": "Paris"}, "finish_reason": finish}]});
+        if let Some(u) = usage {
+            v["usage"] = u;
+        }
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    #[test]
+    fn only_an_answer_that_completed_is_kept() {
+        let usage = || Some(json!({"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}));
+        assert!(completed(&answer(json!("stop"), usage()), false));
+        // Cut short by the cap: kept only when the cap was the client's own.
+        assert!(completed(&answer(json!("length"), usage()), true));
+        assert!(!completed(&answer(json!("length"), usage()), false));
+        // No finish reason (a stream that broke off), another reason, no usage: not kept.
+        assert!(!completed(&answer(Value::Null, usage()), true));
+        assert!(!completed(&answer(json!("content_filter"), usage()), true));
+        assert!(!completed(&answer(json!("stop"), None), true));
+        assert!(!completed(b"not json", true));
+        let mut with_error: Value =
+            serde_json::from_slice(&answer(json!("stop"), usage())).unwrap();
+        with_error["error"] = json!({"message": "boom"});
+        assert!(!completed(&serde_json::to_vec(&with_error).unwrap(), true));
+    }
+
+    #[test]
+    fn a_stream_with_an_error_event_is_not_assembled() {
+        let events = [
+            event(
+                json!({"id": "c1", "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Half an"}}]}),
+            ),
+            event(json!({"error": {"message": "generation failed", "type": "internal_error"}})),
+        ];
+        assert!(assemble(&events, None).is_none());
+        // The same content without the error, but with no finish reason and no usage: assembled, not complete.
+        let body = assemble(&events[..1], None).unwrap();
+        assert!(!completed(&body, true));
     }
 }

@@ -615,6 +615,7 @@ fn validate_policies(
     };
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
     let workers = count("workers", raw.workers, cores, 256)?;
+    let queue = count("queue", raw.queue, 1_024, 1 << 20)?;
     let pool = PoolConfig {
         workers,
         per_tenant: count(
@@ -623,8 +624,15 @@ fn validate_policies(
             workers.div_ceil(2),
             workers,
         )?,
-        queue: count("queue", raw.queue, 1_024, 1 << 20)?,
-        queue_per_tenant: count("queue_per_tenant", raw.queue_per_tenant, 256, 1 << 20)?,
+        queue,
+        // One tenant may hold at most the whole queue; the pool keeps room for the others regardless
+        // (`policy::pool`: the longest line gives way).
+        queue_per_tenant: count(
+            "queue_per_tenant",
+            raw.queue_per_tenant,
+            (queue / 4).clamp(1, 256),
+            queue,
+        )?,
     };
     Ok(PolicyConfig {
         pool,
@@ -1376,6 +1384,33 @@ price = { input_per_mtok = 0.10, output_per_mtok = 0.40 }
             "{}",
             err(&bad)
         );
+    }
+
+    #[test]
+    fn one_tenants_share_of_the_policy_queue_is_at_most_the_queue() {
+        let with = |lines: &str| format!("{ISSUE_EXAMPLE}\n[policies]\n{lines}\n");
+        let c = Config::from_toml(&with("queue = 16"), Path::new("."), &env()).unwrap();
+        assert_eq!(
+            (c.policies.pool.queue, c.policies.pool.queue_per_tenant),
+            (16, 4)
+        );
+        let c = Config::from_toml(&with(""), Path::new("."), &env()).unwrap();
+        assert_eq!(
+            (c.policies.pool.queue, c.policies.pool.queue_per_tenant),
+            (1024, 256)
+        );
+        let e = err(&with("queue = 16\nqueue_per_tenant = 256"));
+        assert_eq!(
+            e, "config field `policies.queue_per_tenant`: must be between 1 and 16",
+            "{e}"
+        );
+        let c = Config::from_toml(
+            &with("queue = 16\nqueue_per_tenant = 16"),
+            Path::new("."),
+            &env(),
+        )
+        .unwrap();
+        assert_eq!(c.policies.pool.queue_per_tenant, 16);
     }
 
     #[test]

@@ -188,8 +188,9 @@ pub struct RawPolicies {
     pub workers_per_tenant: Option<usize>,
     /// Most policy calls waiting for a thread, over all tenants. Default 1024.
     pub queue: Option<usize>,
-    /// Most policy calls of one tenant waiting for a thread; past it `auth` is 429 and `classify` and
-    /// `route` use the built-ins. Default 256.
+    /// Most policy calls of one tenant waiting for a thread, at most `queue`; past it `auth` is 429 and
+    /// `classify` and `route` use the built-ins. When the whole queue is full, the tenant with the most calls
+    /// waiting gives way to one with fewer. Default a quarter of `queue`, at most 256.
     pub queue_per_tenant: Option<usize>,
     /// Consecutive failures (trap, out of fuel, error, invalid decision) after which a tenant's policy is
     /// quarantined until a new version is uploaded or activated; a call stopped by the wall-clock backstop

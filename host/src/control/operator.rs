@@ -112,7 +112,7 @@ pub async fn serve(
             // `now` lets operators (and tests) prune as of a given time; default: the clock.
             let body: Prune = call.json().await?;
             let now = body.now.unwrap_or_else(unix_now);
-            let deleted = app.audit.prune(now).await?;
+            let deleted = app.prune(now).await?;
             Ok(View::ok(
                 &serde_json::json!({"deleted": deleted, "as_of": now}),
             ))
@@ -194,7 +194,7 @@ async fn set_retention(app: &App, tenant_id: &str, body: SetRetention) -> Result
             "`days` must be between 0 and 36500",
         ));
     }
-    let found = app.audit.set_retention(tenant_id, body.days).await?;
+    let found = app.set_retention(tenant_id, body.days).await?;
     if !found {
         return Err(ApiError::new(ErrorCode::NotFound, "no such tenant"));
     }

@@ -258,18 +258,27 @@ fn http_builder(limits: &crate::config::ServerConfig) -> auto::Builder<TokioExec
     builder
 }
 
-/// Retention: prunes expired audit content hourly (and once at start).
+/// Retention: prunes expired audit content (and the caches of tenants that keep none) hourly and once at
+/// start; drops expired cache entries from memory and storage every second, so none outlives its TTL by more.
 fn spawn_pruner(app: Arc<App>, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(3600));
+        let mut sweep = tokio::time::interval(Duration::from_secs(1));
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
-                _ = every.tick() => match app.audit.prune(crate::storage::unix_now()).await {
+                _ = every.tick() => match app.prune(crate::storage::unix_now()).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(deleted = n, "audit content past retention deleted"),
                     Err(e) => tracing::error!(error = %e, "audit retention pruning failed"),
                 },
+                _ = sweep.tick() => {
+                    let swept = app.cache.sweep_expired();
+                    if swept > 0 {
+                        tracing::debug!(entries = swept, "expired cache entries dropped");
+                    }
+                }
             }
         }
     })

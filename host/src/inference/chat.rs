@@ -26,6 +26,10 @@ const GREEDY_EPSILON: f64 = 1e-7;
 
 /// Name under which the chat template is registered in the minijinja environment.
 const TEMPLATE_NAME: &str = "chat";
+/// A message's content in the rendered template is `OPEN index CLOSE` (private-use characters, which no
+/// template writes and which are not in a role name).
+const OPEN: char = '\u{F8F0}';
+const CLOSE: char = '\u{F8F1}';
 
 /// Vocabulary tokens that end an assistant turn in addition to the GGUF EOS token.
 const END_OF_TURN_TOKENS: [&str; 2] = ["<|im_end|>", "<|endoftext|>"];
@@ -177,6 +181,9 @@ impl Default for LoadOptions {
 pub struct ChatModel {
     weights: ModelWeights,
     tokenizer: Arc<Tokenizer>,
+    /// The same tokenizer with special tokens read as text: for message content, so no one can write a
+    /// control token (`<|im_start|>`) into the prompt.
+    text_tokenizer: Tokenizer,
     templates: minijinja::Environment<'static>,
     bos_token: String,
     eos_token: String,
@@ -239,6 +246,8 @@ impl ChatModel {
         fix_pre_tokenizer(&mut tokenizer, meta.pre_tokenizer.as_deref());
         let templates = template_env(&meta.chat_template).map_err(load_err)?;
         let end_ids = end_token_ids(&tokenizer, meta.eos_id);
+        let mut text_tokenizer = tokenizer.clone();
+        text_tokenizer.set_encode_special_tokens(true);
         let device = Device::Cpu;
         let weights =
             load_weights(content, file, &device, options).map_err(|e| load_err(e.to_string()))?;
@@ -247,6 +256,7 @@ impl ChatModel {
             bos_token: token_text(&tokenizer, meta.bos_id),
             eos_token: token_text(&tokenizer, meta.eos_id),
             tokenizer: Arc::new(tokenizer),
+            text_tokenizer,
             templates,
             end_ids: end_ids.into(),
             context_length: meta.context_length.min(MAX_SEQ_LEN),
@@ -301,8 +311,7 @@ impl ChatModel {
         sampling: Sampling,
     ) -> Result<Generation, ChatError> {
         let sampler = logits_processor(&sampling)?;
-        let prompt = self.render(messages)?;
-        let prompt_ids = self.encode(&prompt)?;
+        let prompt_ids = self.prompt_ids(messages)?;
         self.check_fits(prompt_ids.len())?;
         // Cheap: every weight in `ModelWeights` is a `QMatMul` (whose quantized variant is
         // `QMatMul::QTensor(Arc<QTensor>)`), an `RmsNorm`/`Embedding` holding a `Tensor`, or
@@ -329,11 +338,48 @@ impl ChatModel {
         })
     }
 
-    /// Tokenizes `text` without adding special tokens (special tokens written in the text,
-    /// such as `<|im_start|>`, are still recognised).
+    /// The prompt's tokens: the chat template rendered over `messages`, its own text tokenized with its
+    /// control tokens, each message's content tokenized as text (a `<|im_start|>` a user writes stays the
+    /// characters it is made of). The template is rendered with a placeholder for each content, and the
+    /// content tokenized where the placeholder landed; a template that copies a content twice gets it
+    /// twice, one that leaves it out gets none.
+    pub fn prompt_ids(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, ChatError> {
+        let placeholders: Vec<ChatMessage> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| ChatMessage::new(m.role.clone(), format!("{OPEN}{i}{CLOSE}")))
+            .collect();
+        let rendered = self.render(&placeholders)?;
+        let broken = || ChatError::Template("the template altered a message placeholder".into());
+        let mut ids = Vec::new();
+        let mut rest = rendered.as_str();
+        while let Some(at) = rest.find(OPEN) {
+            ids.extend(self.encode(&rest[..at])?);
+            let after = &rest[at + OPEN.len_utf8()..];
+            let end = after.find(CLOSE).ok_or_else(broken)?;
+            let index: usize = after[..end].parse().map_err(|_| broken())?;
+            let content = &messages.get(index).ok_or_else(broken)?.content;
+            ids.extend(self.encode_text(content)?);
+            rest = &after[end + CLOSE.len_utf8()..];
+        }
+        ids.extend(self.encode(rest)?);
+        Ok(ids)
+    }
+
+    /// Tokenizes template text without adding special tokens (the special tokens it writes, such as
+    /// `<|im_start|>`, are recognised).
     fn encode(&self, text: &str) -> Result<Vec<u32>, ChatError> {
         let encoding = self
             .tokenizer
+            .encode(text, false)
+            .map_err(|e| ChatError::Tokenizer(e.to_string()))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Tokenizes what someone else wrote: special tokens in it are text.
+    fn encode_text(&self, text: &str) -> Result<Vec<u32>, ChatError> {
+        let encoding = self
+            .text_tokenizer
             .encode(text, false)
             .map_err(|e| ChatError::Tokenizer(e.to_string()))?;
         Ok(encoding.get_ids().to_vec())

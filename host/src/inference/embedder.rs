@@ -246,10 +246,14 @@ fn load_config(path: &Path, bytes: &[u8]) -> Result<Config, EmbedError> {
     Ok(config)
 }
 
-/// Loads the tokenizer, dropping its own padding and truncating to [`MAX_TOKENS`].
+/// Loads the tokenizer, dropping its own padding, truncating to [`MAX_TOKENS`], and reading special
+/// tokens written in the text as text.
 fn load_tokenizer(path: &Path, bytes: &[u8]) -> Result<Tokenizer, EmbedError> {
     let mut tokenizer = Tokenizer::from_bytes(bytes).map_err(|e| invalid(path, e))?;
     tokenizer.with_padding(None);
+    // The text is someone's message: a `[SEP]` or `[CLS]` in it is text, not a marker (the post-processor
+    // still adds the real ones).
+    tokenizer.set_encode_special_tokens(true);
     let truncation = TruncationParams {
         max_length: MAX_TOKENS,
         ..TruncationParams::default()

@@ -15,6 +15,12 @@ pub enum FileError {
         path.display(), dir.display()
     )]
     Missing { path: PathBuf, dir: PathBuf },
+    #[error(
+        "model file {} (or its package folder) is a symlink; model files are read only as plain files \
+         under the models folder. Replace it with the file, or run `sluice models pull --dir {}`",
+        path.display(), dir.display()
+    )]
+    Symlink { path: PathBuf, dir: PathBuf },
     #[error("cannot read model file {}: {source}", path.display())]
     Unreadable {
         path: PathBuf,
@@ -50,6 +56,12 @@ pub fn read_verified(
     file: &PinnedFile,
 ) -> Result<Vec<u8>, FileError> {
     let path = path_of(dir, package, file);
+    if through_symlink(dir, package, file) {
+        return Err(FileError::Symlink {
+            path,
+            dir: dir.to_owned(),
+        });
+    }
     let bytes = match std::fs::read(&path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -72,20 +84,30 @@ pub fn read_verified(
     Ok(bytes)
 }
 
-/// The files of `package` that are not in `dir` with the pinned size and digest.
+/// The files of `package` that are not in `dir` with the pinned size and digest, as plain files.
 pub fn needed<'a>(dir: &Path, package: &'a Package) -> Vec<&'a PinnedFile> {
     package
         .files
         .iter()
-        .filter(|f| !is_intact(&path_of(dir, package, f), f))
+        .filter(|f| through_symlink(dir, package, f) || !is_intact(&path_of(dir, package, f), f))
         .collect()
 }
 
 fn is_intact(path: &Path, file: &PinnedFile) -> bool {
-    let Ok(meta) = std::fs::metadata(path) else {
+    // Not through a symlink: a link is never a model file (the pull then refuses it).
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
         return false;
     };
-    meta.len() == file.size && sha256_of_file(path).is_ok_and(|d| hex(&d) == file.sha256)
+    meta.is_file()
+        && meta.len() == file.size
+        && sha256_of_file(path).is_ok_and(|d| hex(&d) == file.sha256)
+}
+
+/// Whether the package folder or the file itself is a symlink (the models folder may be one: it is the
+/// operator's choice; what is inside is the pull's).
+fn through_symlink(dir: &Path, package: &Package, file: &PinnedFile) -> bool {
+    let link = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
+    link(&dir.join(package.name)) || link(&path_of(dir, package, file))
 }
 
 /// SHA-256 of a file, read in pieces.
@@ -100,5 +122,36 @@ pub fn sha256_of_file(path: &Path) -> std::io::Result<[u8; 32]> {
             return Ok(hasher.finalize().into());
         }
         hasher.update(&buf[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    #[test]
+    fn a_model_file_that_is_a_link_is_neither_intact_nor_read() {
+        let package = super::super::catalog::find("smollm2-135m-instruct").unwrap();
+        let file = &package.files[0];
+        let models = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let elsewhere = outside.path().join("any");
+        std::fs::write(&elsewhere, b"not the model").unwrap();
+        std::fs::create_dir_all(models.path().join(package.name)).unwrap();
+        symlink(&elsewhere, path_of(models.path(), package, file)).unwrap();
+        assert_eq!(needed(models.path(), package).len(), package.files.len());
+        assert!(matches!(
+            read_verified(models.path(), package, file),
+            Err(FileError::Symlink { .. })
+        ));
+        // The package folder itself linked elsewhere.
+        let models = tempfile::tempdir().unwrap();
+        symlink(outside.path(), models.path().join(package.name)).unwrap();
+        assert!(matches!(
+            read_verified(models.path(), package, file),
+            Err(FileError::Symlink { .. })
+        ));
     }
 }

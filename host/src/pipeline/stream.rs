@@ -114,12 +114,10 @@ impl AnswerStream {
         else {
             return;
         };
-        if let Some(body) = crate::cache::replay::assemble(sent, self.usage) {
-            let answer = crate::cache::Answer {
-                body: Bytes::from(body),
-                deployment,
-                tier,
-            };
+        let own_cap = pending.own_cap();
+        if let Some(answer) = crate::cache::replay::assemble(sent, self.usage).and_then(|body| {
+            crate::cache::Answer::complete(Bytes::from(body), deployment, tier, own_cap)
+        }) {
             self.app.cache.store(&tenant, pending, answer);
         }
     }

@@ -6,7 +6,10 @@
 //! clock, charged after the call, since a call's cost is known only then). A tenant may also run at most
 //! `per_tenant` calls at once, so with two threads one tenant's burst always leaves a thread for everyone
 //! else. A line holds at most `queue_per_tenant` calls and the pool `queue`; a call beyond is refused at
-//! once (`Refused::Busy`) instead of waiting.
+//! once (`Refused::Busy`) instead of waiting. When the pool's queue is full, a call of a tenant whose line
+//! is shorter than the longest by two or more still gets in: the newest call of the longest line is refused
+//! in its place (longest queue drop). So a tenant that is not using its share of the queue is never turned
+//! away because others filled it, however many do; only the tenants holding the most waiting calls are.
 //!
 //! The tenant's CPU budget (`cpu.rs`) is checked when a call's turn comes, before it starts, and charged
 //! with what it used. A call whose caller went away (the client hung up) while it waited is dropped unrun.
@@ -48,6 +51,8 @@ pub enum Refused {
 trait Task: Send {
     /// Whether nobody waits for the result any more.
     fn abandoned(&self) -> bool;
+    /// Answers that the call was refused before its turn came (it never counted as running).
+    fn refuse(self: Box<Self>, why: Refused);
     /// Runs the call (`Ok`) or answers that it may not (`Err`). `book` hears what became of it, with the CPU
     /// time it ran for (read with `clock`), before the caller does: the caller's next request sees it charged.
     fn finish(
@@ -66,6 +71,12 @@ struct Pending<T, F> {
 impl<T: Send, F: FnOnce() -> T + Send> Task for Pending<T, F> {
     fn abandoned(&self) -> bool {
         self.reply.is_closed()
+    }
+
+    fn refuse(self: Box<Self>, why: Refused) {
+        let Pending { work, reply } = *self;
+        drop(work);
+        let _ = reply.send(Err(why));
     }
 
     fn finish(
@@ -200,23 +211,31 @@ impl Queues {
         }
     }
 
-    /// Puts a call at the back of `tenant`'s line, unless the line or the pool is full.
+    /// Puts a call at the back of `tenant`'s line, unless the line is full, or the pool is full and no other
+    /// line is longer than `tenant`'s by two or more. `Ok` may carry the call pushed out to make room: the
+    /// newest of the longest line, for the caller to refuse (outside the lock).
     fn push(
         &mut self,
         tenant: &str,
         task: Box<dyn Task>,
         config: &PoolConfig,
-    ) -> Result<(), Refused> {
+    ) -> Result<Option<Box<dyn Task>>, Refused> {
         if self.stopping {
             return Err(Refused::Stopped);
         }
-        let full = self.waiting >= config.queue;
         let key = match self.lines.get_key_value(tenant) {
             Some((key, _)) => key.clone(),
             None => Arc::from(tenant),
         };
+        let mine = self.lines.get(&key).map_or(0, |l| l.waiting.len());
+        let mut pushed_out = None;
+        if mine < config.queue_per_tenant && self.waiting >= config.queue {
+            pushed_out = self.push_out(mine);
+        }
         let line = self.lines.entry(key.clone()).or_default();
-        if full || line.waiting.len() >= config.queue_per_tenant {
+        if line.waiting.len() >= config.queue_per_tenant
+            || (self.waiting >= config.queue && pushed_out.is_none())
+        {
             line.busy += 1;
             return Err(Refused::Busy);
         }
@@ -227,7 +246,29 @@ impl Queues {
         }
         line.waiting.push_back(task);
         self.waiting += 1;
-        Ok(())
+        Ok(pushed_out)
+    }
+
+    /// Takes the newest call of the longest line, if that line is longer than `mine` by two or more (by one,
+    /// the two lines would only trade places). The line counts it as refused for being full.
+    fn push_out(&mut self, mine: usize) -> Option<Box<dyn Task>> {
+        let longest = self
+            .ring
+            .iter()
+            .max_by_key(|t| self.lines.get(*t).map_or(0, |l| l.waiting.len()))?
+            .clone();
+        let line = self.lines.get_mut(&longest)?;
+        if line.waiting.len() < mine + 2 {
+            return None;
+        }
+        let task = line.waiting.pop_back()?;
+        line.busy += 1;
+        self.waiting -= 1;
+        if line.waiting.is_empty() {
+            line.deficit_ns = line.deficit_ns.min(0);
+            self.ring.retain(|t| *t != longest);
+        }
+        Some(task)
     }
 
     /// Books the end of a call of `tenant`: what it ran for is charged to its deficit.
@@ -339,8 +380,11 @@ impl Pool {
     }
 
     fn queue(&self, tenant: &str, task: Box<dyn Task>) -> Result<(), Refused> {
-        self.shared.lock().push(tenant, task, &self.shared.config)?;
+        let pushed_out = self.shared.lock().push(tenant, task, &self.shared.config)?;
         self.shared.ready.notify_one();
+        if let Some(task) = pushed_out {
+            task.refuse(Refused::Busy);
+        }
         Ok(())
     }
 
@@ -487,6 +531,157 @@ mod tests {
             a.abs_diff(b) <= Duration::from_millis(6),
             "a {a:?}, b {b:?}: {order}"
         );
+    }
+
+    fn call() -> (
+        Box<dyn Task>,
+        tokio::sync::oneshot::Receiver<Result<(), Refused>>,
+    ) {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        (Box::new(Pending { work: || (), reply }), rx)
+    }
+
+    /// Each noisy tenant sends calls until refused; what was pushed out is answered `Busy`.
+    fn fill(q: &mut Queues, noisy: usize, config: &PoolConfig) -> usize {
+        let mut refused = 0;
+        for n in 0..noisy {
+            loop {
+                let (task, _rx) = call();
+                match q.push(&format!("noisy-{n}"), task, config) {
+                    Ok(Some(out)) => {
+                        out.refuse(Refused::Busy);
+                        refused += 1;
+                    }
+                    Ok(None) => {}
+                    Err(Refused::Busy) => {
+                        refused += 1;
+                        break;
+                    }
+                    Err(other) => panic!("{other:?}"),
+                }
+            }
+        }
+        refused
+    }
+
+    /// The defect this guards against: with `queue = 16` and one tenant allowed all of it, noisy tenants
+    /// kept the queue full and a quiet tenant's every call was refused. Now a quiet tenant's call always gets
+    /// in (a noisy one gives way) and is served within one round of the others.
+    fn noisy_tenants_cannot_keep_a_quiet_one_out(noisy: usize) {
+        let config = PoolConfig {
+            workers: 1,
+            per_tenant: 1,
+            queue: 16,
+            queue_per_tenant: 16,
+        };
+        let mut q = Queues::default();
+        fill(&mut q, noisy, &config);
+        assert_eq!(q.waiting, 16, "the noisy tenants fill the queue");
+        for i in 0..50 {
+            let (task, mut answer) = call();
+            let out = q
+                .push("quiet", task, &config)
+                .unwrap_or_else(|e| panic!("the quiet tenant's call {i} was refused: {e:?}"));
+            let out = out.expect("a noisy call gave way");
+            out.refuse(Refused::Busy);
+            assert_eq!(q.waiting, 16, "the bound holds");
+            // Served within one round: every noisy tenant at most once before it.
+            let mut turns = 0;
+            loop {
+                let (tenant, task) = q.next(config.per_tenant).expect("a call to run");
+                turns += 1;
+                let quiet = &*tenant == "quiet";
+                task.finish(Ok(()), fake_clock::now, &mut |_| {});
+                q.done(
+                    &tenant,
+                    Turn::Ran(Duration::from_micros(if quiet { 10 } else { 2_000 })),
+                );
+                if quiet {
+                    break;
+                }
+                assert!(turns <= noisy, "the quiet call waited {turns} turns");
+            }
+            assert!(matches!(answer.try_recv(), Ok(Ok(()))));
+            // The noisy tenants fill the room again.
+            fill(&mut q, noisy, &config);
+            assert_eq!(q.waiting, 16);
+        }
+        // Only noisy tenants were ever refused.
+        assert_eq!(q.lines["quiet"].busy, 0);
+        let longest = (0..noisy)
+            .map(|n| q.lines[format!("noisy-{n}").as_str()].waiting.len())
+            .max()
+            .unwrap();
+        let shortest = (0..noisy)
+            .map(|n| q.lines[format!("noisy-{n}").as_str()].waiting.len())
+            .min()
+            .unwrap();
+        assert!(
+            longest - shortest <= 1,
+            "the noisy share the queue evenly: {shortest}..{longest}"
+        );
+    }
+
+    #[test]
+    fn three_noisy_tenants_cannot_keep_a_quiet_one_out() {
+        noisy_tenants_cannot_keep_a_quiet_one_out(3);
+    }
+
+    #[test]
+    fn ten_noisy_tenants_cannot_keep_a_quiet_one_out() {
+        noisy_tenants_cannot_keep_a_quiet_one_out(10);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_quiet_tenants_call_runs_while_noisy_calls_fill_the_running_pool() {
+        let pool = Arc::new(
+            Pool::start(
+                PoolConfig {
+                    workers: 2,
+                    per_tenant: 1,
+                    queue: 16,
+                    queue_per_tenant: 16,
+                },
+                fake_clock::now,
+                budgets(),
+            )
+            .unwrap(),
+        );
+        let gate = Gate::default();
+        let tenants = ["n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9"];
+        let mut held = Vec::new();
+        for tenant in tenants {
+            for _ in 0..4 {
+                held.push(hold(&pool, tenant, &gate));
+            }
+        }
+        // Every call has either been refused or is waiting or running.
+        let settled = || {
+            let stats = pool.stats();
+            let placed: usize = stats.iter().map(|(_, s)| s.waiting + s.running).sum();
+            let busy: u64 = stats.iter().map(|(_, s)| s.busy).sum();
+            placed + usize::try_from(busy).unwrap() == 40
+        };
+        while !settled() {
+            tokio::task::yield_now().await;
+        }
+        let quiet = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.run("quiet", || 7).await })
+        };
+        while pool.tenant_stats("quiet").waiting == 0 && !quiet.is_finished() {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            !quiet.is_finished(),
+            "the quiet call waits for a thread, it is not refused"
+        );
+        open(&gate);
+        assert_eq!(quiet.await.unwrap(), Ok(7));
+        for h in held {
+            let _ = h.await.unwrap();
+        }
+        assert_eq!(pool.tenant_stats("quiet").busy, 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

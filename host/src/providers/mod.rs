@@ -71,6 +71,10 @@ pub enum ProviderError {
     Protocol { provider: String, detail: String },
     #[error("provider `{provider}` broke off the stream: {detail}")]
     Reset { provider: String, detail: String },
+    /// The upstream sent an error event in the middle of a stream (vLLM does when generation fails);
+    /// `kind` is its error type or code when it gives a short one, never its message.
+    #[error("provider `{provider}` reported an error mid-stream ({kind})")]
+    StreamError { provider: String, kind: String },
     #[error("{reason}")]
     Unsupported { field: String, reason: String },
     #[error("deployment `{deployment}` is at its concurrency limit")]
@@ -94,6 +98,7 @@ impl ProviderError {
             ProviderError::Status { status, .. } => status.is_server_error(),
             ProviderError::Protocol { .. }
             | ProviderError::Reset { .. }
+            | ProviderError::StreamError { .. }
             | ProviderError::Unsupported { .. } => false,
         }
     }
@@ -106,6 +111,7 @@ impl ProviderError {
             ProviderError::Status { .. } => "status",
             ProviderError::Protocol { .. } => "protocol",
             ProviderError::Reset { .. } => "reset",
+            ProviderError::StreamError { .. } => "stream_error",
             ProviderError::Unsupported { .. } => "unsupported",
             ProviderError::Saturated { .. } => "saturated",
             ProviderError::Busy { .. } => "busy",

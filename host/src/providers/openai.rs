@@ -103,6 +103,17 @@ impl PassThrough {
                     self.finished = true;
                     return Some((Ok(StreamItem::Done), self));
                 }
+                // An error event ends the answer, whatever follows it (`[DONE]` included): the stream failed.
+                if event.data.contains("\"error\"")
+                    && let Some(kind) = error_event(&event.data)
+                {
+                    self.finished = true;
+                    let err = ProviderError::StreamError {
+                        provider: self.provider.clone(),
+                        kind,
+                    };
+                    return Some((Err(err), self));
+                }
                 // Only the usage chunk needs parsing; every other event passes through untouched.
                 if event.data.contains("\"usage\"")
                     && let Ok(v) = serde_json::from_str::<serde_json::Value>(&event.data)
@@ -164,6 +175,53 @@ impl PassThrough {
                     return Some((Err(err), self));
                 }
             }
+        }
+    }
+}
+
+/// The kind of an OpenAI-style error event (`{"error": {...}}` at the top level), if `data` is one: its
+/// `type` or `code` when that is a short identifier, else `error`. Never the upstream's message.
+fn error_event(data: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(data).ok()?;
+    let error = v.get("error").filter(|e| !e.is_null())?;
+    let kind = ["type", "code"]
+        .iter()
+        .filter_map(|field| error.get(*field).and_then(serde_json::Value::as_str))
+        .find(|k| {
+            !k.is_empty()
+                && k.len() <= 64
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        });
+    Some(kind.unwrap_or("error").to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_event;
+
+    #[test]
+    fn an_error_event_is_recognised_and_only_its_kind_is_kept() {
+        assert_eq!(
+            error_event(r#"{"error": {"message": "CUDA out of memory, prompt was ...", "type": "internal_error"}}"#)
+                .as_deref(),
+            Some("internal_error")
+        );
+        assert_eq!(
+            error_event(r#"{"error": {"message": "x", "type": "has spaces: and text"}}"#)
+                .as_deref(),
+            Some("error")
+        );
+        assert_eq!(
+            error_event(r#"{"error": "boom"}"#).as_deref(),
+            Some("error")
+        );
+        for not_one in [
+            r#"{"choices": [{"delta": {"content": "\"error\""}}]}"#,
+            r#"{"error": null, "choices": []}"#,
+            "not json",
+        ] {
+            assert_eq!(error_event(not_one), None, "{not_one}");
         }
     }
 }

@@ -40,6 +40,8 @@ pub enum Behavior {
     /// Answers this status with an error whose message quotes the whole request body (as some upstreams
     /// quote the prompt).
     EchoError(u16),
+    /// Streams these events' data verbatim (`data: <each>\n\n`), whatever was asked.
+    Sse(Vec<String>),
 }
 
 /// What the upstream saw of one request.
@@ -376,6 +378,15 @@ async fn respond(
         Behavior::Garbage => full(200, "<html>not json</html>".to_owned()),
         Behavior::Anthropic => anthropic(&model, streaming),
         Behavior::Json(body) => full(200, body.to_string()),
+        Behavior::Sse(events) => {
+            let body: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+            let mut resp = full(200, body);
+            resp.headers_mut().insert(
+                "content-type",
+                http::HeaderValue::from_static("text/event-stream"),
+            );
+            resp
+        }
         Behavior::EchoError(code) => full(
             code,
             serde_json::json!({"error": {"message": format!("invalid request: {json}"), "type": "invalid_request_error"}})
