@@ -49,7 +49,7 @@ pub enum Command {
         #[arg(long, short, default_value = "sluice.toml")]
         config: PathBuf,
     },
-    /// Write a starter config (fake provider, no API keys needed) and print the operator token once.
+    /// Write a starter config (local models, no API keys needed) and print the operator token once.
     Init {
         #[arg(long, short, default_value = "sluice.toml")]
         config: PathBuf,
