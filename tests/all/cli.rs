@@ -225,6 +225,32 @@ async fn init_serve_create_key_and_call() {
     assert!(!ok, "a tampered export must not verify");
     assert!(out.contains("FAILED: entry 2"), "{out}");
 
+    // The auditor's own verifier, built alone from this checkout (a target folder of its own, so nothing of
+    // the gateway is reused), says the same of both files.
+    let verifier = standalone_verifier();
+    let verify = |file: &str| {
+        let out = Command::new(&verifier)
+            .current_dir(dir.path())
+            .args([file, "--public-key", &pinned])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = verify("acme.audit.json");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.starts_with("OK: "), "{out}");
+    let (code, out) = verify("tampered.json");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("FAILED: entry 2"), "{out}");
+    assert_eq!(
+        verify("missing.json").0,
+        Some(2),
+        "an unreadable input is not a verdict"
+    );
+
     // SIGTERM: graceful shutdown, exit 0.
     let pid = child.id().to_string();
     assert!(
@@ -496,4 +522,69 @@ async fn kill_9_under_load_loses_no_answered_request() {
             .success()
     );
     second.wait().unwrap();
+}
+
+/// Builds `sluice-verify` from the `sluice-audit` crate alone, in a target folder of its own, and checks that
+/// what it was built from has no async runtime, HTTP stack, database, Wasm engine or model code; returns
+/// the binary.
+fn standalone_verifier() -> std::path::PathBuf {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("verifier-alone");
+    let cargo = env!("CARGO");
+    let built = Command::new(cargo)
+        .current_dir(root)
+        .args([
+            "build",
+            "--locked",
+            "--offline",
+            "-p",
+            "sluice-audit",
+            "--bin",
+            "sluice-verify",
+        ])
+        .arg("--target-dir")
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let tree = Command::new(cargo)
+        .current_dir(root)
+        .args([
+            "tree",
+            "--locked",
+            "--offline",
+            "-p",
+            "sluice-audit",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        tree.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tree.stderr)
+    );
+    let tree = String::from_utf8_lossy(&tree.stdout);
+    for heavy in [
+        "wasmtime",
+        "candle",
+        "tokio",
+        "hyper",
+        "sqlx",
+        "usearch",
+        "tokenizers",
+    ] {
+        assert!(
+            !tree.lines().any(|l| l.starts_with(heavy)),
+            "sluice-audit depends on {heavy}:\n{tree}"
+        );
+    }
+    target.join("debug/sluice-verify")
 }

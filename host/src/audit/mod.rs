@@ -1,14 +1,12 @@
-//! The verifiable audit log: one log per tenant, canonical entries (`entry`), an RFC 6962 Merkle tree and
-//! hash chain (`merkle`), Ed25519 signed-note checkpoints (`note`), the batching sequencer (`log`), and the
-//! offline verifier of exports (`verify`).
+//! The verifiable audit log as the gateway keeps it: the batching sequencer (`log`) and the signed heads
+//! kept outside the database (`heads`). The log's format (canonical entries, the Merkle tree, signed notes,
+//! content commitments and sealing) and the offline verifier are the `sluice-audit` crate, re-exported here
+//! under the same names.
 
-pub mod content;
-pub mod entry;
 pub mod heads;
 mod log;
-pub mod merkle;
-pub mod note;
-pub mod verify;
+
+pub use sluice_audit::{content, entry, merkle, note, now_ms, verify};
 
 use base64::Engine;
 use ed25519_dalek::SigningKey;
@@ -18,7 +16,7 @@ pub use log::{
     ToWitnesses,
 };
 
-pub use crate::config::key32_from_text;
+pub use sluice_audit::key32_from_text;
 
 /// Parses a base64 32-byte Ed25519 seed.
 pub fn signing_key_from_text(text: &str) -> Option<SigningKey> {
@@ -31,12 +29,4 @@ pub fn new_key_text() -> String {
     let mut seed = [0u8; 32];
     rand::rng().fill_bytes(&mut seed);
     base64::engine::general_purpose::STANDARD.encode(seed)
-}
-
-/// Current unix time in milliseconds.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }

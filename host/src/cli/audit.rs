@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Subcommand;
 
-use crate::audit::{entry, verify};
+use sluice_audit::offline::{Check, CheckError, check_file, key_text};
 
 // No doc comments on the clap types: clap would turn them into help text.
 #[derive(Subcommand)]
@@ -58,8 +58,13 @@ pub async fn run(action: AuditAction) -> anyhow::Result<()> {
                 .into_iter()
                 .map(key_text)
                 .collect::<Result<Vec<_>, _>>()?;
-            let min = min_witnesses.unwrap_or(usize::from(!witness_keys.is_empty()));
-            verify_file(&file, since.as_deref(), public_key, &witness_keys, min)
+            verify_file(
+                &file,
+                since.as_deref(),
+                public_key,
+                witness_keys,
+                min_witnesses,
+            )
         }
     }
 }
@@ -84,59 +89,35 @@ async fn export(gateway: &str, api_key: &str, out: &Path) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// `sluice audit verify`: prints what verifies, or `FAILED: ...` and exits with 1.
+/// `sluice audit verify`: prints what verifies, or `FAILED: ...` and exits with 1 (the same check as
+/// `sluice-verify`).
 fn verify_file(
     file: &Path,
     since: Option<&Path>,
     public_key: Option<String>,
-    witness_keys: &[String],
-    min_witnesses: usize,
+    witness_keys: Vec<String>,
+    min_witnesses: Option<usize>,
 ) -> anyhow::Result<()> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let export: verify::Export = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not an audit export", file.display()))?;
     let since = since
         .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
         .transpose()?;
-    let key = public_key.map(key_text).transpose()?;
-    let verified = verify::verify_export(&export, key.as_deref(), since.as_deref()).and_then(|r| {
-        verify::verify_witnesses(&export, witness_keys, min_witnesses).map(|w| (r, w))
-    });
-    match verified {
-        Ok((report, witnesses)) => {
-            println!(
-                "OK: {} entries of log {} verify; root {}",
-                report.size,
-                report.origin,
-                entry::hex(&report.root)
-            );
-            if let Some(old) = report.extends {
-                println!("OK: the log extends the older checkpoint of size {old} (append-only)");
-            }
-            if !witnesses.is_empty() {
-                println!("OK: cosigned by {}", witnesses.join(", "));
-            }
-            if report.key_from_export {
-                println!(
-                    "NOTE: checked against the public key inside the export; pin the gateway's key with \
-                     --public-key to prove where the log came from"
-                );
+    let check = Check {
+        since,
+        public_key: public_key.map(key_text).transpose()?,
+        witness_keys,
+        min_witnesses,
+    };
+    match check_file(file, &check) {
+        Ok(lines) => {
+            for line in lines {
+                println!("{line}");
             }
             Ok(())
         }
-        Err(e) => {
-            println!("FAILED: {e}");
+        Err(CheckError::Input(e)) => Err(anyhow::anyhow!(e)),
+        Err(e @ CheckError::Failed(_)) => {
+            println!("{e}");
             std::process::exit(1);
         }
-    }
-}
-
-/// A key given as text or as a file holding it.
-fn key_text(k: String) -> std::io::Result<String> {
-    if Path::new(&k).is_file() {
-        std::fs::read_to_string(&k).map(|t| t.trim().to_owned())
-    } else {
-        Ok(k)
     }
 }

@@ -858,28 +858,7 @@ fn validate_audit(raw: raw::RawAudit, base: &Path, env: &Env) -> Result<AuditCon
     })
 }
 
-/// Parses base64 text of exactly 32 bytes (the audit signing seed, the content master key).
-pub fn key32_from_text(text: &str) -> Option<[u8; 32]> {
-    use base64::Engine;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .ok()?;
-    bytes.as_slice().try_into().ok()
-}
-
-/// Decodes 64 hex characters into 32 bytes.
-pub fn decode_hex32(hex: &str) -> Option<[u8; 32]> {
-    let hex = hex.trim().as_bytes();
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in hex.chunks_exact(2).enumerate() {
-        let s = std::str::from_utf8(pair).ok()?;
-        out[i] = u8::from_str_radix(s, 16).ok()?;
-    }
-    Some(out)
-}
+pub use sluice_audit::{decode_hex32, key32_from_text};
 
 fn parse_base_url(
     field: &str,

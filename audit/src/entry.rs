@@ -123,7 +123,7 @@ impl Entry {
             index: 0,
             prev_leaf: [0; 32],
             kind,
-            timestamp_ms: crate::audit::now_ms(),
+            timestamp_ms: crate::now_ms(),
             tenant_id: tenant_id.to_owned(),
             key_id: key_id.to_owned(),
             request_id: String::new(),
@@ -374,7 +374,7 @@ mod hex32 {
     }
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Hash, D::Error> {
         let text: String = serde::Deserialize::deserialize(d)?;
-        crate::config::decode_hex32(&text)
+        crate::decode_hex32(&text)
             .ok_or_else(|| serde::de::Error::custom("expected 64 hex characters"))
     }
 }
@@ -390,7 +390,7 @@ mod opt_hex32 {
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Hash>, D::Error> {
         let text: Option<String> = serde::Deserialize::deserialize(d)?;
         text.map(|t| {
-            crate::config::decode_hex32(&t)
+            crate::decode_hex32(&t)
                 .ok_or_else(|| serde::de::Error::custom("expected 64 hex characters"))
         })
         .transpose()
