@@ -69,7 +69,7 @@ pub struct App {
     admin_token_sha256: [u8; 32],
     draining: AtomicBool,
     /// A phase that panics on purpose (`Phase::index() + 1`, 0 for none): how tests prove that a panic
-    /// anywhere still leaves exactly one audit entry. Only `pipeline::inject_panic` sets it.
+    /// anywhere still leaves exactly one audit entry. Only `exchange::inject_panic` sets it.
     pub(crate) panic_at: AtomicU8,
     source: ConfigSource,
 }

@@ -305,6 +305,46 @@ impl From<crate::wire::Invalid> for ApiError {
     }
 }
 
+/// A refusal by the tenant's `auth` policy, or by the host for it. (`Allow` is no error: it maps to an
+/// internal error, which the pipeline never asks for.)
+impl From<crate::policy::AuthOutcome> for ApiError {
+    fn from(outcome: crate::policy::AuthOutcome) -> ApiError {
+        use crate::policy::AuthOutcome as A;
+        match outcome {
+            A::Allow(_) => ApiError::new(ErrorCode::Internal, "an allowed request was refused"),
+            A::Deny(reason) => ApiError::new(ErrorCode::PolicyDenied, reason),
+            // The policy denied nothing: the host could not run it in time. Retryable.
+            A::Overloaded => ApiError::new(
+                ErrorCode::Unavailable,
+                "the tenant's authorization policy was stopped by the wall-clock backstop: the gateway is overloaded",
+            )
+            .with_header(http::header::RETRY_AFTER, "1"),
+            // The tenant's own policies used its CPU share: its requests wait, no one else's.
+            A::OverBudget {
+                retry_after,
+                ms_per_second,
+            } => {
+                let retry = retry_after.as_secs_f64().ceil().max(1.0);
+                ApiError::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "the tenant's policies used their CPU budget ({ms_per_second} ms per second); retry in {retry} s"
+                    ),
+                )
+                .with_header(http::header::RETRY_AFTER, &retry.to_string())
+            }
+            // The tenant's own calls fill its line of the pool: the same, and no one else's wait either.
+            A::Busy { queue_per_tenant } => ApiError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "the tenant's policy calls fill their queue ({queue_per_tenant} waiting); retry in 1 s"
+                ),
+            )
+            .with_header(http::header::RETRY_AFTER, "1"),
+        }
+    }
+}
+
 /// What the client is told of an upstream failure; the detail stays in the log.
 impl From<&ProviderError> for ApiError {
     fn from(e: &ProviderError) -> ApiError {

@@ -138,10 +138,17 @@ pub struct Answer {
 }
 
 impl Answer {
-    /// The answer, if it is one the cache may keep ([`replay::completed`]): `own_cap` says whether the
-    /// output cap the upstream got was the client's own (see [`Pending::cap_lowered`]).
-    pub fn complete(body: Bytes, deployment: String, tier: Tier, own_cap: bool) -> Option<Answer> {
-        replay::completed(&body, own_cap).then_some(Answer {
+    /// The answer `body` (whose parsed form is `json`), if it is one the cache may keep
+    /// ([`replay::completed`]): `own_cap` says whether the output cap the upstream got was the client's own
+    /// (see [`Pending::cap_lowered`]).
+    pub fn complete(
+        json: &serde_json::Value,
+        body: Bytes,
+        deployment: String,
+        tier: Tier,
+        own_cap: bool,
+    ) -> Option<Answer> {
+        replay::completed(json, own_cap).then_some(Answer {
             body,
             deployment,
             tier,

@@ -11,10 +11,7 @@ use crate::providers::sse::data_event;
 /// choice and no tool or function call, a finish reason of `stop` (or `length` when the output cap that
 /// ended it is the client's own, `own_cap`), a usage report, and no error. A stream that failed, an answer
 /// cut short by a cap the gateway lowered for a budget, or one without usage is never stored.
-pub fn completed(body: &[u8], own_cap: bool) -> bool {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return false;
-    };
+pub fn completed(v: &Value, own_cap: bool) -> bool {
     let finished = match v
         .pointer("/choices/0/finish_reason")
         .and_then(Value::as_str)
@@ -27,7 +24,7 @@ pub fn completed(body: &[u8], own_cap: bool) -> bool {
         && v.get("error").is_none_or(Value::is_null)
         && v.pointer("/usage/completion_tokens")
             .is_some_and(Value::is_u64)
-        && single_text_choice(&v)
+        && single_text_choice(v)
 }
 
 fn single_text_choice(v: &Value) -> bool {
@@ -48,7 +45,7 @@ fn single_text_choice(v: &Value) -> bool {
 
 /// A completion put together from a finished stream's events and its usage, if the stream was one text
 /// choice and carried no error event. Whether it completed is for [`completed`] to say.
-pub fn assemble(events: &[Bytes], usage: Option<Usage>) -> Option<Vec<u8>> {
+pub fn assemble(events: &[Bytes], usage: Option<Usage>) -> Option<Value> {
     let mut head = Map::new();
     let mut content = String::new();
     let mut finish = Value::Null;
@@ -101,7 +98,7 @@ pub fn assemble(events: &[Bytes], usage: Option<Usage>) -> Option<Vec<u8>> {
     if let Some(u) = usage {
         body.insert("usage".into(), usage_json(u));
     }
-    serde_json::to_vec(&Value::Object(body)).ok()
+    Some(Value::Object(body))
 }
 
 fn usage_json(u: Usage) -> Value {
@@ -193,9 +190,9 @@ mod tests {
             prompt_tokens: 3,
             completion_tokens: 2,
         };
-        let body = assemble(&events, Some(usage)).unwrap();
-        assert!(completed(&body, false));
-        let v: Value = serde_json::from_slice(&body).unwrap();
+        let v = assemble(&events, Some(usage)).unwrap();
+        assert!(completed(&v, false));
+        let body = serde_json::to_vec(&v).unwrap();
         assert_eq!(v["choices"][0]["message"]["content"], "Hello world");
         assert_eq!(v["choices"][0]["finish_reason"], "stop");
         assert_eq!(v["usage"]["total_tokens"], 5);
@@ -207,8 +204,7 @@ mod tests {
         );
         let replayed = replay(&hit, true);
         assert_eq!(replayed.len(), 3);
-        let back = assemble(&replayed, None).unwrap();
-        let b: Value = serde_json::from_slice(&back).unwrap();
+        let b = assemble(&replayed, None).unwrap();
         assert_eq!(b["choices"][0]["message"]["content"], "Hello world");
         assert_eq!(replay(&hit, false).len(), 2, "no usage chunk unless asked");
     }
@@ -223,32 +219,46 @@ mod tests {
         assert!(assemble(&[second], None).is_none());
         let done = r#""finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#;
         assert!(!completed(
-            format!(
+            &format!(
                 r#"{{"choices":[{{"message":{{"content":null,"tool_calls":[{{"id":"t"}}]}},{done}"#
             )
-            .as_bytes(),
+            .as_bytes()
+            .parsed(),
             true
         ));
         assert!(!completed(
-            format!(
+            &format!(
                 r#"{{"choices":[{{"message":{{"content":"a"}},"finish_reason":"stop"}},{{"message":{{"content":"b"}},{done}"#
             )
-            .as_bytes(),
+            .as_bytes()
+            .parsed(),
             true
         ));
         assert!(completed(
-            format!(r#"{{"choices":[{{"message":{{"content":"a"}},{done}"#).as_bytes(),
+            &format!(r#"{{"choices":[{{"message":{{"content":"a"}},{done}"#)
+                .as_bytes()
+                .parsed(),
             false
         ));
     }
 
-    fn answer(finish: Value, usage: Option<Value>) -> Vec<u8> {
+    trait Parsed {
+        fn parsed(&self) -> Value;
+    }
+
+    impl Parsed for [u8] {
+        fn parsed(&self) -> Value {
+            serde_json::from_slice(self).unwrap()
+        }
+    }
+
+    fn answer(finish: Value, usage: Option<Value>) -> Value {
         let mut v = json!({"object": "chat.completion", "choices": [{"index": 0,
             "message": {"role": "assistant", "content": "Paris"}, "finish_reason": finish}]});
         if let Some(u) = usage {
             v["usage"] = u;
         }
-        serde_json::to_vec(&v).unwrap()
+        v
     }
 
     #[test]
@@ -262,11 +272,10 @@ mod tests {
         assert!(!completed(&answer(Value::Null, usage()), true));
         assert!(!completed(&answer(json!("content_filter"), usage()), true));
         assert!(!completed(&answer(json!("stop"), None), true));
-        assert!(!completed(b"not json", true));
-        let mut with_error: Value =
-            serde_json::from_slice(&answer(json!("stop"), usage())).unwrap();
+        assert!(!completed(&json!("not a completion"), true));
+        let mut with_error = answer(json!("stop"), usage());
         with_error["error"] = json!({"message": "boom"});
-        assert!(!completed(&serde_json::to_vec(&with_error).unwrap(), true));
+        assert!(!completed(&with_error, true));
     }
 
     #[test]

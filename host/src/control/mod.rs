@@ -18,7 +18,7 @@ use http::HeaderMap;
 use crate::app::App;
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ErrorCode};
-use crate::pipeline::Exchange;
+use crate::exchange::Exchange;
 
 /// Control-plane JSON bodies are small; anything larger is a mistake.
 const MAX_JSON_BODY: usize = 64 * 1024;
@@ -146,7 +146,7 @@ pub fn body_limit(app: &App, endpoint: Endpoint) -> usize {
     }
 }
 
-pub use crate::pipeline::BodyRead;
+pub use crate::exchange::BodyRead;
 
 /// A control-plane request as the edge hands it over.
 pub struct ControlRequest<'a> {
@@ -329,7 +329,7 @@ pub async fn serve(
             ex.audit
                 .commit(status, code, None, None)
                 .await
-                .map_err(|e| crate::pipeline::audit_unavailable(&ex.app, &e))?;
+                .map_err(|e| crate::exchange::audit_unavailable(&ex.app, &e))?;
             result
         }
     }
@@ -371,6 +371,6 @@ async fn audit_admin(ex: &Exchange, action: &str, what: &AdminAction) -> Result<
     };
     ex.app.audit.append(entry, None).await.map(|_| ()).map_err(|e| {
         tracing::error!(tenant = %what.tenant_id, action, error = %e, "admin action done but not audited");
-        crate::pipeline::audit_unavailable(&ex.app, &e)
+        crate::exchange::audit_unavailable(&ex.app, &e)
     })
 }

@@ -17,9 +17,9 @@ use super::routes::{self, Route, Target};
 use crate::app::App;
 use crate::control::{self, ControlRequest, View};
 use crate::error::{ApiError, ErrorCode, JSON};
+use crate::exchange::{BodyRead, Exchange};
 use crate::metrics::{ErrorLabels, RequestLabels};
-use crate::pipeline::BodyRead;
-use crate::pipeline::{self, Exchange, Reply, Routed};
+use crate::pipeline::{self, Reply, Routed};
 
 /// Every response body: full JSON, or a stream of server-sent events.
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;

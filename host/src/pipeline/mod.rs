@@ -1,29 +1,26 @@
-//! The gateway core: the data-plane phases over one `Exchange` per request, the audit guard that gives
-//! every authenticated request exactly one entry, and the streamed answer. It knows nothing of the HTTP
-//! server: the edge hands it the headers and a future of the body's bytes and renders the `Reply` it
-//! returns.
+//! The data plane: `POST /v1/chat/completions`, `POST /v1/embeddings` and `GET /v1/models`. An inference
+//! request runs the phases in `phase/`, one file each, in the order `phases` lists them, over one `Call`
+//! (`call.rs`) that owns the request's state; a streamed answer is an `AnswerStream` (`stream.rs`) that
+//! owns the request's audit entry. It knows nothing of the HTTP server: the edge hands it the headers and a
+//! future of the body's bytes and renders the `Reply` it returns.
 
-mod audit_guard;
-mod exchange;
-mod forward;
-mod inference;
+mod call;
+mod phase;
 mod stream;
-
-use std::future::Future;
-use std::pin::Pin;
 
 use bytes::Bytes;
 use http::HeaderMap;
 
-pub use audit_guard::{AuditGuard, CLIENT_CLOSED, Record};
-pub use exchange::{Exchange, Phase, audit_unavailable, inject_panic};
-pub use inference::{Typed, parse_chat, parse_embeddings};
+pub use call::{Typed, parse_chat, parse_embeddings};
 pub use stream::AnswerStream;
 
 use crate::admission::RateState;
 use crate::cache::CacheStatus;
 use crate::config::{DeploymentKind, Tier};
 use crate::error::ApiError;
+use crate::exchange::{BodyRead, Exchange, audit_unavailable};
+use crate::providers::Endpoint;
+use call::Call;
 
 /// What a routed answer tells the client about its route, as response headers.
 #[derive(Debug, Clone)]
@@ -53,10 +50,11 @@ pub enum Reply {
     },
 }
 
-/// The request body, read when the pipeline asks for it: after `authenticate`, so an anonymous client is
-/// refused before a byte of its body is read or parsed. `Err` is the edge's refusal (size, media type, a
-/// body that could not be read).
-pub type BodyRead = Pin<Box<dyn Future<Output = Result<Bytes, ApiError>> + Send>>;
+/// What a phase tells the pipeline: go on to the next phase, or end the request with this answer.
+pub(crate) enum Flow {
+    Next,
+    Answer(Reply),
+}
 
 /// `POST /v1/chat/completions`.
 pub async fn chat(
@@ -64,7 +62,7 @@ pub async fn chat(
     headers: &HeaderMap,
     body: BodyRead,
 ) -> Result<Reply, ApiError> {
-    inference::serve(ex, headers, body, crate::providers::Endpoint::Chat).await
+    serve(ex, headers, body, Endpoint::Chat).await
 }
 
 /// `POST /v1/embeddings`.
@@ -73,7 +71,70 @@ pub async fn embeddings(
     headers: &HeaderMap,
     body: BodyRead,
 ) -> Result<Reply, ApiError> {
-    inference::serve(ex, headers, body, crate::providers::Endpoint::Embeddings).await
+    serve(ex, headers, body, Endpoint::Embeddings).await
+}
+
+/// Authenticates (401 before the body is read), reads and validates the body, runs the phases, and audits
+/// every outcome after `authenticate` exactly once: an error here, a complete answer in `respond`, a stream
+/// when it ends (or the guard, if nothing did).
+async fn serve(
+    ex: &mut Exchange,
+    headers: &HeaderMap,
+    body: BodyRead,
+    endpoint: Endpoint,
+) -> Result<Reply, ApiError> {
+    let name = match endpoint {
+        Endpoint::Chat => "chat",
+        Endpoint::Embeddings => "embeddings",
+    };
+    ex.authenticate(headers, name)?;
+    let (request, prompt) = match phase::validate::run(ex, body, endpoint).await {
+        Ok(valid) => valid,
+        Err(e) => {
+            ex.audit_error(&e).await?;
+            return Err(e);
+        }
+    };
+    let mut call = Call::new(ex, headers, endpoint, request, prompt);
+    let (model, prompt, bound) = (
+        call.model.clone(),
+        call.prompt.clone(),
+        call.bound.prompt_tokens,
+    );
+    call.ex.note(|r| {
+        r.model = model;
+        r.prompt = Some(prompt);
+        r.prompt_tokens_bound = bound;
+    });
+    match phases(&mut call).await {
+        Ok(reply) => Ok(reply),
+        Err(e) => {
+            call.ex.audit_error(&e).await?;
+            Err(e)
+        }
+    }
+}
+
+/// The phases in order. Rate and concurrency limits (`admit`) come before any policy work but the tenant's
+/// own `auth`; the cache before `route` (a hit needs no route); the budget reservation after `route`, whose
+/// worst case needs the prices of every deployment the request may fail over to.
+async fn phases(call: &mut Call<'_>) -> Result<Reply, ApiError> {
+    macro_rules! step {
+        ($phase:path) => {
+            if let Flow::Answer(reply) = $phase(call).await? {
+                return Ok(reply);
+            }
+        };
+    }
+    step!(phase::authorize::run);
+    step!(phase::admit::run);
+    step!(phase::candidates::run);
+    step!(phase::classify::run);
+    step!(phase::cache::run);
+    step!(phase::route::run);
+    step!(phase::reserve::run);
+    step!(phase::forward::run);
+    phase::respond::run(call).await
 }
 
 /// `GET /v1/models`: the catalog, for any tenant key; audited like every authenticated request.

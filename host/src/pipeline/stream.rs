@@ -12,11 +12,10 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_util::{FutureExt, Stream, StreamExt};
 
-use super::audit_guard::AuditGuard;
-use super::exchange::audit_unavailable;
 use crate::app::App;
 use crate::audit::AuditError;
 use crate::error::{ApiError, ErrorCode};
+use crate::exchange::{AuditGuard, audit_unavailable};
 use crate::providers::sse::DONE;
 use crate::providers::{EventStream, SlotPermit, StreamItem, Usage};
 
@@ -115,8 +114,10 @@ impl AnswerStream {
             return;
         };
         let own_cap = pending.own_cap();
-        if let Some(answer) = crate::cache::replay::assemble(sent, self.usage).and_then(|body| {
-            crate::cache::Answer::complete(Bytes::from(body), deployment, tier, own_cap)
+        let completion = crate::cache::replay::assemble(sent, self.usage);
+        if let Some(answer) = completion.and_then(|json| {
+            let body = Bytes::from(serde_json::to_vec(&json).ok()?);
+            crate::cache::Answer::complete(&json, body, deployment, tier, own_cap)
         }) {
             self.app.cache.store(&tenant, pending, answer);
         }

@@ -72,10 +72,17 @@ pub enum AuthOutcome {
     Deny(String),
     /// The policy could not finish because the host was overloaded: no decision either way (503, retry).
     Overloaded,
-    /// The tenant's policies used their CPU budget; the call did not run (429, retry after this long).
-    OverBudget(std::time::Duration),
-    /// The tenant's calls fill its line of the policy pool; the call did not run (429, retry).
-    Busy,
+    /// The tenant's policies used their CPU budget (`ms_per_second` of CPU a second); the call did not run
+    /// (429, retry after `retry_after`).
+    OverBudget {
+        retry_after: std::time::Duration,
+        ms_per_second: u128,
+    },
+    /// The tenant's calls fill its line of the policy pool (`queue_per_tenant` long); the call did not run
+    /// (429, retry).
+    Busy {
+        queue_per_tenant: usize,
+    },
 }
 
 /// What classification produced.
@@ -139,10 +146,13 @@ impl Policies {
                 trail.push(Slot::Auth, &active.digest, Some(failure_reason(&e)));
                 match e {
                     e if e.is_overload() => AuthOutcome::Overloaded,
-                    PolicyFailure::OverBudget { retry_after } => {
-                        AuthOutcome::OverBudget(retry_after)
-                    }
-                    PolicyFailure::Busy => AuthOutcome::Busy,
+                    PolicyFailure::OverBudget { retry_after } => AuthOutcome::OverBudget {
+                        retry_after,
+                        ms_per_second: self.cpu.rate(&req.tenant_id).as_millis(),
+                    },
+                    PolicyFailure::Busy => AuthOutcome::Busy {
+                        queue_per_tenant: self.pool.config().queue_per_tenant,
+                    },
                     _ => AuthOutcome::Deny("the tenant's authorization policy failed".to_owned()),
                 }
             }

@@ -1,7 +1,6 @@
 //! Adapter for the Anthropic Messages API: chat requests are translated to messages requests, answers and
 //! streaming events back to chat completions (`anthropic_translate` holds the pure translation).
 
-use bytes::Bytes;
 use futures_util::stream;
 use http_body_util::BodyExt;
 
@@ -84,7 +83,7 @@ impl Anthropic {
                 translate::messages_to_chat(&parsed, &id, &deployment.upstream_model, created)
                     .map_err(|e| translate_err(provider, e))?;
             return Ok(UpstreamReply::Complete {
-                body: Bytes::from(chat.to_string()),
+                json: chat,
                 usage: Some(usage),
             });
         }

@@ -1,7 +1,6 @@
 //! The in-process fake provider: scripted answers, latency, error statuses, streams and mid-stream resets,
 //! for demos, tests and load tests. It needs no network and no API key.
 
-use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 use sha2::{Digest, Sha256};
 
@@ -73,7 +72,7 @@ impl Fake {
                     },
                 });
                 Ok(UpstreamReply::Complete {
-                    body: Bytes::from(body.to_string()),
+                    json: body,
                     usage: Some(usage),
                 })
             }
@@ -113,7 +112,7 @@ impl Fake {
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         });
         UpstreamReply::Complete {
-            body: Bytes::from(body.to_string()),
+            json: body,
             usage: Some(Usage {
                 prompt_tokens: tokens,
                 completion_tokens: 0,

@@ -371,7 +371,7 @@ async fn complete(
                     "usage": answer.usage_json(completion_tokens),
                 });
                 return Ok(UpstreamReply::Complete {
-                    body: Bytes::from(body.to_string()),
+                    json: body,
                     usage: Some(answer.usage(completion_tokens)),
                 });
             }
@@ -539,7 +539,7 @@ async fn embeddings(
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     });
     Ok(UpstreamReply::Complete {
-        body: Bytes::from(body.to_string()),
+        json: body,
         usage: Some(Usage {
             prompt_tokens: tokens as u64,
             completion_tokens: 0,

@@ -163,7 +163,11 @@ pub type EventStream = Pin<Box<dyn Stream<Item = Result<StreamItem, ProviderErro
 
 /// What an upstream answered, once its response headers arrived.
 pub enum UpstreamReply {
-    Complete { body: Bytes, usage: Option<Usage> },
+    /// A whole answer in the OpenAI format, parsed (once, by the adapter), with the usage it reports.
+    Complete {
+        json: serde_json::Value,
+        usage: Option<Usage>,
+    },
     Stream(EventStream),
 }
 

@@ -54,10 +54,10 @@ impl OpenAi {
         )
         .await?;
         if !req.stream {
-            let (body, parsed) = read_json(provider, resp, deadline, timeouts.total).await?;
+            let (_, json) = read_json(provider, resp, deadline, timeouts.total).await?;
             return Ok(UpstreamReply::Complete {
-                usage: usage_of(&parsed),
-                body,
+                usage: usage_of(&json),
+                json,
             });
         }
         let state = PassThrough {

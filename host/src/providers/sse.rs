@@ -100,6 +100,19 @@ pub fn with_usage_cost(json: &[u8], cost_micro_usd: u64) -> Option<Vec<u8>> {
     serde_json::to_vec(&v).ok()
 }
 
+/// Adds `usage.cost_micro_usd` to a parsed OpenAI response that carries a `usage` object (else nothing).
+pub fn insert_usage_cost(json: &mut serde_json::Value, cost_micro_usd: u64) {
+    if let Some(usage) = json
+        .get_mut("usage")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        usage.insert(
+            "cost_micro_usd".to_owned(),
+            serde_json::Value::from(cost_micro_usd),
+        );
+    }
+}
+
 /// The OpenAI end-of-stream marker.
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
 

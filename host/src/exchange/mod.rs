@@ -1,13 +1,20 @@
-//! `Exchange`: the one per-request context. The edge makes it when a request arrives; every phase takes it
-//! `&mut`; from `authenticate` on it owns the request's audit entry (`AuditGuard`).
+//! `Exchange`: the one per-request context, shared by the control plane and the pipeline. The edge makes it
+//! when a request arrives; from `authenticate` on it owns the request's audit entry (`guard::AuditGuard`).
+//! `PhaseTimer` is the one way a phase is entered and timed.
 
+mod guard;
+
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use bytes::Bytes;
 use http::HeaderMap;
 
-use super::audit_guard::{AuditGuard, Record};
+pub use guard::{AuditGuard, CLIENT_CLOSED, Record};
+
 use crate::app::App;
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorCode};
@@ -77,6 +84,27 @@ impl Phase {
     }
 }
 
+/// The request body, read when a handler asks for it: after `authenticate`, so an anonymous client is
+/// refused before a byte of its body is read or parsed. `Err` is the edge's refusal (size, media type, a
+/// body that could not be read).
+pub type BodyRead = Pin<Box<dyn Future<Output = Result<Bytes, ApiError>> + Send>>;
+
+/// A phase being run: made by [`Exchange::phase`], it records the phase's duration when dropped, however
+/// the phase ends.
+pub struct PhaseTimer {
+    app: Arc<App>,
+    phase: Phase,
+    start: Instant,
+}
+
+impl Drop for PhaseTimer {
+    fn drop(&mut self) {
+        self.app
+            .metrics
+            .observe_phase(self.phase.as_str(), self.start.elapsed().as_secs_f64());
+    }
+}
+
 /// One request, from arrival to its audit entry.
 pub struct Exchange {
     pub app: Arc<App>,
@@ -120,27 +148,32 @@ impl Exchange {
         }
     }
 
-    /// Marks the start of `phase`. Tests make a phase panic here (`inject_panic`) to prove the audit
-    /// guard holds wherever a request dies.
-    pub fn enter(&self, phase: Phase) {
-        if self.app.panic_at.load(Ordering::Relaxed) == phase.index() + 1 {
-            panic_in(phase);
+    /// Enters `phase`: the returned timer records its duration when dropped. Tests make a phase panic here
+    /// (`inject_panic`) to prove the audit guard holds wherever a request dies.
+    pub fn phase(&self, phase: Phase) -> PhaseTimer {
+        self.injected(phase);
+        PhaseTimer {
+            app: self.app.clone(),
+            phase,
+            start: Instant::now(),
         }
     }
 
-    /// Phase 3, authenticate: the bearer API key → `Principal` (401 otherwise). On success the audit guard
-    /// is armed: from here on the request has exactly one entry, recorded under `endpoint`.
+    /// Authenticate: the bearer API key → `Principal` (401 otherwise). On success the audit guard is armed:
+    /// from here on the request has exactly one entry, recorded under `endpoint`.
     pub fn authenticate(
         &mut self,
         headers: &HeaderMap,
         endpoint: &'static str,
     ) -> Result<Principal, ApiError> {
-        let start = Instant::now();
+        let timer = PhaseTimer {
+            app: self.app.clone(),
+            phase: Phase::Authenticate,
+            start: Instant::now(),
+        };
         let result =
             crate::auth::bearer(headers).and_then(|token| self.app.keys.authenticate(token));
-        self.app
-            .metrics
-            .observe_phase("authenticate", start.elapsed().as_secs_f64());
+        drop(timer);
         let principal =
             result.map_err(|e| ApiError::new(ErrorCode::Unauthenticated, e.to_string()))?;
         tracing::Span::current().record("tenant", &*principal.tenant_id);
@@ -152,8 +185,15 @@ impl Exchange {
             principal.clone(),
             endpoint,
         ));
-        self.enter(Phase::Authenticate);
+        // Armed first: a panic injected here is audited like one in any later phase.
+        self.injected(Phase::Authenticate);
         Ok(principal)
+    }
+
+    fn injected(&self, phase: Phase) {
+        if self.app.panic_at.load(Ordering::Relaxed) == phase.index() + 1 {
+            panic_in(phase);
+        }
     }
 
     /// Records something in the request's entry (a no-op before `authenticate` armed it).

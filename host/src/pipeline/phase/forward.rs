@@ -1,35 +1,68 @@
-//! Phase 9's loop: the route's deployments in order, each in its concurrency slot, failing over after
-//! connect errors, 5xx, timeouts and saturation, all of which happen before anything reached the client.
+//! Forward: the route's deployments in order, each in its concurrency slot, failing over after connect
+//! errors, 5xx, timeouts and saturation, all of which happen before anything reached the client. `Err` is
+//! the last upstream failure, as 502 / 504 / 429.
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use super::inference::Typed;
 use crate::app::App;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
+use crate::exchange::Phase;
 use crate::metrics::UpstreamLabels;
+use crate::pipeline::Flow;
+use crate::pipeline::call::{Call, Forwarded, Typed};
 use crate::policy::Route;
-use crate::providers::{
-    Deployment, Endpoint, Enrichment, ProviderError, SlotPermit, UpstreamReply, UpstreamRequest,
-};
+use crate::providers::{Deployment, Endpoint, Enrichment, ProviderError, UpstreamRequest};
+use crate::wire::StreamOptions;
+
+pub(in crate::pipeline) async fn run(call: &mut Call<'_>) -> Result<Flow, ApiError> {
+    let _timer = call.ex.phase(Phase::Forward);
+    let Some(route) = call.route.take() else {
+        return Err(ApiError::new(ErrorCode::Internal, "forward before route"));
+    };
+    let tier = call
+        .classified
+        .as_ref()
+        .map_or_else(|| route.configured_tier(), |c| c.tier);
+    if let Typed::Chat(chat) = &mut call.request
+        && call.stream
+    {
+        // Always ask for usage so a stream's spend is known; the chunk is withheld unless the client asked.
+        chat.stream_options
+            .get_or_insert_with(|| StreamOptions {
+                include_usage: None,
+                rest: serde_json::Map::new(),
+            })
+            .include_usage = Some(true);
+    }
+    let tenant = call.tenant_id();
+    let shape = CallShape {
+        endpoint: call.endpoint,
+        stream: call.stream,
+        client_wants_usage: call.client_wants_usage,
+        enrich: Enrichment {
+            request_id: &call.ex.id,
+            traceparent: &call.ex.traceparent,
+            tenant_id: &tenant,
+            tier: tier.as_str(),
+        },
+    };
+    let forwarded = forward(&call.ex.app, &route, &mut call.request, &shape).await?;
+    let deployment = forwarded.deployment.clone();
+    call.ex.note(|r| r.deployment = Some(deployment));
+    call.forwarded = Some(forwarded);
+    Ok(Flow::Next)
+}
 
 /// Everything about an upstream call except the body, which `forward` adapts per deployment.
-pub struct CallShape<'a> {
+struct CallShape<'a> {
     pub endpoint: Endpoint,
     pub stream: bool,
     pub client_wants_usage: bool,
     pub enrich: Enrichment<'a>,
 }
 
-/// The deployment that answered, its answer, and its concurrency slot (held until the answer is done).
-pub struct Forwarded {
-    pub deployment: Arc<Deployment>,
-    pub reply: UpstreamReply,
-    pub permit: SlotPermit,
-}
-
 /// Tries the route's deployments in order. `Err` is the failure of the last one tried.
-pub async fn forward(
+async fn forward(
     app: &App,
     route: &Route,
     request: &mut Typed,
