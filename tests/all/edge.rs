@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use sluice::audit::entry::Entry;
-use sluice::pipeline::Phase;
+use sluice::exchange::Phase;
 
 use crate::support::upstream::Upstream;
 use crate::support::{TestGateway, chat_body, deployment, openai_provider};
@@ -170,7 +170,7 @@ async fn a_panic_in_any_phase_leaves_exactly_one_audit_entry() {
     let gw = gateway_with_upstream(&upstream).await;
     let (tenant, _, key) = gw.tenant_key("panics").await;
     for phase in Phase::ALL {
-        sluice::pipeline::inject_panic(&gw.app, Some(phase));
+        sluice::exchange::inject_panic(&gw.app, Some(phase));
         let request_id = format!("panic-{}", phase.as_str());
         let resp = gw
             .http
@@ -191,7 +191,7 @@ async fn a_panic_in_any_phase_leaves_exactly_one_audit_entry() {
         assert_eq!(entries[0].status, 500);
         assert_eq!(entries[0].error_code, "internal");
     }
-    sluice::pipeline::inject_panic(&gw.app, None);
+    sluice::exchange::inject_panic(&gw.app, None);
     // The gateway keeps serving, and the ticket of every panicked request was settled.
     let resp = gw
         .post("/v1/chat/completions", &key, chat_body("small"))
@@ -232,7 +232,7 @@ async fn a_client_that_hangs_up_before_the_answer_is_audited_once() {
     };
     assert_eq!(entries.len(), 1, "{entries:?}");
     assert_eq!(entries[0].error_code, "client_disconnected");
-    assert_eq!(entries[0].status, sluice::pipeline::CLIENT_CLOSED);
+    assert_eq!(entries[0].status, sluice::exchange::CLIENT_CLOSED);
     assert_eq!(upstream.hits(), 1, "the upstream had received the request");
     // Nothing is left counted in flight.
     let text = gw.metrics_text().await;

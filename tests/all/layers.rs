@@ -1,6 +1,7 @@
 //! The crate's layering, read from its sources: no import cycle between the top-level modules of
-//! `host/src`, and the domain modules name none of the layers above them (the edge, the control plane, the
-//! pipeline, the app) nor the HTTP error type.
+//! `host/src`, nor between the files of one folder; the domain modules name none of the layers above them
+//! (the edge, the control plane, the pipeline, the exchange, the app) nor the HTTP error type; and the
+//! audit crate names none of the gateway.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -90,7 +91,9 @@ fn no_import_cycle_between_top_level_modules() {
 #[test]
 fn domain_modules_name_no_layer_above_them() {
     let graph = graph();
-    let above = ["edge", "control", "pipeline", "app", "error", "cli", "api"];
+    let above = [
+        "edge", "control", "pipeline", "exchange", "app", "error", "cli", "api",
+    ];
     for domain in [
         "admission",
         "audit",
@@ -102,6 +105,7 @@ fn domain_modules_name_no_layer_above_them() {
         "wire",
         "policy",
         "inference",
+        "witness",
     ] {
         let deps = graph.get(domain).cloned().unwrap_or_default();
         for layer in above {
@@ -121,6 +125,109 @@ fn domain_modules_name_no_layer_above_them() {
         for file in files {
             let text = std::fs::read_to_string(&file).unwrap();
             assert!(!text.contains("hyper"), "{} names hyper", file.display());
+        }
+    }
+}
+
+/// The files of one folder (its `mod.rs` aside: it declares the others) → the sibling files their
+/// non-test code names, as `super::<file>` or `crate::<folder path>::<file>`.
+fn folder_graph(folder: &Path, module: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let files: Vec<String> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .filter(|f| f != "mod" && f != "tests")
+        .collect();
+    let mut graph = BTreeMap::new();
+    for file in &files {
+        let text = std::fs::read_to_string(folder.join(format!("{file}.rs"))).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        let names = |prefix: &str| -> BTreeSet<String> {
+            code.match_indices(prefix)
+                .flat_map(|(i, _)| first_segments(&code[i + prefix.len()..]))
+                .filter(|n| n != file && files.contains(n))
+                .collect()
+        };
+        let mut deps = names("super::");
+        deps.extend(names(&format!("crate::{module}::")));
+        graph.insert(file.clone(), deps);
+    }
+    graph
+}
+
+/// The first path segment of what follows `super::`: one name, or each name of a `{a, b::c}` group.
+fn first_segments(rest: &str) -> Vec<String> {
+    let ident = |t: &str| -> String {
+        t.trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let Some(group) = rest.strip_prefix('{') else {
+        return vec![ident(rest)];
+    };
+    let (mut depth, mut names, mut start) = (0usize, Vec::new(), 0usize);
+    for (i, c) in group.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => {
+                names.push(ident(&group[start..i]));
+                break;
+            }
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                names.push(ident(&group[start..i]));
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    names
+}
+
+#[test]
+fn no_import_cycle_between_the_files_of_a_folder() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("host/src");
+    let mut folders = vec![(src.clone(), String::new())];
+    let mut checked = 0;
+    while let Some((folder, module)) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                let child = if module.is_empty() {
+                    name
+                } else {
+                    format!("{module}::{name}")
+                };
+                folders.push((path, child));
+            }
+        }
+        if module.is_empty() {
+            continue;
+        }
+        let graph = folder_graph(&folder, &module);
+        checked += graph.len();
+        for node in graph.keys() {
+            if let Some(c) = cycle(&graph, node, &mut Vec::new()) {
+                panic!("import cycle in {}: {}", folder.display(), c.join(" -> "));
+            }
+        }
+    }
+    assert!(checked > 50, "only {checked} files were read");
+}
+
+#[test]
+fn the_audit_crate_names_nothing_of_the_gateway() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("audit/src");
+    let mut files = Vec::new();
+    collect(&src, &mut files);
+    assert!(files.len() >= 6, "{files:?}");
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for name in ["sluice::", "tokio", "hyper", "sqlx", "wasmtime", "candle"] {
+            assert!(!text.contains(name), "{} names {name}", file.display());
         }
     }
 }

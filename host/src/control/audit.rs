@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use base64::Engine;
 
-use super::{ControlRequest, Endpoint, View};
+use super::{ControlRequest, Endpoint, View, unavailable};
 use crate::app::App;
 use crate::audit::entry::{Entry, hex};
 use crate::audit::merkle::{self, Hash};
@@ -15,10 +15,6 @@ use crate::error::{ApiError, ErrorCode};
 
 /// Largest page of `/v1/audit/entries`.
 const MAX_PAGE: u64 = 1000;
-
-pub(super) fn unavailable(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(ErrorCode::Unavailable, format!("audit storage: {e}"))
-}
 
 async fn leaves(app: &App, tenant: &str, size: u64) -> Result<Vec<Hash>, ApiError> {
     let rows = app

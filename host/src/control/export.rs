@@ -58,7 +58,7 @@ pub async fn stream(
         .storage()
         .audit_checkpoints(tenant)
         .await
-        .map_err(super::audit::unavailable)?
+        .map_err(super::unavailable)?
         .into_iter()
         .filter(|c| c.size < checkpoint.size)
         .map(|c| c.note)

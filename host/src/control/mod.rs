@@ -148,6 +148,11 @@ pub fn body_limit(app: &App, endpoint: Endpoint) -> usize {
 
 pub use crate::exchange::BodyRead;
 
+/// The answer when the audit storage cannot be read.
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::Unavailable, format!("audit storage: {e}"))
+}
+
 /// A control-plane request as the edge hands it over.
 pub struct ControlRequest<'a> {
     pub headers: &'a HeaderMap,

@@ -16,15 +16,10 @@ use super::Route;
 use super::pool::Refused as NotRun;
 use super::quarantine::failure_reason;
 use super::registry::{Active, Policies, TenantPolicies};
-use super::view::{self, PolicyRequest, cap_labels, host_tier};
+use super::view::{self, MAX_LABEL_VALUE, PolicyRequest, cap_labels, host_tier};
 use super::wasm::{self, PolicyFailure, Slot, wit};
 use crate::config::{DeploymentKind, Tier};
 use crate::providers::{Deployment, RoutingSnapshot};
-
-/// Most labels one slot may add, and the longest key and value kept; the rest is dropped.
-pub const MAX_LABELS: usize = 32;
-pub const MAX_LABEL_KEY: usize = 64;
-pub const MAX_LABEL_VALUE: usize = 256;
 
 /// Which policies decided a request, for the audit entry's `policy` field: space-separated `slot=source`
 /// items, source being `sha256:<hex>` (the tenant's version), `builtin:sha256:<hex>` (a built-in) or

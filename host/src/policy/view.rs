@@ -3,11 +3,15 @@
 
 use std::sync::Arc;
 
-use super::decide::{MAX_LABEL_KEY, MAX_LABEL_VALUE, MAX_LABELS};
 use super::wasm::{self, wit};
 use crate::config::Tier;
 use crate::providers::{Deployment, Endpoint};
 use crate::wire::{self, ChatRequest};
+
+/// Most labels one slot may add, and the longest key and value kept; the rest is dropped.
+pub const MAX_LABELS: usize = 32;
+pub const MAX_LABEL_KEY: usize = 64;
+pub const MAX_LABEL_VALUE: usize = 256;
 
 /// Longest metadata value passed to policies, and most metadata entries.
 pub const MAX_META_VALUE: usize = 256;

@@ -447,7 +447,7 @@ fn an_answer_past_the_copy_limit_is_refused_while_it_is_copied_and_one_within_it
     };
     assert_eq!(labels.len(), 200);
     let kept = crate::policy::view::cap_labels(labels);
-    assert_eq!(kept.len(), crate::policy::decide::MAX_LABELS);
+    assert_eq!(kept.len(), crate::policy::view::MAX_LABELS);
     // A log line past the limit is refused the same way.
     let err = runtime()
         .classify(&policy, &request("log-huge", ""), None, None)
