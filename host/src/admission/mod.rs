@@ -2,7 +2,7 @@
 //! served from memory on the hot path.
 //!
 //! A request is admitted in two steps, both under its tenant's one mutex so every check-and-add is atomic:
-//! - `Admission::admit` (pipeline phase 5): request rates, token rates and in-flight counts of the tenant,
+//! - `Admission::admit` (the pipeline's `admit` phase): request rates, token rates and in-flight counts of the tenant,
 //!   the tenant × endpoint and the key. Everything is checked before anything is taken, so a rejection
 //!   leaves no trace. The result is a `Ticket`.
 //! - `Ticket::reserve_budget` (once the route, and so the prices, are known): the worst-case cost (prompt
@@ -419,7 +419,7 @@ impl Admission {
             .clone()
     }
 
-    /// Phase 5: request and token rates and in-flight limits of the tenant, the endpoint and the key, checked
+    /// The `admit` phase: request and token rates and in-flight limits of the tenant, the endpoint and the key, checked
     /// together and taken together.
     pub fn admit(&self, tenant: &str, demand: &Demand<'_>) -> Result<Ticket, Rejection> {
         let cell = self.cell(tenant);
