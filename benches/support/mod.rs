@@ -68,10 +68,13 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Starts `sluice serve` on `config` (written to `dir/sluice.toml`) and waits until it listens.
+    /// Starts `sluice serve` on `config` (written to `dir/sluice.toml`) and waits until it listens. The
+    /// binary is this build's, or `SLUICE_BENCH_BIN` (another build, to compare two in one sitting).
     pub fn start(dir: &Path, config: &str) -> Gateway {
         std::fs::write(dir.join("sluice.toml"), config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        let binary = std::env::var_os("SLUICE_BENCH_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_sluice").into());
+        let mut child = Command::new(binary)
             .args(["serve", "--config"])
             .arg(dir.join("sluice.toml"))
             .env("SLUICE_ADMIN_TOKEN", TOKEN)
