@@ -7,6 +7,9 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "build/wasm_target.rs"]
+mod wasm_target;
+
 /// Builds the Cargo project at `dir` for wasm32-wasip2 in release mode into `target_dir`, or exits with a
 /// build warning naming `what`.
 fn build_wasm(cargo: &OsString, dir: &Path, target_dir: &Path, what: &str) {
@@ -39,12 +42,44 @@ fn build_wasm(cargo: &OsString, dir: &Path, target_dir: &Path, what: &str) {
     match status {
         Ok(s) if s.success() => {}
         other => {
-            println!(
-                "cargo:warning=building {what} failed ({other:?}); is the wasm32-wasip2 target installed? (rustup target add wasm32-wasip2)"
-            );
+            println!("cargo:warning=building {what} failed ({other:?}); see the errors above");
             std::process::exit(1);
         }
     }
+}
+
+/// The commit the sources are at, or `unknown` outside a git checkout. Reruns the script when HEAD moves.
+fn commit(root: &Path) -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .current_dir(root)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let Some(head) = git(&["rev-parse", "HEAD"]) else {
+        return "unknown".to_owned();
+    };
+    let mut watched = vec!["HEAD".to_owned(), "packed-refs".to_owned()];
+    watched.extend(git(&["symbolic-ref", "-q", "HEAD"]));
+    for name in watched {
+        // Only files that exist: a missing one would rerun the script on every build.
+        if let Some(path) = git(&["rev-parse", "--git-path", &name]).map(|p| root.join(p))
+            && path.is_file()
+        {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
+    head
+}
+
+/// Stops the build with `message` as its error.
+fn fail(message: &str) -> ! {
+    println!("cargo:warning={message}");
+    eprintln!("error: {message}");
+    std::process::exit(1);
 }
 
 /// Copies `target_dir`'s release build of `name`.wasm to `out` as `copy`.
@@ -88,7 +123,21 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
+    println!("cargo:rerun-if-changed={}", root.join("build").display());
+    println!("cargo:rustc-env=SLUICE_COMMIT={}", commit(&root));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let rustc = PathBuf::from(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()));
+    let sysroot = wasm_target::sysroot(&rustc).unwrap_or_else(|e| fail(&e));
+    let rustup = wasm_target::find_rustup(std::env::var_os("PATH").as_deref());
+    let toolchain = std::env::var("RUSTUP_TOOLCHAIN").ok();
+    match wasm_target::ensure(&sysroot, rustup.as_deref(), toolchain.as_deref()) {
+        Ok(wasm_target::Outcome::Present) => {}
+        Ok(wasm_target::Outcome::Installed) => println!(
+            "cargo:warning=installed the {} target with rustup, for the built-in policies",
+            wasm_target::TARGET
+        ),
+        Err(e) => fail(&e),
+    }
 
     // One target folder for both: they share wit-bindgen and the SDK, compiled once.
     let policies_target = out.join("wasm-target");

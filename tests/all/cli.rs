@@ -588,3 +588,97 @@ fn standalone_verifier() -> std::path::PathBuf {
     }
     target.join("debug/sluice-verify")
 }
+
+/// On a machine whose toolchain lacks the `wasm32-wasip2` target, the build installs it with rustup when
+/// rustup is there, and otherwise stops with the command to run; a rustup that fails is reported too. (The
+/// build script runs exactly this code; here stand-in sysroots and rustups play the machine.)
+#[test]
+fn the_build_installs_a_missing_wasm_target_or_says_how() {
+    use crate::wasm_target::{Outcome, TARGET, ensure, find_rustup, installed, sysroot};
+    use std::os::unix::fs::PermissionsExt;
+    // This machine's toolchain: the build ran, so the target is there.
+    let real = sysroot(std::path::Path::new("rustc")).unwrap();
+    assert!(installed(&real), "{}", real.display());
+    assert_eq!(ensure(&real, None, None), Ok(Outcome::Present));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bare = dir.path().join("sysroot");
+    std::fs::create_dir_all(bare.join("lib/rustlib/x86_64-unknown-linux-gnu/lib")).unwrap();
+    let script = |name: &str, body: &str| {
+        let path = dir.path().join(name).join("rustup");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    };
+    // No rustup: the error names the command.
+    let err = ensure(&bare, None, None).unwrap_err();
+    assert!(err.contains("rustup target add wasm32-wasip2"), "{err}");
+    assert!(!installed(&bare));
+    // A rustup that fails (offline, say): reported, with the command.
+    let failing = script("failing", "exit 1");
+    let err = ensure(&bare, Some(&failing), Some("1.95.0")).unwrap_err();
+    assert!(err.contains("did not install it"), "{err}");
+    assert!(err.contains("rustup target add wasm32-wasip2"), "{err}");
+    // A rustup that installs it, asked for this toolchain.
+    let calls = dir.path().join("calls");
+    let working = script(
+        "working",
+        &format!(
+            "echo \"$@\" >> {}\nmkdir -p {}/lib/rustlib/{TARGET}/lib",
+            calls.display(),
+            bare.display()
+        ),
+    );
+    assert_eq!(
+        ensure(&bare, Some(&working), Some("1.95.0")),
+        Ok(Outcome::Installed)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&calls).unwrap().trim(),
+        "target add wasm32-wasip2 --toolchain 1.95.0"
+    );
+    assert_eq!(ensure(&bare, Some(&working), None), Ok(Outcome::Present));
+    // rustup is found on PATH.
+    let path = std::env::join_paths([
+        dir.path().join("nothing"),
+        working.parent().unwrap().to_owned(),
+    ])
+    .unwrap();
+    assert_eq!(find_rustup(Some(&path)), Some(working.clone()));
+    assert_eq!(find_rustup(None), None);
+}
+
+/// `sluice version` says what the binary is: its version, the commit, the policy contracts it runs, and the
+/// pinned digest of every model file.
+#[test]
+fn version_prints_the_commit_contracts_and_pinned_digests() {
+    let out = Command::new(BIN).arg("version").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with(&format!("sluice {}\n", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    let commit = text
+        .lines()
+        .find_map(|l| l.strip_prefix("commit "))
+        .unwrap();
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{commit}"
+    );
+    assert!(text.contains("sluice:policy@0.1.0, @0.1.1"), "{text}");
+    for package in sluice::inference::catalog::CATALOG {
+        for file in package.files {
+            assert!(
+                text.contains(&format!(
+                    "file {}/{} sha256:{}",
+                    package.name, file.name, file.sha256
+                )),
+                "{text}"
+            );
+        }
+    }
+}

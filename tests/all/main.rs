@@ -18,4 +18,7 @@ mod routing;
 mod spend;
 mod support;
 mod tls;
+// The build script's own check of the wasm target, tested here with stand-in toolchains.
+#[path = "../../build/wasm_target.rs"]
+mod wasm_target;
 mod witness;

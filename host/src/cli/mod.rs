@@ -117,6 +117,9 @@ pub enum Command {
         #[command(subcommand)]
         action: witness::WitnessAction,
     },
+    /// Print what this binary is: its version, the commit it was built from, the policy contract versions
+    /// it runs, and the SHA-256 of every model file it will load.
+    Version,
 }
 
 /// Runs one parsed command. Commands that fail a check (`policy test`, `audit verify`) and
@@ -135,6 +138,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models { action } => models::run(action).await,
         Command::Cache { action } => cache::run(action).await,
         Command::Route { action } => route::run(action).await,
+        Command::Version => {
+            print!("{}", version());
+            Ok(())
+        }
         // No logging, no config: compile and exit.
         Command::CompilePolicy {
             max_memory_bytes,
@@ -146,4 +153,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             max_cpu_seconds,
         )),
     }
+}
+
+/// `sluice version`'s text: facts a security team can check against a build.
+pub fn version() -> String {
+    use std::fmt::Write;
+    let mut out = format!(
+        "sluice {}\ncommit {}\npolicy contract sluice:policy@{}\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("SLUICE_COMMIT"),
+        crate::policy::wasm::CONTRACT_VERSIONS.join(", @"),
+    );
+    for package in crate::inference::catalog::CATALOG {
+        for file in package.files {
+            let _ = writeln!(
+                out,
+                "file {}/{} sha256:{} ({} {})",
+                package.name, file.name, file.sha256, package.project, package.version
+            );
+        }
+    }
+    out
 }
