@@ -345,6 +345,17 @@ impl From<crate::policy::AuthOutcome> for ApiError {
     }
 }
 
+/// The answer when the audit log cannot make an entry (or a budget cover) durable: nothing that depends on
+/// it is confirmed. (The audit log counts the failure.)
+impl From<&crate::audit::AuditError> for ApiError {
+    fn from(e: &crate::audit::AuditError) -> ApiError {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            format!("audit log unavailable: {e}"),
+        )
+    }
+}
+
 /// What the client is told of an upstream failure; the detail stays in the log.
 impl From<&ProviderError> for ApiError {
     fn from(e: &ProviderError) -> ApiError {

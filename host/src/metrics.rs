@@ -101,6 +101,14 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// The audit log's figures as of a scrape: its queue depth, and its failed writes (counted by the log,
+    /// where they fail; the counter is brought up to that figure).
+    pub fn set_audit(&self, queue_depth: i64, failures: u64) {
+        self.audit_queue_depth.set(queue_depth);
+        let shown = self.audit_failures.get();
+        self.audit_failures.inc_by(failures.saturating_sub(shown));
+    }
+
     /// Records the name a tenant's requests are labelled with.
     pub fn name_tenant(&self, id: &str, name: &str) {
         self.tenant_names
@@ -225,7 +233,7 @@ impl Metrics {
         let audit_failures = register(
             r,
             "audit_failures",
-            "Requests refused (503) because their audit entry could not be made durable",
+            "Audit writes (request entries, budget cover raises) that could not be made durable; the request each was for was refused (503) or, if its client had gone, is charged at the next start",
             Counter::default(),
         );
         let audit_queue_depth = register(

@@ -159,6 +159,8 @@ pub struct AuditLog {
     depth: Arc<AtomicI64>,
     /// Batches committed since start.
     commits: Arc<AtomicU64>,
+    /// Writes (entries, cover raises) answered with an error since start: nothing was made durable.
+    failures: Arc<AtomicU64>,
     /// Tenants' own retention in days (0 = keep no content), served from memory.
     retention: Arc<RwLock<HashMap<String, u32>>>,
     default_retention_days: u32,
@@ -262,6 +264,7 @@ impl AuditLog {
                 storage,
                 depth,
                 commits,
+                failures: Arc::new(AtomicU64::new(0)),
                 retention,
                 default_retention_days,
                 damaged: Arc::new(damaged),
@@ -291,6 +294,7 @@ impl AuditLog {
     ) -> impl Future<Output = Result<Appended, AuditError>> + Send + 'static {
         let tx = self.tx.clone();
         let depth = self.depth.clone();
+        let failures = self.failures.clone();
         async move {
             let (reply, answer) = oneshot::channel();
             depth.fetch_add(1, Ordering::Relaxed);
@@ -305,9 +309,14 @@ impl AuditLog {
                 .is_err()
             {
                 depth.fetch_sub(1, Ordering::Relaxed);
+                failures.fetch_add(1, Ordering::Relaxed);
                 return Err(AuditError::Stopped);
             }
-            answer.await.unwrap_or(Err(AuditError::Stopped))
+            let appended = answer.await.unwrap_or(Err(AuditError::Stopped));
+            if appended.is_err() {
+                failures.fetch_add(1, Ordering::Relaxed);
+            }
+            appended
         }
     }
 
@@ -334,15 +343,22 @@ impl AuditLog {
         lower: Vec<CoverRow>,
     ) -> Result<(), AuditError> {
         let (reply, answer) = oneshot::channel();
-        self.tx
+        let sent = self
+            .tx
             .send(Command::Covers(Box::new(CoverChange {
                 raise,
                 lower,
                 reply,
             })))
-            .await
-            .map_err(|_| AuditError::Stopped)?;
-        answer.await.unwrap_or(Err(AuditError::Stopped))
+            .await;
+        let changed = match sent {
+            Ok(()) => answer.await.unwrap_or(Err(AuditError::Stopped)),
+            Err(_) => Err(AuditError::Stopped),
+        };
+        if changed.is_err() {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        changed
     }
 
     /// Signs a checkpoint covering every durable entry of the tenant's log now (or returns the latest one if
@@ -444,6 +460,11 @@ impl AuditLog {
     }
 
     /// Entries handed over and not yet answered.
+    /// Writes (entries, cover changes) that failed since start: none of them was made durable.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
     pub fn queue_depth(&self) -> i64 {
         self.depth.load(Ordering::Relaxed)
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use base64::Engine;
 
-use super::{ControlRequest, Endpoint, View, unavailable};
+use super::{AuditEndpoint, ControlRequest, View, unavailable};
 use crate::app::App;
 use crate::audit::entry::{Entry, hex};
 use crate::audit::merkle::{self, Hash};
@@ -123,12 +123,12 @@ fn ok(v: serde_json::Value) -> View {
 pub async fn serve(
     app: &App,
     tenant: &str,
-    endpoint: Endpoint,
+    endpoint: AuditEndpoint,
     call: ControlRequest<'_>,
 ) -> Result<View, ApiError> {
     match endpoint {
-        Endpoint::AuditEntries => entries(app, tenant, &call).await,
-        Endpoint::AuditCheckpoint => {
+        AuditEndpoint::AuditEntries => entries(app, tenant, &call).await,
+        AuditEndpoint::AuditCheckpoint => {
             let cp = cosigned(
                 app,
                 tenant,
@@ -140,7 +140,7 @@ pub async fn serve(
                 serde_json::json!({"size": cp.size, "root": hex(&cp.root), "note": cp.note}),
             ))
         }
-        Endpoint::AuditCheckpoints => {
+        AuditEndpoint::AuditCheckpoints => {
             let all = app
                 .audit
                 .storage()
@@ -149,10 +149,10 @@ pub async fn serve(
                 .map_err(unavailable)?;
             Ok(ok(serde_json::json!({"object": "list", "data": all})))
         }
-        Endpoint::AuditProofInclusion => inclusion(app, tenant, &call).await,
-        Endpoint::AuditProofConsistency => consistency(app, tenant, &call).await,
-        Endpoint::AuditExport => export(app, tenant).await,
-        Endpoint::AuditErase => {
+        AuditEndpoint::AuditProofInclusion => inclusion(app, tenant, &call).await,
+        AuditEndpoint::AuditProofConsistency => consistency(app, tenant, &call).await,
+        AuditEndpoint::AuditExport => export(app, tenant).await,
+        AuditEndpoint::AuditErase => {
             // The tenant's right to erasure: content and salts go; entries, chain and checkpoints stay.
             let deleted = app
                 .audit
@@ -166,7 +166,6 @@ pub async fn serve(
                 serde_json::json!({"erased_entries": deleted, "erased_cache_entries": cached}),
             ))
         }
-        _ => Err(ApiError::new(ErrorCode::NotFound, "no such audit endpoint")),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::{ControlRequest, Endpoint, View};
+use super::{CacheEndpoint, ControlRequest, View};
 use crate::app::App;
 use crate::cache::{SetError, Settings};
 use crate::error::{ApiError, ErrorCode};
@@ -34,12 +34,12 @@ fn view(app: &App, tenant: &str) -> serde_json::Value {
 pub(super) async fn serve(
     app: &App,
     tenant: &str,
-    endpoint: Endpoint,
+    endpoint: CacheEndpoint,
     mut call: ControlRequest<'_>,
 ) -> Result<View, ApiError> {
     match endpoint {
-        Endpoint::CacheRead => Ok(View::ok(&view(app, tenant))),
-        Endpoint::CacheSettings => {
+        CacheEndpoint::CacheRead => Ok(View::ok(&view(app, tenant))),
+        CacheEndpoint::CacheSettings => {
             let patch: SettingsPatch = call.json().await?;
             // The tenant's own values, not the operator's switch: `enabled` says what the tenant chose.
             let mut s: Settings = app.cache.tenant_settings(tenant);
@@ -62,13 +62,12 @@ pub(super) async fn serve(
             );
             Ok(View::ok(&view(app, tenant)).changed(subject))
         }
-        Endpoint::CacheErase => {
+        CacheEndpoint::CacheErase => {
             let erased = app.cache.erase(tenant).await.map_err(|e| {
                 ApiError::new(ErrorCode::Unavailable, format!("cache storage: {e}"))
             })?;
             Ok(View::ok(&serde_json::json!({"erased_entries": erased}))
                 .changed(format!("cache:erased {erased}")))
         }
-        _ => Err(ApiError::new(ErrorCode::NotFound, "no such cache endpoint")),
     }
 }

@@ -23,12 +23,28 @@ use crate::exchange::Exchange;
 /// Control-plane JSON bodies are small; anything larger is a mistake.
 const MAX_JSON_BODY: usize = 64 * 1024;
 
-/// Every control-plane endpoint.
+/// Every control-plane endpoint, by the module that serves it: each module matches its own kind
+/// exhaustively, so an endpoint no module serves does not compile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
+    Spend(SpendEndpoint),
+    Policy(PolicyEndpoint),
+    Audit(AuditEndpoint),
+    Cache(CacheEndpoint),
+    Operator(OperatorEndpoint),
+}
+
+/// A tenant's spend: its budget and usage, and its keys' budgets (`tenant.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpendEndpoint {
     BudgetRead,
     UsageRead,
     KeyBudgetSet,
+}
+
+/// A tenant's policies (`policies.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyEndpoint {
     PoliciesList,
     PolicyUpload,
     PolicyActivate,
@@ -36,6 +52,11 @@ pub enum Endpoint {
     PolicyDeactivate,
     PolicyVersionDelete,
     PolicySettings,
+}
+
+/// A tenant's audit log (`audit.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditEndpoint {
     AuditEntries,
     AuditCheckpoint,
     AuditCheckpoints,
@@ -43,9 +64,19 @@ pub enum Endpoint {
     AuditProofConsistency,
     AuditExport,
     AuditErase,
+}
+
+/// A tenant's response cache (`cache.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheEndpoint {
     CacheRead,
     CacheSettings,
     CacheErase,
+}
+
+/// The operator's endpoints (`operator.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorEndpoint {
     TenantCreate,
     TenantList,
     KeyCreate,
@@ -78,39 +109,47 @@ impl Endpoint {
         use Endpoint as E;
         use Who::{Operator as O, Tenant as T};
         match self {
-            E::BudgetRead => (T(Role::Member), "budget.read"),
-            E::UsageRead => (T(Role::Admin), "usage.read"),
-            E::KeyBudgetSet => (T(Role::Owner), "keys.budget_set"),
-            E::PoliciesList => (T(Role::Admin), "policies.list"),
-            E::PolicyUpload => (T(Role::Admin), "policies.upload"),
-            E::PolicyActivate => (T(Role::Admin), "policies.activate"),
-            E::PolicyRollback => (T(Role::Admin), "policies.rollback"),
-            E::PolicyDeactivate => (T(Role::Admin), "policies.deactivate"),
-            E::PolicyVersionDelete => (T(Role::Admin), "policies.version_delete"),
-            E::PolicySettings => (T(Role::Admin), "policies.settings_set"),
-            E::AuditEntries => (T(Role::Admin), "audit.entries"),
-            E::AuditCheckpoint => (T(Role::Admin), "audit.checkpoint"),
-            E::AuditCheckpoints => (T(Role::Admin), "audit.checkpoints"),
-            E::AuditProofInclusion => (T(Role::Admin), "audit.proof_inclusion"),
-            E::AuditProofConsistency => (T(Role::Admin), "audit.proof_consistency"),
-            E::AuditExport => (T(Role::Admin), "audit.export"),
-            E::AuditErase => (T(Role::Admin), "audit.erase"),
-            E::CacheRead => (T(Role::Admin), "cache.read"),
-            E::CacheSettings => (T(Role::Admin), "cache.settings_set"),
-            E::CacheErase => (T(Role::Admin), "cache.erase"),
-            E::TenantCreate => (O, "admin.tenant_created"),
-            E::TenantList => (O, "admin.tenants_listed"),
-            E::KeyCreate => (O, "admin.key_created"),
-            E::KeyList => (O, "admin.keys_listed"),
-            E::RetentionSet => (O, "admin.retention_set"),
-            E::TenantBudgetSet | E::OperatorKeyBudgetSet => (O, "admin.budget_set"),
-            E::TenantBudgetRead => (O, "admin.budget_read"),
-            E::TenantLimitsSet | E::KeyLimitsSet => (O, "admin.limits_set"),
-            E::TenantLimitsRead => (O, "admin.limits_read"),
-            E::RegionsSet => (O, "admin.regions_set"),
-            E::PolicyCpuSet => (O, "admin.policy_cpu_set"),
-            E::KeyRevoke => (O, "admin.key_revoked"),
-            E::AuditPrune => (O, "admin.audit_pruned"),
+            E::Spend(SpendEndpoint::BudgetRead) => (T(Role::Member), "budget.read"),
+            E::Spend(SpendEndpoint::UsageRead) => (T(Role::Admin), "usage.read"),
+            E::Spend(SpendEndpoint::KeyBudgetSet) => (T(Role::Owner), "keys.budget_set"),
+            E::Policy(PolicyEndpoint::PoliciesList) => (T(Role::Admin), "policies.list"),
+            E::Policy(PolicyEndpoint::PolicyUpload) => (T(Role::Admin), "policies.upload"),
+            E::Policy(PolicyEndpoint::PolicyActivate) => (T(Role::Admin), "policies.activate"),
+            E::Policy(PolicyEndpoint::PolicyRollback) => (T(Role::Admin), "policies.rollback"),
+            E::Policy(PolicyEndpoint::PolicyDeactivate) => (T(Role::Admin), "policies.deactivate"),
+            E::Policy(PolicyEndpoint::PolicyVersionDelete) => {
+                (T(Role::Admin), "policies.version_delete")
+            }
+            E::Policy(PolicyEndpoint::PolicySettings) => (T(Role::Admin), "policies.settings_set"),
+            E::Audit(AuditEndpoint::AuditEntries) => (T(Role::Admin), "audit.entries"),
+            E::Audit(AuditEndpoint::AuditCheckpoint) => (T(Role::Admin), "audit.checkpoint"),
+            E::Audit(AuditEndpoint::AuditCheckpoints) => (T(Role::Admin), "audit.checkpoints"),
+            E::Audit(AuditEndpoint::AuditProofInclusion) => {
+                (T(Role::Admin), "audit.proof_inclusion")
+            }
+            E::Audit(AuditEndpoint::AuditProofConsistency) => {
+                (T(Role::Admin), "audit.proof_consistency")
+            }
+            E::Audit(AuditEndpoint::AuditExport) => (T(Role::Admin), "audit.export"),
+            E::Audit(AuditEndpoint::AuditErase) => (T(Role::Admin), "audit.erase"),
+            E::Cache(CacheEndpoint::CacheRead) => (T(Role::Admin), "cache.read"),
+            E::Cache(CacheEndpoint::CacheSettings) => (T(Role::Admin), "cache.settings_set"),
+            E::Cache(CacheEndpoint::CacheErase) => (T(Role::Admin), "cache.erase"),
+            E::Operator(OperatorEndpoint::TenantCreate) => (O, "admin.tenant_created"),
+            E::Operator(OperatorEndpoint::TenantList) => (O, "admin.tenants_listed"),
+            E::Operator(OperatorEndpoint::KeyCreate) => (O, "admin.key_created"),
+            E::Operator(OperatorEndpoint::KeyList) => (O, "admin.keys_listed"),
+            E::Operator(OperatorEndpoint::RetentionSet) => (O, "admin.retention_set"),
+            E::Operator(OperatorEndpoint::TenantBudgetSet)
+            | E::Operator(OperatorEndpoint::OperatorKeyBudgetSet) => (O, "admin.budget_set"),
+            E::Operator(OperatorEndpoint::TenantBudgetRead) => (O, "admin.budget_read"),
+            E::Operator(OperatorEndpoint::TenantLimitsSet)
+            | E::Operator(OperatorEndpoint::KeyLimitsSet) => (O, "admin.limits_set"),
+            E::Operator(OperatorEndpoint::TenantLimitsRead) => (O, "admin.limits_read"),
+            E::Operator(OperatorEndpoint::RegionsSet) => (O, "admin.regions_set"),
+            E::Operator(OperatorEndpoint::PolicyCpuSet) => (O, "admin.policy_cpu_set"),
+            E::Operator(OperatorEndpoint::KeyRevoke) => (O, "admin.key_revoked"),
+            E::Operator(OperatorEndpoint::AuditPrune) => (O, "admin.audit_pruned"),
         }
     }
 
@@ -118,31 +157,51 @@ impl Endpoint {
     pub fn media_type(self) -> Option<&'static str> {
         use Endpoint as E;
         match self {
-            E::PolicyUpload => Some("application/wasm"),
-            E::KeyBudgetSet
-            | E::PolicyActivate
-            | E::PolicySettings
-            | E::CacheSettings
-            | E::TenantCreate
-            | E::KeyCreate
-            | E::RetentionSet
-            | E::TenantBudgetSet
-            | E::TenantLimitsSet
-            | E::RegionsSet
-            | E::PolicyCpuSet
-            | E::OperatorKeyBudgetSet
-            | E::KeyLimitsSet
-            | E::AuditPrune => Some("application/json"),
-            _ => None,
+            E::Policy(PolicyEndpoint::PolicyUpload) => Some("application/wasm"),
+            E::Spend(SpendEndpoint::KeyBudgetSet)
+            | E::Policy(PolicyEndpoint::PolicyActivate)
+            | E::Policy(PolicyEndpoint::PolicySettings)
+            | E::Cache(CacheEndpoint::CacheSettings)
+            | E::Operator(OperatorEndpoint::TenantCreate)
+            | E::Operator(OperatorEndpoint::KeyCreate)
+            | E::Operator(OperatorEndpoint::RetentionSet)
+            | E::Operator(OperatorEndpoint::TenantBudgetSet)
+            | E::Operator(OperatorEndpoint::TenantLimitsSet)
+            | E::Operator(OperatorEndpoint::RegionsSet)
+            | E::Operator(OperatorEndpoint::PolicyCpuSet)
+            | E::Operator(OperatorEndpoint::OperatorKeyBudgetSet)
+            | E::Operator(OperatorEndpoint::KeyLimitsSet)
+            | E::Operator(OperatorEndpoint::AuditPrune) => Some("application/json"),
+            E::Spend(SpendEndpoint::BudgetRead)
+            | E::Spend(SpendEndpoint::UsageRead)
+            | E::Policy(PolicyEndpoint::PoliciesList)
+            | E::Policy(PolicyEndpoint::PolicyRollback)
+            | E::Policy(PolicyEndpoint::PolicyDeactivate)
+            | E::Policy(PolicyEndpoint::PolicyVersionDelete)
+            | E::Audit(AuditEndpoint::AuditEntries)
+            | E::Audit(AuditEndpoint::AuditCheckpoint)
+            | E::Audit(AuditEndpoint::AuditCheckpoints)
+            | E::Audit(AuditEndpoint::AuditProofInclusion)
+            | E::Audit(AuditEndpoint::AuditProofConsistency)
+            | E::Audit(AuditEndpoint::AuditExport)
+            | E::Audit(AuditEndpoint::AuditErase)
+            | E::Cache(CacheEndpoint::CacheRead)
+            | E::Cache(CacheEndpoint::CacheErase)
+            | E::Operator(OperatorEndpoint::TenantList)
+            | E::Operator(OperatorEndpoint::KeyList)
+            | E::Operator(OperatorEndpoint::TenantBudgetRead)
+            | E::Operator(OperatorEndpoint::TenantLimitsRead)
+            | E::Operator(OperatorEndpoint::KeyRevoke) => None,
         }
     }
 }
 
 /// The most bytes an endpoint's body may have.
 pub fn body_limit(app: &App, endpoint: Endpoint) -> usize {
-    match endpoint {
-        Endpoint::PolicyUpload => app.policies.config().max_upload_bytes,
-        _ => MAX_JSON_BODY,
+    if endpoint == Endpoint::Policy(PolicyEndpoint::PolicyUpload) {
+        app.policies.config().max_upload_bytes
+    } else {
+        MAX_JSON_BODY
     }
 }
 
@@ -303,7 +362,13 @@ pub async fn serve(
                     "a valid operator token is required",
                 ));
             }
-            let view = operator::serve(&ex.app, endpoint, call).await?;
+            let Endpoint::Operator(op) = endpoint else {
+                return Err(ApiError::new(
+                    ErrorCode::Internal,
+                    "a tenant endpoint reached the operator path",
+                ));
+            };
+            let view = operator::serve(&ex.app, op, call).await?;
             if let Some(action) = &view.admin {
                 audit_admin(ex, name, action).await?;
             }
@@ -334,7 +399,7 @@ pub async fn serve(
             ex.audit
                 .commit(status, code, None, None)
                 .await
-                .map_err(|e| crate::exchange::audit_unavailable(&ex.app, &e))?;
+                .map_err(|e| ApiError::from(&e))?;
             result
         }
     }
@@ -346,22 +411,16 @@ async fn serve_tenant(
     endpoint: Endpoint,
     call: ControlRequest<'_>,
 ) -> Result<View, ApiError> {
-    use Endpoint as E;
     match endpoint {
-        E::BudgetRead | E::UsageRead | E::KeyBudgetSet => {
-            tenant::serve(app, principal, endpoint, call).await
-        }
-        E::PoliciesList
-        | E::PolicyUpload
-        | E::PolicyActivate
-        | E::PolicyRollback
-        | E::PolicyDeactivate
-        | E::PolicyVersionDelete
-        | E::PolicySettings => policies::serve(app, principal, endpoint, call).await,
-        E::CacheRead | E::CacheSettings | E::CacheErase => {
-            cache::serve(app, &principal.tenant_id, endpoint, call).await
-        }
-        _ => audit::serve(app, &principal.tenant_id, endpoint, call).await,
+        Endpoint::Spend(e) => tenant::serve(app, principal, e, call).await,
+        Endpoint::Policy(e) => policies::serve(app, principal, e, call).await,
+        Endpoint::Cache(e) => cache::serve(app, &principal.tenant_id, e, call).await,
+        Endpoint::Audit(e) => audit::serve(app, &principal.tenant_id, e, call).await,
+        // `who_and_name` sends operator endpoints the other way.
+        Endpoint::Operator(_) => Err(ApiError::new(
+            ErrorCode::Internal,
+            "an operator endpoint reached the tenant path",
+        )),
     }
 }
 
@@ -376,6 +435,6 @@ async fn audit_admin(ex: &Exchange, action: &str, what: &AdminAction) -> Result<
     };
     ex.app.audit.append(entry, None).await.map(|_| ()).map_err(|e| {
         tracing::error!(tenant = %what.tenant_id, action, error = %e, "admin action done but not audited");
-        crate::exchange::audit_unavailable(&ex.app, &e)
+        ApiError::from(&e)
     })
 }

@@ -6,7 +6,7 @@
 use serde::Deserialize;
 
 use super::spend::{self, BudgetBody, TenantLimitsBody};
-use super::{ControlRequest, Endpoint, View};
+use super::{ControlRequest, OperatorEndpoint, View};
 use crate::admission::{BudgetSet, LimitSet, Scope};
 use crate::app::App;
 use crate::auth::{Role, keys};
@@ -66,49 +66,48 @@ fn valid_name(field: &str, name: &str) -> Result<(), ApiError> {
 /// Serves one operator endpoint.
 pub async fn serve(
     app: &App,
-    endpoint: Endpoint,
+    endpoint: OperatorEndpoint,
     mut call: ControlRequest<'_>,
 ) -> Result<View, ApiError> {
-    use Endpoint as E;
     let id = call.param(0).to_owned();
     match endpoint {
-        E::TenantCreate => create_tenant(app, call.json().await?).await,
-        E::TenantList => {
+        OperatorEndpoint::TenantCreate => create_tenant(app, call.json().await?).await,
+        OperatorEndpoint::TenantList => {
             let rows = app.storage.list_tenants().await?;
             Ok(View::ok(
                 &serde_json::json!({"object": "list", "data": rows}),
             ))
         }
-        E::KeyCreate => create_key(app, &id, call.json().await?).await,
-        E::KeyList => list_keys(app, &id).await,
-        E::RetentionSet => set_retention(app, &id, call.json().await?).await,
-        E::TenantBudgetSet => {
+        OperatorEndpoint::KeyCreate => create_key(app, &id, call.json().await?).await,
+        OperatorEndpoint::KeyList => list_keys(app, &id).await,
+        OperatorEndpoint::RetentionSet => set_retention(app, &id, call.json().await?).await,
+        OperatorEndpoint::TenantBudgetSet => {
             let budget = call.json::<BudgetBody>().await?.validate()?;
             require_tenant(app, &id).await?;
             spend::set_budget(app, &id, None, budget).await?;
             Ok(View::ok(&spend::budget_view(app, &id, None))
                 .audited(&id, &budget_subject("tenant", budget)))
         }
-        E::TenantBudgetRead => {
+        OperatorEndpoint::TenantBudgetRead => {
             require_tenant(app, &id).await?;
             Ok(View::ok(&spend::budget_view(app, &id, None)))
         }
-        E::RegionsSet => set_regions(app, &id, call.json().await?).await,
-        E::PolicyCpuSet => set_policy_cpu(app, &id, call.json().await?).await,
-        E::TenantLimitsSet => set_tenant_limits(app, &id, call.json().await?).await,
-        E::TenantLimitsRead => {
+        OperatorEndpoint::RegionsSet => set_regions(app, &id, call.json().await?).await,
+        OperatorEndpoint::PolicyCpuSet => set_policy_cpu(app, &id, call.json().await?).await,
+        OperatorEndpoint::TenantLimitsSet => set_tenant_limits(app, &id, call.json().await?).await,
+        OperatorEndpoint::TenantLimitsRead => {
             require_tenant(app, &id).await?;
             Ok(View::ok(&spend::limits_view(app, &id)))
         }
-        E::OperatorKeyBudgetSet => {
+        OperatorEndpoint::OperatorKeyBudgetSet => {
             let budget = call.json::<BudgetBody>().await?.validate()?;
             let tenant_id = key_tenant(app, &id).await?;
             spend::set_budget(app, &tenant_id, Some(&id), budget).await?;
             Ok(View::ok(&spend::budget_view(app, &tenant_id, Some(&id)))
                 .audited(&tenant_id, &budget_subject(&format!("key:{id}"), budget)))
         }
-        E::KeyLimitsSet => set_key_limits(app, &id, call.json().await?).await,
-        E::AuditPrune => {
+        OperatorEndpoint::KeyLimitsSet => set_key_limits(app, &id, call.json().await?).await,
+        OperatorEndpoint::AuditPrune => {
             // `now` lets operators (and tests) prune as of a given time; default: the clock.
             let body: Prune = call.json().await?;
             let now = body.now.unwrap_or_else(unix_now);
@@ -117,8 +116,7 @@ pub async fn serve(
                 &serde_json::json!({"deleted": deleted, "as_of": now}),
             ))
         }
-        E::KeyRevoke => revoke_key(app, &id).await,
-        _ => Err(ApiError::new(ErrorCode::NotFound, "no such admin endpoint")),
+        OperatorEndpoint::KeyRevoke => revoke_key(app, &id).await,
     }
 }
 

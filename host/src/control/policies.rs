@@ -18,7 +18,7 @@
 
 use serde::Deserialize;
 
-use super::{ControlRequest, Endpoint, View};
+use super::{ControlRequest, PolicyEndpoint, View};
 use crate::app::App;
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorCode};
@@ -41,32 +41,31 @@ struct Settings {
 pub async fn serve(
     app: &App,
     principal: &Principal,
-    endpoint: Endpoint,
+    endpoint: PolicyEndpoint,
     mut call: ControlRequest<'_>,
 ) -> Result<View, ApiError> {
     let tenant = &*principal.tenant_id;
     // The route table only lets known slot names through.
     let slot = Slot::parse(call.param(0)).unwrap_or(Slot::Route);
     match endpoint {
-        Endpoint::PoliciesList => Ok(View::ok(&view(app, tenant).await?)),
-        Endpoint::PolicyUpload => {
+        PolicyEndpoint::PoliciesList => Ok(View::ok(&view(app, tenant).await?)),
+        PolicyEndpoint::PolicyUpload => {
             let bytes = call.bytes().await?.to_vec();
             upload(app, principal, slot, bytes).await
         }
-        Endpoint::PolicyActivate => {
+        PolicyEndpoint::PolicyActivate => {
             let body: Activate = call.json().await?;
             activate(app, tenant, slot, body.version).await
         }
-        Endpoint::PolicyRollback => rollback(app, tenant, slot).await,
-        Endpoint::PolicyDeactivate => deactivate(app, tenant, slot).await,
-        Endpoint::PolicyVersionDelete => {
+        PolicyEndpoint::PolicyRollback => rollback(app, tenant, slot).await,
+        PolicyEndpoint::PolicyDeactivate => deactivate(app, tenant, slot).await,
+        PolicyEndpoint::PolicyVersionDelete => {
             let version: u32 = call.param(1).parse().map_err(|_| {
                 ApiError::invalid("version", "the version must be a positive integer")
             })?;
             delete_version(app, tenant, slot, version).await
         }
-        Endpoint::PolicySettings => settings(app, tenant, call.json().await?).await,
-        _ => Err(ApiError::new(ErrorCode::NotFound, "no such endpoint")),
+        PolicyEndpoint::PolicySettings => settings(app, tenant, call.json().await?).await,
     }
 }
 

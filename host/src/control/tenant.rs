@@ -5,7 +5,7 @@
 
 use super::operator::{budget_subject, key_tenant};
 use super::spend::{self, BudgetBody};
-use super::{ControlRequest, Endpoint, View};
+use super::{ControlRequest, SpendEndpoint, View};
 use crate::app::App;
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorCode};
@@ -17,17 +17,17 @@ const MAX_USAGE_DAYS: u64 = 366;
 pub async fn serve(
     app: &App,
     principal: &Principal,
-    endpoint: Endpoint,
+    endpoint: SpendEndpoint,
     mut call: ControlRequest<'_>,
 ) -> Result<View, ApiError> {
     let tenant = &*principal.tenant_id;
     match endpoint {
-        Endpoint::BudgetRead => Ok(View::ok(&spend::budget_view(
+        SpendEndpoint::BudgetRead => Ok(View::ok(&spend::budget_view(
             app,
             tenant,
             Some(&principal.key_id),
         ))),
-        Endpoint::UsageRead => {
+        SpendEndpoint::UsageRead => {
             let days = call
                 .query("days")
                 .map(|v| {
@@ -45,7 +45,7 @@ pub async fn serve(
                 .unwrap_or(30);
             Ok(View::ok(&spend::usage_view(app, tenant, days).await?))
         }
-        Endpoint::KeyBudgetSet => {
+        SpendEndpoint::KeyBudgetSet => {
             let key = call.param(0).to_owned();
             let budget = call.json::<BudgetBody>().await?.validate()?;
             // Another tenant's key is as unknown as a missing one.
@@ -56,6 +56,5 @@ pub async fn serve(
             Ok(View::ok(&spend::budget_view(app, tenant, Some(&key)))
                 .changed(budget_subject(&format!("key:{key}"), budget)))
         }
-        _ => Err(ApiError::new(ErrorCode::NotFound, "no such endpoint")),
     }
 }

@@ -388,7 +388,8 @@ async fn readyz(app: &App) -> Result<Response<Body>, ApiError> {
 }
 
 fn metrics(app: &App) -> Response<Body> {
-    app.metrics.audit_queue_depth.set(app.audit.queue_depth());
+    app.metrics
+        .set_audit(app.audit.queue_depth(), app.audit.failures());
     for (tenant, used) in app.policies.cpu.all_used() {
         let tenant = app
             .metrics

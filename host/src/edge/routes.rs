@@ -3,7 +3,10 @@
 
 use http::Method;
 
-use crate::control::Endpoint;
+use crate::control::{
+    AuditEndpoint as A, CacheEndpoint as K, Endpoint, OperatorEndpoint as O, PolicyEndpoint as P,
+    SpendEndpoint as S,
+};
 use crate::error::{ApiError, ErrorCode};
 use crate::policy::Slot;
 
@@ -91,114 +94,114 @@ const TABLE: &[Entry] = &[
     // Tenant self-service: the tenant comes from the credential, never the path.
     entry(
         &[Lit("v1"), Lit("budget")],
-        &[(Method::GET, C(E::BudgetRead))],
+        &[(Method::GET, C(E::Spend(S::BudgetRead)))],
         "tenant",
     ),
     entry(
         &[Lit("v1"), Lit("usage")],
-        &[(Method::GET, C(E::UsageRead))],
+        &[(Method::GET, C(E::Spend(S::UsageRead)))],
         "tenant",
     ),
     entry(
         &[Lit("v1"), Lit("keys"), Id, Lit("budget")],
-        &[(Method::PUT, C(E::KeyBudgetSet))],
+        &[(Method::PUT, C(E::Spend(S::KeyBudgetSet)))],
         "tenant",
     ),
     entry(
         &[Lit("v1"), Lit("policies")],
-        &[(Method::GET, C(E::PoliciesList))],
+        &[(Method::GET, C(E::Policy(P::PoliciesList)))],
         "policies",
     ),
     entry(
         &[Lit("v1"), Lit("policies"), Lit("settings")],
-        &[(Method::PUT, C(E::PolicySettings))],
+        &[(Method::PUT, C(E::Policy(P::PolicySettings)))],
         "policies",
     ),
     entry(
         &[Lit("v1"), Lit("policies"), Seg::Slot],
         &[
-            (Method::PUT, C(E::PolicyUpload)),
-            (Method::DELETE, C(E::PolicyDeactivate)),
+            (Method::PUT, C(E::Policy(P::PolicyUpload))),
+            (Method::DELETE, C(E::Policy(P::PolicyDeactivate))),
         ],
         "policies",
     ),
     entry(
         &[Lit("v1"), Lit("policies"), Seg::Slot, Lit("activate")],
-        &[(Method::POST, C(E::PolicyActivate))],
+        &[(Method::POST, C(E::Policy(P::PolicyActivate)))],
         "policies",
     ),
     entry(
         &[Lit("v1"), Lit("policies"), Seg::Slot, Lit("rollback")],
-        &[(Method::POST, C(E::PolicyRollback))],
+        &[(Method::POST, C(E::Policy(P::PolicyRollback)))],
         "policies",
     ),
     entry(
         &[Lit("v1"), Lit("policies"), Seg::Slot, Lit("versions"), Id],
-        &[(Method::DELETE, C(E::PolicyVersionDelete))],
+        &[(Method::DELETE, C(E::Policy(P::PolicyVersionDelete)))],
         "policies",
     ),
     entry(
         &[Lit("v1"), Lit("audit"), Lit("entries")],
-        &[(Method::GET, C(E::AuditEntries))],
+        &[(Method::GET, C(E::Audit(A::AuditEntries)))],
         "audit",
     ),
     entry(
         &[Lit("v1"), Lit("audit"), Lit("checkpoint")],
-        &[(Method::GET, C(E::AuditCheckpoint))],
+        &[(Method::GET, C(E::Audit(A::AuditCheckpoint)))],
         "audit",
     ),
     entry(
         &[Lit("v1"), Lit("audit"), Lit("checkpoints")],
-        &[(Method::GET, C(E::AuditCheckpoints))],
+        &[(Method::GET, C(E::Audit(A::AuditCheckpoints)))],
         "audit",
     ),
     entry(
         &[Lit("v1"), Lit("audit"), Lit("proof"), Lit("inclusion")],
-        &[(Method::GET, C(E::AuditProofInclusion))],
+        &[(Method::GET, C(E::Audit(A::AuditProofInclusion)))],
         "audit",
     ),
     entry(
         &[Lit("v1"), Lit("audit"), Lit("proof"), Lit("consistency")],
-        &[(Method::GET, C(E::AuditProofConsistency))],
+        &[(Method::GET, C(E::Audit(A::AuditProofConsistency)))],
         "audit",
     ),
     entry(
         &[Lit("v1"), Lit("audit"), Lit("export")],
-        &[(Method::GET, C(E::AuditExport))],
+        &[(Method::GET, C(E::Audit(A::AuditExport)))],
         "audit",
     ),
     entry(
         &[Lit("v1"), Lit("audit"), Lit("erase")],
-        &[(Method::POST, C(E::AuditErase))],
+        &[(Method::POST, C(E::Audit(A::AuditErase)))],
         "audit",
     ),
     entry(
         &[Lit("v1"), Lit("cache")],
         &[
-            (Method::GET, C(E::CacheRead)),
-            (Method::DELETE, C(E::CacheErase)),
+            (Method::GET, C(E::Cache(K::CacheRead))),
+            (Method::DELETE, C(E::Cache(K::CacheErase))),
         ],
         "tenant",
     ),
     entry(
         &[Lit("v1"), Lit("cache"), Lit("settings")],
-        &[(Method::PUT, C(E::CacheSettings))],
+        &[(Method::PUT, C(E::Cache(K::CacheSettings)))],
         "tenant",
     ),
     // Operator endpoints.
     entry(
         &[Lit("admin"), Lit("v1"), Lit("tenants")],
         &[
-            (Method::POST, C(E::TenantCreate)),
-            (Method::GET, C(E::TenantList)),
+            (Method::POST, C(E::Operator(O::TenantCreate))),
+            (Method::GET, C(E::Operator(O::TenantList))),
         ],
         "admin",
     ),
     entry(
         &[Lit("admin"), Lit("v1"), Lit("tenants"), Id, Lit("keys")],
         &[
-            (Method::POST, C(E::KeyCreate)),
-            (Method::GET, C(E::KeyList)),
+            (Method::POST, C(E::Operator(O::KeyCreate))),
+            (Method::GET, C(E::Operator(O::KeyList))),
         ],
         "admin",
     ),
@@ -210,28 +213,28 @@ const TABLE: &[Entry] = &[
             Id,
             Lit("retention"),
         ],
-        &[(Method::PUT, C(E::RetentionSet))],
+        &[(Method::PUT, C(E::Operator(O::RetentionSet)))],
         "admin",
     ),
     entry(
         &[Lit("admin"), Lit("v1"), Lit("tenants"), Id, Lit("budget")],
         &[
-            (Method::PUT, C(E::TenantBudgetSet)),
-            (Method::GET, C(E::TenantBudgetRead)),
+            (Method::PUT, C(E::Operator(O::TenantBudgetSet))),
+            (Method::GET, C(E::Operator(O::TenantBudgetRead))),
         ],
         "admin",
     ),
     entry(
         &[Lit("admin"), Lit("v1"), Lit("tenants"), Id, Lit("limits")],
         &[
-            (Method::PUT, C(E::TenantLimitsSet)),
-            (Method::GET, C(E::TenantLimitsRead)),
+            (Method::PUT, C(E::Operator(O::TenantLimitsSet))),
+            (Method::GET, C(E::Operator(O::TenantLimitsRead))),
         ],
         "admin",
     ),
     entry(
         &[Lit("admin"), Lit("v1"), Lit("tenants"), Id, Lit("regions")],
-        &[(Method::PUT, C(E::RegionsSet))],
+        &[(Method::PUT, C(E::Operator(O::RegionsSet)))],
         "admin",
     ),
     entry(
@@ -242,27 +245,27 @@ const TABLE: &[Entry] = &[
             Id,
             Lit("policy-cpu"),
         ],
-        &[(Method::PUT, C(E::PolicyCpuSet))],
+        &[(Method::PUT, C(E::Operator(O::PolicyCpuSet)))],
         "admin",
     ),
     entry(
         &[Lit("admin"), Lit("v1"), Lit("keys"), Id],
-        &[(Method::DELETE, C(E::KeyRevoke))],
+        &[(Method::DELETE, C(E::Operator(O::KeyRevoke)))],
         "admin",
     ),
     entry(
         &[Lit("admin"), Lit("v1"), Lit("keys"), Id, Lit("budget")],
-        &[(Method::PUT, C(E::OperatorKeyBudgetSet))],
+        &[(Method::PUT, C(E::Operator(O::OperatorKeyBudgetSet)))],
         "admin",
     ),
     entry(
         &[Lit("admin"), Lit("v1"), Lit("keys"), Id, Lit("limits")],
-        &[(Method::PUT, C(E::KeyLimitsSet))],
+        &[(Method::PUT, C(E::Operator(O::KeyLimitsSet)))],
         "admin",
     ),
     entry(
         &[Lit("admin"), Lit("v1"), Lit("audit"), Lit("prune")],
-        &[(Method::POST, C(E::AuditPrune))],
+        &[(Method::POST, C(E::Operator(O::AuditPrune)))],
         "admin",
     ),
 ];
@@ -370,9 +373,12 @@ mod tests {
     #[test]
     fn the_first_matching_pattern_wins() {
         let r = route(&Method::PUT, "/v1/policies/settings").unwrap();
-        assert_eq!(r.target, Target::Control(Endpoint::PolicySettings));
+        assert_eq!(
+            r.target,
+            Target::Control(Endpoint::Policy(P::PolicySettings))
+        );
         let r = route(&Method::PUT, "/v1/policies/classify").unwrap();
-        assert_eq!(r.target, Target::Control(Endpoint::PolicyUpload));
+        assert_eq!(r.target, Target::Control(Endpoint::Policy(P::PolicyUpload)));
         assert_eq!(r.params, ["classify"]);
     }
 
@@ -385,7 +391,7 @@ mod tests {
         let e = route(&Method::GET, "/v1/keys//budget").unwrap_err();
         assert_eq!(e.code, ErrorCode::NotFound);
         let e = route(&Method::GET, "/admin/v1/tenants/t/keys").map(|r| r.target);
-        assert_eq!(e.unwrap(), Target::Control(Endpoint::KeyList));
+        assert_eq!(e.unwrap(), Target::Control(Endpoint::Operator(O::KeyList)));
         let e = route(&Method::PATCH, "/admin/v1/tenants").unwrap_err();
         assert_eq!(e.code, ErrorCode::MethodNotAllowed);
         let allow = e.headers.iter().find(|(n, _)| n == http::header::ALLOW);

@@ -208,7 +208,7 @@ impl Exchange {
         let append = self
             .audit
             .commit(err.status().as_u16(), Some(err.code.as_str()), None, None);
-        append.await.map_err(|e| audit_unavailable(&self.app, &e))
+        append.await.map_err(|e| ApiError::from(&e))
     }
 }
 
@@ -224,13 +224,4 @@ pub fn inject_panic(app: &App, phase: Option<Phase>) {
 )]
 fn panic_in(phase: Phase) -> ! {
     panic!("panic injected in phase {}", phase.as_str())
-}
-
-/// The answer when the audit log cannot take an entry.
-pub fn audit_unavailable(app: &App, e: &crate::audit::AuditError) -> ApiError {
-    app.metrics.audit_failures.inc();
-    ApiError::new(
-        ErrorCode::Unavailable,
-        format!("audit log unavailable: {e}"),
-    )
 }

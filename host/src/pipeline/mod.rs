@@ -18,7 +18,7 @@ use crate::admission::RateState;
 use crate::cache::CacheStatus;
 use crate::config::{DeploymentKind, Tier};
 use crate::error::ApiError;
-use crate::exchange::{BodyRead, Exchange, audit_unavailable};
+use crate::exchange::{BodyRead, Exchange};
 use crate::providers::Endpoint;
 use call::Call;
 
@@ -176,7 +176,7 @@ pub async fn models(ex: &mut Exchange, headers: &HeaderMap) -> Result<Reply, Api
     ex.audit
         .commit(200, None, None, None)
         .await
-        .map_err(|e| audit_unavailable(&ex.app, &e))?;
+        .map_err(|e| ApiError::from(&e))?;
     Ok(Reply::Json {
         status: 200,
         body: Bytes::from(body.to_string()),

@@ -15,7 +15,7 @@ use futures_util::{FutureExt, Stream, StreamExt};
 use crate::app::App;
 use crate::audit::AuditError;
 use crate::error::{ApiError, ErrorCode};
-use crate::exchange::{AuditGuard, audit_unavailable};
+use crate::exchange::AuditGuard;
 use crate::providers::sse::DONE;
 use crate::providers::{EventStream, SlotPermit, StreamItem, Usage};
 
@@ -190,7 +190,7 @@ impl Stream for AnswerStream {
                         (Ok(_), Last::Error(e)) => self.error_event(&e),
                         // Not durable: the client must not take the answer as complete.
                         (Err(e), _) => {
-                            let err = audit_unavailable(&self.app, &e);
+                            let err = ApiError::from(&e);
                             self.error_event(&err)
                         }
                     };

@@ -7,7 +7,7 @@
 
 use crate::admission::BudgetAsk;
 use crate::error::{ApiError, ErrorCode};
-use crate::exchange::{Phase, audit_unavailable};
+use crate::exchange::Phase;
 use crate::pipeline::Flow;
 use crate::pipeline::call::{Call, Typed};
 use crate::policy;
@@ -49,7 +49,7 @@ pub(in crate::pipeline) async fn run(call: &mut Call<'_>) -> Result<Flow, ApiErr
         let app = call.ex.app.clone();
         let waited = crate::admission::cover::hold(&app.audit, &ticket, &app.background)
             .await
-            .map_err(|e| audit_unavailable(&app, &e))?;
+            .map_err(|e| ApiError::from(&e))?;
         if let Some(waited) = waited {
             app.metrics
                 .observe_phase("cover_raise", waited.as_secs_f64());

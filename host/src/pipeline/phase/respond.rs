@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use crate::cache;
 use crate::error::{ApiError, ErrorCode};
-use crate::exchange::{Phase, audit_unavailable};
+use crate::exchange::Phase;
 use crate::pipeline::call::{Call, Forwarded};
 use crate::pipeline::stream::AnswerStream;
 use crate::pipeline::{Reply, Routed};
@@ -55,7 +55,7 @@ pub(in crate::pipeline) async fn run(call: &mut Call<'_>) -> Result<Reply, ApiEr
                 .audit
                 .commit(200, None, usage, Some(&body))
                 .await
-                .map_err(|e| audit_unavailable(&call.ex.app, &e))?;
+                .map_err(|e| ApiError::from(&e))?;
             // Stored once audited, and only an answer that completed.
             if let Some(pending) = call.pending.take()
                 && let Some(answer) =
@@ -124,7 +124,7 @@ pub(in crate::pipeline) async fn from_cache(
         .audit
         .commit(200, None, None, Some(&body))
         .await
-        .map_err(|e| audit_unavailable(&call.ex.app, &e))?;
+        .map_err(|e| ApiError::from(&e))?;
     Ok(Reply::Json {
         status: 200,
         body,
