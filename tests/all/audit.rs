@@ -462,6 +462,12 @@ async fn a_locked_database_fails_requests_with_503_instead_of_running_unaudited(
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "unavailable");
     assert_eq!(up.hits(), 1, "the answer existed but was withheld");
+    assert!(
+        gw.metrics_text()
+            .await
+            .contains("sluice_audit_failures_total 1\n"),
+        "the failed write is counted"
+    );
     sqlx::query("ROLLBACK").execute(&mut *lock).await.unwrap();
     drop(lock);
     assert_eq!(
