@@ -23,6 +23,7 @@
 //! - [`storage`]: sqlx, migrations, one repository per file.
 //! - [`auth`]: API keys (format, hashing, in-memory key store) -> `Principal`.
 //! - [`config`]: TOML -> validated `Config`; secrets from the environment or files.
+//! - [`per_tenant`]: `PerTenant<T>`, the one map of a shared value per tenant.
 
 // Functions stay short enough to read in one screen (the threshold is in `clippy.toml`).
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
@@ -40,6 +41,7 @@ pub mod error;
 pub mod exchange;
 pub mod inference;
 pub mod metrics;
+pub mod per_tenant;
 pub mod pipeline;
 pub mod policy;
 pub mod providers;

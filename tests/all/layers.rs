@@ -106,6 +106,7 @@ fn domain_modules_name_no_layer_above_them() {
         "policy",
         "inference",
         "witness",
+        "per_tenant",
     ] {
         let deps = graph.get(domain).cloned().unwrap_or_default();
         for layer in above {

@@ -362,15 +362,9 @@ impl super::Admission {
     /// on its way: at shutdown, once requests have drained, so that a restart charges only requests whose
     /// outcome is unknown. Memory's view falls now; the returned rows lower the database's.
     pub fn release_covers(&self) -> Vec<CoverRow> {
-        let cells: Vec<(String, Arc<Mutex<TenantState>>)> = self
-            .tenants
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .map(|(t, c)| (t.clone(), c.clone()))
-            .collect();
         let mut rows = Vec::new();
-        for (tenant, cell) in cells {
+        for (tenant, cell) in self.tenants.all() {
+            let tenant = tenant.to_string();
             let mut st = lock(&cell);
             for (key, state) in &mut st.keys {
                 for (i, c) in state.covers.iter_mut().enumerate() {

@@ -23,7 +23,7 @@ pub mod gcra;
 pub mod window;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
@@ -369,7 +369,7 @@ struct Held {
 #[derive(Debug)]
 pub struct Admission {
     clock: Arc<dyn Clock>,
-    tenants: RwLock<HashMap<String, Arc<Mutex<TenantState>>>>,
+    tenants: crate::per_tenant::PerTenant<Mutex<TenantState>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -394,7 +394,7 @@ impl Admission {
     pub fn new(clock: Arc<dyn Clock>) -> Admission {
         Admission {
             clock,
-            tenants: RwLock::new(HashMap::new()),
+            tenants: crate::per_tenant::PerTenant::default(),
         }
     }
 
@@ -403,20 +403,7 @@ impl Admission {
     }
 
     fn cell(&self, tenant: &str) -> Arc<Mutex<TenantState>> {
-        if let Some(c) = self
-            .tenants
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(tenant)
-        {
-            return c.clone();
-        }
-        self.tenants
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(tenant.to_owned())
-            .or_default()
-            .clone()
+        self.tenants.get_or_default(tenant)
     }
 
     /// The `admit` phase: request and token rates and in-flight limits of the tenant, the endpoint and the key, checked

@@ -25,7 +25,7 @@ pub mod replay;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -200,7 +200,7 @@ pub struct Cache {
     threads: usize,
     /// What each tenant's key secret is derived from.
     key_master: [u8; 32],
-    tenants: RwLock<HashMap<String, Arc<TenantCache>>>,
+    tenants: crate::per_tenant::PerTenant<TenantCache>,
     persist: Option<persist::Writer>,
 }
 
@@ -324,7 +324,7 @@ impl Cache {
             clock,
             threads: threads.max(1),
             key_master,
-            tenants: RwLock::new(HashMap::new()),
+            tenants: crate::per_tenant::PerTenant::default(),
             persist,
         }
     }
@@ -338,31 +338,16 @@ impl Cache {
     }
 
     fn tenant(&self, tenant: &str) -> Arc<TenantCache> {
-        if let Some(t) = self
-            .tenants
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(tenant)
-        {
-            return t.clone();
-        }
-        self.tenants
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(tenant.to_owned())
-            .or_insert_with(|| {
-                Arc::new(TenantCache {
-                    secret: tenant_secret(&self.key_master, tenant),
-                    settings: Mutex::default(),
-                    shelf: Mutex::default(),
-                    epoch: AtomicU64::new(0),
-                    hits_exact: AtomicU64::new(0),
-                    hits_semantic: AtomicU64::new(0),
-                    misses: AtomicU64::new(0),
-                    bypasses: AtomicU64::new(0),
-                })
-            })
-            .clone()
+        self.tenants.get_or_insert_with(tenant, || TenantCache {
+            secret: tenant_secret(&self.key_master, tenant),
+            settings: Mutex::default(),
+            shelf: Mutex::default(),
+            epoch: AtomicU64::new(0),
+            hits_exact: AtomicU64::new(0),
+            hits_semantic: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            bypasses: AtomicU64::new(0),
+        })
     }
 
     /// The request's plan under the tenant's settings and key secret, or why it bypasses the cache. `Err`
@@ -626,16 +611,11 @@ impl Cache {
 
     /// Drops every tenant's expired entries, from memory and (queued) from storage. Returns how many.
     pub fn sweep_expired(&self) -> usize {
-        let tenants: Vec<(String, Arc<TenantCache>)> = self
-            .tenants
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .map(|(id, t)| (id.clone(), t.clone()))
-            .collect();
+        let tenants = self.tenants.all();
         let now = self.now_ms();
         let mut swept = 0;
         for (tenant, t) in tenants {
+            let tenant = tenant.to_string();
             let ttl_ms = lock(&t.settings).ttl_secs.saturating_mul(1000);
             let expired = lock(&t.shelf).sweep(now, ttl_ms);
             swept += expired.len();
@@ -647,11 +627,10 @@ impl Cache {
     /// The tenants that have entries in memory.
     pub fn tenants_with_entries(&self) -> Vec<String> {
         self.tenants
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
+            .all()
+            .into_iter()
             .filter(|(_, t)| !lock(&t.shelf).entries.is_empty())
-            .map(|(id, _)| id.clone())
+            .map(|(id, _)| id.to_string())
             .collect()
     }
 
@@ -687,17 +666,12 @@ impl Cache {
 
     /// Every tenant's stats, for `/metrics`.
     pub fn all_stats(&self) -> Vec<(String, Stats)> {
-        let ids: Vec<String> = self
-            .tenants
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .keys()
-            .cloned()
-            .collect();
-        ids.into_iter()
-            .map(|id| {
+        self.tenants
+            .all()
+            .into_iter()
+            .map(|(id, _)| {
                 let stats = self.stats(&id);
-                (id, stats)
+                (id.to_string(), stats)
             })
             .collect()
     }

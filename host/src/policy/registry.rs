@@ -116,7 +116,7 @@ pub struct Policies {
     /// One compilation at a time: uploads cannot take both cores from the data plane.
     compile_gate: tokio::sync::Semaphore,
     /// Each tenant's compile lock: one compile per tenant at a time.
-    compiling: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    compiling: crate::per_tenant::PerTenant<tokio::sync::Mutex<()>>,
     /// Serializes changes to the tenant map (reads never wait for it).
     change: tokio::sync::Mutex<()>,
     pub(super) quarantines: AtomicU32,
@@ -183,7 +183,7 @@ impl Policies {
             artifacts,
             storage,
             compile_gate: tokio::sync::Semaphore::new(1),
-            compiling: std::sync::Mutex::default(),
+            compiling: crate::per_tenant::PerTenant::default(),
             cpu,
             change: tokio::sync::Mutex::new(()),
             quarantines: AtomicU32::new(0),
@@ -368,13 +368,7 @@ impl Policies {
         tenant_id: &str,
         bytes: &[u8],
     ) -> Result<wasmtime::component::Component, UploadError> {
-        let mine = self
-            .compiling
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(tenant_id.to_owned())
-            .or_default()
-            .clone();
+        let mine = self.compiling.get_or_default(tenant_id);
         let _mine = mine.lock().await;
         let _gate = self
             .compile_gate

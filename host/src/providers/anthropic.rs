@@ -35,8 +35,8 @@ fn translate_err(provider: &str, e: TranslateError) -> ProviderError {
     }
 }
 
-impl Anthropic {
-    pub async fn call(
+impl super::Adapter for Anthropic {
+    async fn call(
         &self,
         provider: &str,
         timeouts: &Timeouts,

@@ -27,9 +27,11 @@ fn prompt_tokens(body: &serde_json::Value) -> u64 {
     u64::try_from(text.div_ceil(4) + count).unwrap_or(u64::MAX)
 }
 
-impl Fake {
-    pub async fn call(
+impl super::Adapter for Fake {
+    async fn call(
         &self,
+        _provider: &str,
+        _timeouts: &crate::config::Timeouts,
         deployment: &DeploymentConfig,
         req: &UpstreamRequest<'_>,
     ) -> Result<UpstreamReply, ProviderError> {
@@ -78,7 +80,9 @@ impl Fake {
             }
         }
     }
+}
 
+impl Fake {
     fn embeddings(&self, model: &str, body: &serde_json::Value) -> UpstreamReply {
         let inputs: Vec<String> = match body.get("input") {
             Some(serde_json::Value::String(s)) => vec![s.clone()],

@@ -32,8 +32,8 @@ pub(super) struct Local {
     pub models: HashMap<String, LocalModel>,
 }
 
-impl Local {
-    pub async fn call(
+impl super::Adapter for Local {
+    async fn call(
         &self,
         provider: &str,
         timeouts: &Timeouts,

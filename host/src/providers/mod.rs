@@ -186,10 +186,23 @@ type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Byte
 pub struct Provider {
     pub name: String,
     timeouts: Timeouts,
-    adapter: Adapter,
+    adapter: AnyAdapter,
 }
 
-enum Adapter {
+/// What every provider adapter does: one upstream call for a deployment, answered whole or as a stream of
+/// OpenAI-format events. A new wire format is one file with one `impl Adapter`, and one variant below.
+trait Adapter {
+    async fn call(
+        &self,
+        provider: &str,
+        timeouts: &Timeouts,
+        deployment: &DeploymentConfig,
+        req: &UpstreamRequest<'_>,
+    ) -> Result<UpstreamReply, ProviderError>;
+}
+
+/// The configured adapter of a provider.
+enum AnyAdapter {
     OpenAi(openai::OpenAi),
     Anthropic(anthropic::Anthropic),
     Fake(fake::Fake),
@@ -245,7 +258,7 @@ impl Provider {
         models: &LocalModels,
     ) -> Result<Provider, BuildError> {
         let adapter = match &cfg.kind {
-            ProviderKind::OpenAi { base_url, api_key } => Adapter::OpenAi(openai::OpenAi {
+            ProviderKind::OpenAi { base_url, api_key } => AnyAdapter::OpenAi(openai::OpenAi {
                 base_url: base_url.to_string(),
                 api_key: api_key.clone(),
                 client: http_client(&cfg.name, &cfg.timeouts)?,
@@ -254,16 +267,16 @@ impl Provider {
                 base_url,
                 api_key,
                 version,
-            } => Adapter::Anthropic(anthropic::Anthropic {
+            } => AnyAdapter::Anthropic(anthropic::Anthropic {
                 base_url: base_url.to_string(),
                 api_key: api_key.clone(),
                 version: version.clone(),
                 client: http_client(&cfg.name, &cfg.timeouts)?,
             }),
-            ProviderKind::Fake(script) => Adapter::Fake(fake::Fake {
+            ProviderKind::Fake(script) => AnyAdapter::Fake(fake::Fake {
                 script: script.clone(),
             }),
-            ProviderKind::Local(settings) => Adapter::Local(local::Local {
+            ProviderKind::Local(settings) => AnyAdapter::Local(local::Local {
                 models: load_local(settings, &cfg.name, deployments, models)?,
             }),
         };
@@ -281,10 +294,10 @@ impl Provider {
         req: &UpstreamRequest<'_>,
     ) -> Result<UpstreamReply, ProviderError> {
         match &self.adapter {
-            Adapter::OpenAi(a) => a.call(&self.name, &self.timeouts, deployment, req).await,
-            Adapter::Anthropic(a) => a.call(&self.name, &self.timeouts, deployment, req).await,
-            Adapter::Fake(f) => f.call(deployment, req).await,
-            Adapter::Local(l) => l.call(&self.name, &self.timeouts, deployment, req).await,
+            AnyAdapter::OpenAi(a) => a.call(&self.name, &self.timeouts, deployment, req).await,
+            AnyAdapter::Anthropic(a) => a.call(&self.name, &self.timeouts, deployment, req).await,
+            AnyAdapter::Fake(a) => a.call(&self.name, &self.timeouts, deployment, req).await,
+            AnyAdapter::Local(a) => a.call(&self.name, &self.timeouts, deployment, req).await,
         }
     }
 }
@@ -373,7 +386,7 @@ impl RoutingSnapshot {
         let mut snapshot = RoutingSnapshot::default();
         for p in &cfg.providers {
             let provider = Provider::build(p, &cfg.deployments, models)?;
-            if let Adapter::Local(local) = &provider.adapter
+            if let AnyAdapter::Local(local) = &provider.adapter
                 && snapshot.embedder.is_none()
             {
                 snapshot.embedder = cfg

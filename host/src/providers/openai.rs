@@ -18,8 +18,8 @@ pub(super) struct OpenAi {
     pub client: HttpsClient,
 }
 
-impl OpenAi {
-    pub async fn call(
+impl super::Adapter for OpenAi {
+    async fn call(
         &self,
         provider: &str,
         timeouts: &Timeouts,
