@@ -82,7 +82,7 @@ async fn create_demo_tenant(gateway: &str, token: &str) -> anyhow::Result<()> {
     let (_, key) =
         super::client::create_tenant_with_key(gateway, token, "demo", "demo", "owner").await?;
     println!(
-        "Created tenant `demo` with an API key (shown once):\n\n    {key}\n\nTry it:\n\n    curl {gateway}/v1/chat/completions \\\n      -H 'authorization: Bearer {key}' -H 'content-type: application/json' \\\n      -d '{{\"model\": \"auto\", \"messages\": [{{\"role\": \"user\", \"content\": \"What is the capital of France?\"}}]}}'\n"
+        "Created tenant `demo` with an API key (shown once):\n\n    {key}\n\nTry it:\n\n    curl {gateway}/v1/chat/completions \\\n      -H 'authorization: Bearer {key}' -H 'content-type: application/json' \\\n      -d '{{\"model\": \"auto\", \"max_tokens\": 64, \"messages\": [{{\"role\": \"user\", \"content\": \"Name three primary colors.\"}}]}}'\n"
     );
     Ok(())
 }
