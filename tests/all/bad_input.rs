@@ -444,3 +444,47 @@ async fn an_upstream_error_quoting_the_prompt_does_not_reach_the_client() {
         assert_eq!(up.hits(), 1);
     }
 }
+
+/// A body that never finishes is cut off at the read deadline on both planes (one body reader serves
+/// them): the data plane's chat completions and the control plane's operator endpoints alike answer 400.
+#[tokio::test]
+async fn a_body_that_never_finishes_is_refused_at_the_deadline_on_both_planes() {
+    let up = Upstream::ok().await;
+    let gw = TestGateway::start_with(
+        &format!(
+            "{}{}",
+            openai_provider("up", &up.url, ""),
+            deployment("small", "up", "m")
+        ),
+        "header_read_timeout_ms = 300",
+    )
+    .await;
+    let (tenant, _, key) = gw.tenant_key("acme").await;
+    let addr = gw.base.trim_start_matches("http://").to_owned();
+    for (path, token, method) in [
+        ("/v1/chat/completions".to_owned(), key.clone(), "POST"),
+        (
+            format!("/admin/v1/tenants/{tenant}/retention"),
+            crate::support::ADMIN_TOKEN.to_owned(),
+            "PUT",
+        ),
+    ] {
+        let mut sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"days\":"
+        );
+        sock.write_all(head.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), sock.read(&mut buf))
+            .await
+            .expect("answered within the deadline")
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(text.starts_with("HTTP/1.1 400"), "{path}: {text}");
+        assert!(
+            text.contains("timed out reading the request body"),
+            "{path}: {text}"
+        );
+    }
+}

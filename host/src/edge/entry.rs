@@ -227,14 +227,15 @@ async fn dispatch<B: RequestBody>(
         Target::Chat | Target::Embeddings => {
             let (parts, body) = req.into_parts();
             let read = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let body: BodyRead = {
-                let (headers, read) = (parts.headers.clone(), read.clone());
-                Box::pin(async move {
-                    read.store(true, std::sync::atomic::Ordering::Relaxed);
-                    check_content_type(&headers, "application/json")?;
-                    read_body(&app, &headers, body).await
-                })
-            };
+            let limit = usize::try_from(app.limits.max_body_bytes).unwrap_or(usize::MAX);
+            let body = body_read(
+                &app,
+                &parts.headers,
+                body,
+                Some("application/json"),
+                limit,
+                read.clone(),
+            );
             let reply = if route.target == Target::Chat {
                 pipeline::chat(ex, &parts.headers, body).await
             } else {
@@ -283,13 +284,15 @@ async fn control_plane<B: RequestBody>(
 ) -> Result<Response<Body>, ApiError> {
     let (parts, body) = req.into_parts();
     let limit = control::body_limit(&ex.app, endpoint);
-    let headers = parts.headers.clone();
-    let body: BodyRead = Box::pin(async move {
-        if let Some(media) = endpoint.media_type() {
-            check_content_type(&headers, media)?;
-        }
-        read_limited(&headers, body, limit).await
-    });
+    let read = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let body = body_read(
+        &ex.app,
+        &parts.headers,
+        body,
+        endpoint.media_type(),
+        limit,
+        read,
+    );
     let call = ControlRequest {
         headers: &parts.headers,
         params: route.params,
@@ -542,20 +545,32 @@ fn check_content_type(headers: &HeaderMap, mime: &str) -> Result<(), ApiError> {
 
 /// Reads a data-plane body up to the limit, within three times the header timeout (slow senders get the
 /// same allowance for the body as for the headers).
-async fn read_body<B: RequestBody>(
+/// The one way a handler, data plane or control plane, gets its request body: read only when it asks (after
+/// authenticating; `read` records that it did), of the media type `media` (415 otherwise), at most `limit`
+/// bytes (413, refused before being buffered), within the read deadline (400 past it).
+fn body_read<B: RequestBody>(
     app: &App,
     headers: &HeaderMap,
     body: B,
-) -> Result<Bytes, ApiError> {
-    let limit = usize::try_from(app.limits.max_body_bytes).unwrap_or(usize::MAX);
+    media: Option<&'static str>,
+    limit: usize,
+    read: Arc<std::sync::atomic::AtomicBool>,
+) -> BodyRead {
+    let headers = headers.clone();
     let deadline = app.limits.header_read_timeout * 3;
-    match tokio::time::timeout(deadline, read_limited(headers, body, limit)).await {
-        Ok(read) => read,
-        Err(_) => Err(ApiError::new(
-            ErrorCode::InvalidRequest,
-            "timed out reading the request body",
-        )),
-    }
+    Box::pin(async move {
+        read.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(media) = media {
+            check_content_type(&headers, media)?;
+        }
+        match tokio::time::timeout(deadline, read_limited(&headers, body, limit)).await {
+            Ok(read) => read,
+            Err(_) => Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                "timed out reading the request body",
+            )),
+        }
+    })
 }
 
 /// Reads a body of at most `limit` bytes; a larger one is refused without being buffered (the declared
