@@ -369,20 +369,12 @@ impl ChatModel {
     /// Tokenizes template text without adding special tokens (the special tokens it writes, such as
     /// `<|im_start|>`, are recognised).
     fn encode(&self, text: &str) -> Result<Vec<u32>, ChatError> {
-        let encoding = self
-            .tokenizer
-            .encode(text, false)
-            .map_err(|e| ChatError::Tokenizer(e.to_string()))?;
-        Ok(encoding.get_ids().to_vec())
+        ids(&self.tokenizer, text)
     }
 
     /// Tokenizes what someone else wrote: special tokens in it are text.
     fn encode_text(&self, text: &str) -> Result<Vec<u32>, ChatError> {
-        let encoding = self
-            .text_tokenizer
-            .encode(text, false)
-            .map_err(|e| ChatError::Tokenizer(e.to_string()))?;
-        Ok(encoding.get_ids().to_vec())
+        ids(&self.text_tokenizer, text)
     }
 
     /// Errors unless `prompt_tokens` plus one completion token fits the context.
@@ -398,6 +390,14 @@ impl ChatModel {
         }
         Ok(())
     }
+}
+
+/// `text`'s token ids by `tokenizer`, without added special tokens.
+fn ids(tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>, ChatError> {
+    let encoding = tokenizer
+        .encode(text, false)
+        .map_err(|e| ChatError::Tokenizer(e.to_string()))?;
+    Ok(encoding.get_ids().to_vec())
 }
 
 /// Quantized types whose CPU matmul is scalar on x86_64 in candle 0.11.
