@@ -16,7 +16,8 @@
 //! - [`admission`]: rate limits, concurrency, budgets and their covers, cost from usage.
 //! - [`cache`]: the response cache: tenant-scoped exact and semantic tiers, the guard, persistence.
 //! - [`providers`]: routing snapshot, provider adapters (openai, anthropic, local, fake), SSE.
-//! - [`inference`]: local models in this process (candle): chat, embedder, pinned files, fair workers.
+//! - [`inference`]: local models in this process, the `sluice-inference` crate (candle): chat, embedder,
+//!   pinned files, fair workers.
 //! - [`witness`]: witnessed checkpoints (C2SP tlog-witness): the witness, and the gateway's client of it.
 //! - [`audit`]: the per-tenant verifiable audit log: the sequencer here, the format and the verifier in the
 //!   `sluice-audit` crate.
@@ -39,7 +40,7 @@ pub mod control;
 pub mod edge;
 pub mod error;
 pub mod exchange;
-pub mod inference;
+pub use sluice_inference as inference;
 pub mod metrics;
 pub mod per_tenant;
 pub mod pipeline;
