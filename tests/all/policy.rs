@@ -1453,3 +1453,97 @@ async fn a_tenant_whose_calls_fill_its_line_of_the_pool_waits_alone() {
         0
     );
 }
+
+/// The review's attack on the shared queue: with `policies.queue = 16` and one tenant allowed all of it,
+/// tenants burning CPU in their `auth` policies kept the queue full and a quiet tenant's cheap `auth` answered
+/// 429 on 92–97% of its requests. Now the longest line gives way: the quiet tenant is never refused.
+async fn noisy_tenants_fill_the_queue_and_a_quiet_one_is_still_served(noisy: usize) {
+    let gw = std::sync::Arc::new(
+        TestGateway::start_changed(ROUTING, |c| {
+            c.policies.pool.queue = 16;
+            c.policies.pool.queue_per_tenant = 16;
+        })
+        .await,
+    );
+    let mut burners = Vec::new();
+    for i in 0..noisy {
+        let (tenant, _, key) = gw.tenant_key(&format!("noisy-{i}")).await;
+        let admin = key_with_role(&gw, &tenant, "admin").await;
+        assert_eq!(
+            upload(&gw, &admin, "auth", HOSTILE.to_vec()).await.status(),
+            201
+        );
+        burners.push(key);
+    }
+    let (quiet, _, quiet_key) = gw.tenant_key("quiet").await;
+    let quiet_admin = key_with_role(&gw, &quiet, "admin").await;
+    assert_eq!(
+        upload(&gw, &quiet_admin, "auth", HOSTILE.to_vec())
+            .await
+            .status(),
+        201
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = burners
+        .iter()
+        .flat_map(|key| (0..16).map(move |_| key.clone()))
+        .map(|key| {
+            let (gw, stop) = (gw.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut busy = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let resp = chat(&gw, &key, "auto", &[("hostile", "burn")]).await;
+                    busy += usize::from(resp.status() == 429);
+                }
+                busy
+            })
+        })
+        .collect();
+    // Let the burners fill the queue before the quiet tenant asks.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while metric_sum(&gw.metrics_text().await, "sluice_policy_waiting") < 12 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the burners never filled the queue"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        statuses.push(chat(&gw, &quiet_key, "auto", &[]).await.status().as_u16());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut refused = 0;
+    for l in load {
+        refused += l.await.unwrap();
+    }
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert!(
+        refused > 0,
+        "the burners were refused when the queue was full"
+    );
+    let metrics = gw.metrics_text().await;
+    assert_eq!(
+        metric_value(&metrics, "sluice_policy_calls", "quiet", "busy"),
+        0
+    );
+}
+
+/// The sum of a per-tenant gauge over every tenant.
+fn metric_sum(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter_map(|l| l.rsplit(' ').next()?.trim().parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_noisy_tenants_cannot_fill_the_policy_queue_against_a_quiet_one() {
+    noisy_tenants_fill_the_queue_and_a_quiet_one_is_still_served(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_noisy_tenants_cannot_fill_the_policy_queue_against_a_quiet_one() {
+    noisy_tenants_fill_the_queue_and_a_quiet_one_is_still_served(10).await;
+}
