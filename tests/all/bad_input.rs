@@ -6,12 +6,21 @@ use crate::support::upstream::Upstream;
 use crate::support::{TestGateway, chat_body, deployment, error_of, openai_provider};
 
 async fn gateway() -> (TestGateway, Upstream, String) {
+    gateway_with("").await
+}
+
+/// A gateway with one deployment on an instant upstream and `server_extra` in its `[server]` table, and a
+/// tenant key of `acme`.
+async fn gateway_with(server_extra: &str) -> (TestGateway, Upstream, String) {
     let up = Upstream::ok().await;
-    let gw = TestGateway::start(&format!(
-        "{}{}",
-        openai_provider("up", &up.url, ""),
-        deployment("small", "up", "m")
-    ))
+    let gw = TestGateway::start_with(
+        &format!(
+            "{}{}",
+            openai_provider("up", &up.url, ""),
+            deployment("small", "up", "m")
+        ),
+        server_extra,
+    )
     .await;
     let (_, _, key) = gw.tenant_key("acme").await;
     (gw, up, key)
@@ -95,17 +104,7 @@ async fn wrong_content_type_is_415() {
 
 #[tokio::test]
 async fn oversized_bodies_are_413_declared_or_streamed() {
-    let up = Upstream::ok().await;
-    let gw = TestGateway::start_with(
-        &format!(
-            "{}{}",
-            openai_provider("up", &up.url, ""),
-            deployment("small", "up", "m")
-        ),
-        "max_body_bytes = 4096",
-    )
-    .await;
-    let (_, _, key) = gw.tenant_key("acme").await;
+    let (gw, up, key) = gateway_with("max_body_bytes = 4096").await;
     let mut big = chat_body("small");
     big["messages"][0]["content"] = "x".repeat(10_000).into();
     let (status, err) = error_of(gw.post("/v1/chat/completions", &key, big.clone()).await).await;
@@ -449,17 +448,8 @@ async fn an_upstream_error_quoting_the_prompt_does_not_reach_the_client() {
 /// them): the data plane's chat completions and the control plane's operator endpoints alike answer 400.
 #[tokio::test]
 async fn a_body_that_never_finishes_is_refused_at_the_deadline_on_both_planes() {
-    let up = Upstream::ok().await;
-    let gw = TestGateway::start_with(
-        &format!(
-            "{}{}",
-            openai_provider("up", &up.url, ""),
-            deployment("small", "up", "m")
-        ),
-        "header_read_timeout_ms = 300",
-    )
-    .await;
-    let (tenant, _, key) = gw.tenant_key("acme").await;
+    let (gw, _up, _) = gateway_with("header_read_timeout_ms = 300").await;
+    let (tenant, _, key) = gw.tenant_key("globex").await;
     let addr = gw.base.trim_start_matches("http://").to_owned();
     for (path, token, method) in [
         ("/v1/chat/completions".to_owned(), key.clone(), "POST"),
