@@ -284,17 +284,7 @@ async fn an_answer_cut_short_by_a_budget_is_not_served_to_another_key() {
     .await;
     let gw = TestGateway::start_changed(&routing(&up), on).await;
     let (tenant, poor_id, poor) = gw.tenant_key("acme").await;
-    let rich: Value = gw
-        .admin(
-            reqwest::Method::POST,
-            &format!("/admin/v1/tenants/{tenant}/keys"),
-            Some(serde_json::json!({"name": "rich", "role": "member"})),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let rich = rich["key"].as_str().unwrap().to_owned();
+    let (_, rich) = gw.key(&tenant, "rich", "member").await;
     // $2 per Mtok of output: 120 micro-USD leaves the poor key about 50 output tokens.
     let resp = gw
         .admin(

@@ -350,17 +350,23 @@ impl Cache {
         })
     }
 
-    /// The request's plan under the tenant's settings and key secret, or why it bypasses the cache. `Err`
-    /// is a malformed threshold header.
+    /// The request's plan under the tenant's `settings` (as `settings` read them) and key secret, or why it
+    /// bypasses the cache. `Err` is a malformed threshold header.
     pub fn plan(
         &self,
         tenant: &str,
+        settings: &Settings,
         chat: &crate::wire::ChatRequest,
         headers: &http::HeaderMap,
         family: String,
     ) -> Result<Result<Plan, key::Bypass>, key::BadThreshold> {
-        let rules = self.settings(tenant).rules();
-        key::plan(chat, headers, family, rules, &self.tenant(tenant).secret)
+        key::plan(
+            chat,
+            headers,
+            family,
+            settings.rules(),
+            &self.tenant(tenant).secret,
+        )
     }
 
     /// The tenant's settings, with the operator's switch applied.

@@ -171,18 +171,23 @@ impl TestGateway {
             .await
             .unwrap();
         let tenant = t["id"].as_str().unwrap().to_owned();
+        let (id, key) = self.key(&tenant, "test", "member").await;
+        (tenant, id, key)
+    }
+
+    /// Creates a key of `role` for `tenant`; returns (key id, plaintext key).
+    pub async fn key(&self, tenant: &str, name: &str, role: &str) -> (String, String) {
         let k: serde_json::Value = self
             .admin(
                 reqwest::Method::POST,
                 &format!("/admin/v1/tenants/{tenant}/keys"),
-                Some(serde_json::json!({"name": "test", "role": "member"})),
+                Some(serde_json::json!({"name": name, "role": role})),
             )
             .await
             .json()
             .await
             .unwrap();
         (
-            tenant,
             k["id"].as_str().unwrap().to_owned(),
             k["key"].as_str().unwrap().to_owned(),
         )
@@ -192,17 +197,8 @@ impl TestGateway {
     /// (tenant id, admin key, member key).
     pub async fn tenant_admin_member(&self) -> (String, String, String) {
         let (tenant, _, member) = self.tenant_key("acme").await;
-        let k: serde_json::Value = self
-            .admin(
-                reqwest::Method::POST,
-                &format!("/admin/v1/tenants/{tenant}/keys"),
-                Some(serde_json::json!({"name": "auditor", "role": "admin"})),
-            )
-            .await
-            .json()
-            .await
-            .unwrap();
-        (tenant, k["key"].as_str().unwrap().to_owned(), member)
+        let (_, admin) = self.key(&tenant, "auditor", "admin").await;
+        (tenant, admin, member)
     }
 
     /// GETs a tenant path with a key, expecting 200, and returns the JSON body.

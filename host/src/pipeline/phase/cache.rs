@@ -48,7 +48,10 @@ async fn lookup(
         Some(c) => format!("{}/{}", call.model, c.tier.as_str()),
         None => call.model.clone(),
     };
-    let plan = match app.cache.plan(tenant, chat, call.headers, family) {
+    let plan = match app
+        .cache
+        .plan(tenant, &settings, chat, call.headers, family)
+    {
         Err(e) => {
             return Err(ApiError::invalid(
                 cache::key::THRESHOLD_HEADER,
